@@ -1,0 +1,1 @@
+"""meshlet.identity"""
