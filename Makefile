@@ -1,0 +1,44 @@
+# meshlet: the two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+STATE_DIR ?= /var/lib/meshlet
+DEBIAN_PACKAGES := iptables iproute2 curl procps util-linux ca-certificates
+BENCH_PACKAGES := nginx haproxy wrk
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-debian setup-python test demo down proto proto-check bench clean
+
+## setup: install everything the mesh and the tests need (Debian packages, Python package)
+setup: setup-debian setup-python
+
+setup-debian:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+setup-python:
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+## test: set up and run the whole suite (needs root: network namespaces and iptables)
+test: setup
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+## demo: start the local mesh with Bookinfo, drive traffic, print per-workload stats
+demo: setup
+	meshlet --state-dir $(STATE_DIR) up -f e2e/apps/bookinfo/
+	$(PYTHON) -m meshlet.e2e.demo --state-dir $(STATE_DIR) --duration 5
+	@echo
+	@echo "The mesh is still running. Try: meshlet get pods -n bookinfo; meshlet check"
+	@echo "Stop it with: make down   (or: meshlet down)"
+
+down:
+	meshlet --state-dir $(STATE_DIR) down
+
+## proto: regenerate api/gen from api/proto
+proto:
+	$(PYTHON) api/generate.py
+
+proto-check:
+	$(PYTHON) api/generate.py --check
