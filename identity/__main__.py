@@ -1,0 +1,133 @@
+"""`python -m meshlet.identity`: the identity control-plane service.
+
+Loads (or creates) the trust anchor and issuer, validates workload tokens
+against the store and signs proxies' CSRs over gRPC.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from grpclib.server import Server
+from prometheus_client import CollectorRegistry
+
+from meshlet.controller.config import LocalConfig
+from meshlet.controller.log import setup as setup_log
+
+from .admin import admin_app, split_hostport, start_admin
+from .errors import CaError
+from .issuer import CA, ensure_ca, load_ca
+from .server import IdentityMetrics, IdentityService
+from .spiffe import check_trust_domain
+from .validator import LocalTokenValidator
+
+DEFAULT_LISTEN = "198.18.0.1:8080"
+DEFAULT_ADMIN_PORT = 9990
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    state_dir: Path
+    listen: tuple[str, int]
+    admin_listen: tuple[str, int]
+    trust_domain: str
+    issuer_cert: Path | None
+    issuer_key: Path | None
+    trust_anchors: Path | None
+    log_level: str
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "store.db"
+
+    def load_ca(self) -> CA:
+        byo = (self.issuer_cert, self.issuer_key, self.trust_anchors)
+        if any(byo):
+            if not all(byo):
+                raise CaError("--issuer-cert, --issuer-key and --trust-anchors must be given together")
+            return load_ca(
+                anchors=self.trust_anchors,  # type: ignore[arg-type]
+                issuer_cert=self.issuer_cert,  # type: ignore[arg-type]
+                issuer_key=self.issuer_key,  # type: ignore[arg-type]
+                trust_domain=self.trust_domain,
+            )
+        return ensure_ca(self.state_dir / "identity", self.trust_domain)
+
+
+async def serve(settings: IdentitySettings) -> None:
+    from meshlet.controller.store import SqliteStore
+
+    log = setup_log("identity", settings.log_level)
+    ca = settings.load_ca()
+    store = SqliteStore(settings.db_path)
+    registry = CollectorRegistry()
+    service = IdentityService(
+        ca=ca, validator=LocalTokenValidator(store), metrics=IdentityMetrics.create(registry), log=log
+    )
+    server = Server([service])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    started = False
+    runner = await start_admin(admin_app(ready=lambda: started, registry=registry), *settings.admin_listen)
+    try:
+        await server.start(*settings.listen)
+        started = True
+        log.info("identity.started", listen=f"{settings.listen[0]}:{settings.listen[1]}",
+                 admin=f"{settings.admin_listen[0]}:{settings.admin_listen[1]}",
+                 trust_domain=settings.trust_domain, issuer=ca.issuer_cert.subject.rfc4514_string())
+        await stop.wait()
+        log.info("identity.stopping")
+    finally:
+        server.close()
+        await server.wait_closed()
+        await runner.cleanup()
+        await store.close()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="State dir (store.db, identity/); default $MESHLET_STATE_DIR or /var/lib/meshlet.")
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="gRPC address host:port.")
+@click.option("--admin-listen", default=None, help=f"Admin HTTP host:port [default: <listen host>:{DEFAULT_ADMIN_PORT}].")
+@click.option("--trust-domain", default=None, help="Trust domain [default: $MESHLET_TRUST_DOMAIN or cluster.local].")
+@click.option("--issuer-cert", type=click.Path(path_type=Path), default=None, help="Bring your own issuer certificate (PEM).")
+@click.option("--issuer-key", type=click.Path(path_type=Path), default=None, help="Bring your own issuer key (PEM, EC P-256).")
+@click.option("--trust-anchors", type=click.Path(path_type=Path), default=None, help="Trust anchors (PEM bundle).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+def main(state_dir: Path | None, listen: str, admin_listen: str | None, trust_domain: str | None,
+         issuer_cert: Path | None, issuer_key: Path | None, trust_anchors: Path | None, log_level: str) -> None:
+    cfg = LocalConfig.from_env(state_dir)
+    try:
+        listen_addr = split_hostport(listen, what="--listen")
+        admin_addr = split_hostport(admin_listen or f"{listen_addr[0]}:{DEFAULT_ADMIN_PORT}", what="--admin-listen")
+        settings = IdentitySettings(
+            state_dir=cfg.state_dir,
+            listen=listen_addr,
+            admin_listen=admin_addr,
+            trust_domain=check_trust_domain(trust_domain or cfg.trust_domain),
+            issuer_cert=issuer_cert,
+            issuer_key=issuer_key,
+            trust_anchors=trust_anchors,
+            log_level=log_level,
+        )
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        asyncio.run(serve(settings))
+    except CaError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except OSError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
