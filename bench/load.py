@@ -1,0 +1,108 @@
+"""Load generators: oha at a fixed rate (coordinated omission corrected) and wrk
+closed loop for maximum throughput. Command building and output parsing are pure.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class LoadError(RuntimeError):
+    """A load tool failed or printed something we cannot read."""
+
+
+@dataclass(frozen=True)
+class FixedRate:
+    """One open-loop run at `rate` requests/s (latencies in milliseconds)."""
+
+    rate: int
+    requests: int
+    achieved_rps: float
+    success_rate: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    errors: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    """One wrk run: as fast as `connections` keep-alive connections go."""
+
+    connections: int
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def oha_cmd(oha: Path, url: str, *, rate: int, seconds: int, connections: int) -> list[str]:
+    return [
+        str(oha), "--no-tui", "--output-format", "json",
+        "-z", f"{seconds}s", "-q", str(rate), "--latency-correction",
+        "-c", str(connections), "--disable-compression", url,
+    ]
+
+
+def parse_oha(rate: int, text: str) -> FixedRate:
+    try:
+        doc = json.loads(text)
+        summary = doc["summary"]
+        pct = doc["latencyPercentiles"]
+        statuses = {str(k): int(v) for k, v in (doc.get("statusCodeDistribution") or {}).items()}
+        errors = {str(k): int(v) for k, v in (doc.get("errorDistribution") or {}).items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LoadError(f"cannot read oha's JSON output ({exc!r}): {text[:300]!r}") from exc
+    non_200 = {f"HTTP {k}": v for k, v in statuses.items() if k != "200"}
+
+    def ms(key: str) -> float:
+        value = pct.get(key)
+        if value is None:
+            raise LoadError(f"oha reported no {key} latency (no successful request?)")
+        return float(value) * 1000.0
+
+    return FixedRate(
+        rate=rate,
+        requests=sum(statuses.values()),
+        achieved_rps=float(summary.get("requestsPerSec") or 0.0),
+        success_rate=float(summary.get("successRate") or 0.0),
+        p50_ms=ms("p50"), p99_ms=ms("p99"), p999_ms=ms("p99.9"),
+        errors={**errors, **non_200},
+    )
+
+
+def wrk_cmd(url: str, *, seconds: int, connections: int, threads: int = 1) -> list[str]:
+    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _wrk_duration_ms(value: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if not m:
+        raise LoadError(f"unexpected wrk latency value {value!r}")
+    return float(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+def parse_wrk(connections: int, text: str) -> ClosedLoop:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    total = re.search(r"^\s*(\d+) requests in", text, re.M)
+    p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M)
+    if not (rps and total and p50 and p99):
+        raise LoadError(f"cannot read wrk output: {text[-400:]!r}")
+    errors = 0
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if sock:
+        errors += sum(int(g) for g in sock.groups())
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    return ClosedLoop(
+        connections=connections, requests=int(total.group(1)), rps=float(rps.group(1)),
+        p50_ms=_wrk_duration_ms(p50.group(1)), p99_ms=_wrk_duration_ms(p99.group(1)), errors=errors,
+    )

@@ -1,0 +1,91 @@
+"""Results of one benchmark run, as frozen dataclasses with a JSON round trip."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bench.load import ClosedLoop, FixedRate
+
+
+@dataclass(frozen=True)
+class SidecarStats:
+    side: str
+    start_to_ready_ms: float
+    rss_idle_mb: float
+    rss_load_mb: float
+    """Peak RSS sampled during the fixed-rate and closed-loop runs."""
+    cpu_us_per_request: float | None
+    """CPU time (user+system) per request during the highest fixed-rate run."""
+
+
+@dataclass(frozen=True)
+class PeerResult:
+    name: str
+    fixed: tuple[FixedRate, ...] = ()
+    closed: ClosedLoop | None = None
+    sidecars: tuple[SidecarStats, ...] = ()
+    error: str | None = None
+    """Why this peer could not be measured (the others still are)."""
+    note: str = ""
+
+    def at_rate(self, rate: int) -> FixedRate | None:
+        return next((f for f in self.fixed if f.rate == rate), None)
+
+
+@dataclass(frozen=True)
+class Machine:
+    nproc: int
+    cpu_model: str
+    kernel: str
+    python: str
+    tools: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Settings:
+    rates: tuple[int, ...]
+    seconds: int
+    warmup_seconds: int
+    connections: int
+    """oha connections at fixed rate."""
+    wrk_connections: int
+    client_cpus: str
+    server_cpus: str
+    server: str
+    """What answers the requests."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    date: str
+    command: str
+    machine: Machine
+    settings: Settings
+    peers: tuple[PeerResult, ...]
+
+    def peer(self, name: str) -> PeerResult | None:
+        return next((p for p in self.peers if p.name == name), None)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunResult":
+        doc: dict[str, Any] = json.loads(text)
+        peers = tuple(
+            PeerResult(
+                name=p["name"],
+                fixed=tuple(FixedRate(**f) for f in p["fixed"]),
+                closed=ClosedLoop(**p["closed"]) if p.get("closed") else None,
+                sidecars=tuple(SidecarStats(**s) for s in p["sidecars"]),
+                error=p.get("error"),
+                note=p.get("note", ""),
+            )
+            for p in doc["peers"]
+        )
+        settings = dict(doc["settings"])
+        settings["rates"] = tuple(settings["rates"])
+        return cls(date=doc["date"], command=doc["command"], machine=Machine(**doc["machine"]),
+                   settings=Settings(**settings), peers=peers)

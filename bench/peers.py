@@ -1,0 +1,169 @@
+"""The peers compared in one run: a direct connection and sidecar pairs.
+
+A peer starts its sidecars (server side first, then client side), waits until
+each is ready and yields the URL the client requests plus the sidecar processes
+to measure. nginx and haproxy pairs use the configs from `bench.configs` and the
+throw-away PKI from `bench.certs`; the meshlet pair lives in `bench.meshlet_peer`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ContextManager, Protocol
+
+from bench import configs
+from bench.certs import Pki
+from bench.procs import NetnsWorker, Proc, spawn, stop, tcp_accepts, wait_until
+from bench.topology import Topology
+
+SIDECAR_PORT_IN = 15080
+"""Client-side sidecars (nginx, haproxy) listen here on the client's loopback."""
+SIDECAR_PORT_MTLS = 15443
+"""Server-side sidecars (nginx, haproxy) take mTLS here on the server's address."""
+READY_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class BenchEnv:
+    """What every peer shares: namespaces, scratch dir, PKI, CPU placement."""
+
+    topo: Topology
+    workdir: Path
+    pki: Pki
+    backend_port: int = 8080
+    client_cpus: str = "0"
+    """Load tool and client-side sidecar."""
+    server_cpus: str = "1"
+    """Backend server and server-side sidecar."""
+    workers: dict[str, NetnsWorker] = field(default_factory=dict)
+    """One thread inside each namespace (by netns name), for readiness probes."""
+
+    def worker(self, netns: str) -> NetnsWorker:
+        return self.workers[netns]
+
+    @property
+    def direct_url(self) -> str:
+        return f"http://{self.topo.server.ip}:{self.backend_port}/"
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    side: str
+    """'client' or 'server'."""
+    proc: Proc
+    start_to_ready_ms: float
+
+
+@dataclass(frozen=True)
+class RunningPeer:
+    name: str
+    url: str
+    sidecars: tuple[Sidecar, ...]
+
+
+class Peer(Protocol):
+    name: str
+
+    def start(self, env: BenchEnv) -> ContextManager[RunningPeer]: ...
+
+
+def start_backend(env: BenchEnv) -> Proc:
+    """nginx returning a small body from memory: the neutral server of every peer."""
+    workdir = env.workdir / "backend"
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(configs.nginx_backend(workdir, env.backend_port))
+    proc = spawn("backend", ["nginx", "-p", str(workdir), "-e", "stderr", "-c", str(conf)],
+                 log=workdir / "log", netns=env.topo.server.netns, cpus=env.server_cpus)
+    worker = env.worker(env.topo.server.netns)
+    wait_until(lambda: worker.call(tcp_accepts, env.topo.server.ip, env.backend_port),
+               what="the backend server", timeout=READY_TIMEOUT, procs=[proc])
+    return proc
+
+
+def _start_listening(env: BenchEnv, *, name: str, side: str, argv: list[str], host: str, port: int,
+                     workdir: Path) -> Sidecar:
+    """Start one sidecar; ready means its listener accepts connections."""
+    netns = env.topo.client.netns if side == "client" else env.topo.server.netns
+    cpus = env.client_cpus if side == "client" else env.server_cpus
+    proc = spawn(f"{name}-{side}", argv, log=workdir / f"{side}.log", netns=netns, cpus=cpus)
+    worker = env.worker(netns)
+    try:
+        ready_at = wait_until(lambda: worker.call(tcp_accepts, host, port),
+                              what=f"{name} {side}-side listener {host}:{port}", timeout=READY_TIMEOUT, procs=[proc])
+    except BaseException:
+        stop(proc)
+        raise
+    return Sidecar(side=side, proc=proc, start_to_ready_ms=(ready_at - proc.started_at) * 1000.0)
+
+
+class DirectPeer:
+    """The client talks straight to the server: the baseline."""
+
+    name = "direct"
+
+    @contextmanager
+    def start(self, env: BenchEnv) -> Iterator[RunningPeer]:
+        yield RunningPeer(name=self.name, url=env.direct_url, sidecars=())
+
+
+class _PairPeer:
+    """A client-side and a server-side instance of the same server software."""
+
+    name = ""
+
+    def _tls(self, env: BenchEnv, side: str) -> configs.TlsFiles:
+        own = env.pki.client if side == "client" else env.pki.server
+        peer_name = "server.bench" if side == "client" else "client.bench"
+        return configs.TlsFiles(cert=own.cert, key=own.key, chain=own.chain, ca=env.pki.ca, peer_name=peer_name)
+
+    def _hops(self, env: BenchEnv) -> tuple[configs.Hop, configs.Hop]:
+        client = configs.Hop("127.0.0.1", SIDECAR_PORT_IN, env.topo.server.ip, SIDECAR_PORT_MTLS)
+        server = configs.Hop(env.topo.server.ip, SIDECAR_PORT_MTLS, "127.0.0.1", env.backend_port)
+        return client, server
+
+    def _argv(self, env: BenchEnv, side: str, hop: configs.Hop, workdir: Path) -> list[str]:
+        raise NotImplementedError
+
+    @contextmanager
+    def start(self, env: BenchEnv) -> Iterator[RunningPeer]:
+        workdir = env.workdir / self.name
+        workdir.mkdir(parents=True, exist_ok=True)
+        client_hop, server_hop = self._hops(env)
+        started: list[Sidecar] = []
+        try:
+            for side, hop in (("server", server_hop), ("client", client_hop)):
+                argv = self._argv(env, side, hop, workdir)
+                started.append(_start_listening(env, name=self.name, side=side, argv=argv,
+                                                host=hop.listen_host, port=hop.listen_port, workdir=workdir))
+            url = f"http://{client_hop.listen_host}:{client_hop.listen_port}/"
+            yield RunningPeer(name=self.name, url=url, sidecars=tuple(started))
+        finally:
+            for sidecar in reversed(started):
+                stop(sidecar.proc)
+
+
+class NginxPair(_PairPeer):
+    name = "nginx"
+
+    def _argv(self, env: BenchEnv, side: str, hop: configs.Hop, workdir: Path) -> list[str]:
+        sub = workdir / side
+        sub.mkdir(parents=True, exist_ok=True)
+        tls = self._tls(env, side)
+        text = configs.nginx_client_side(sub, hop, tls) if side == "client" else configs.nginx_server_side(sub, hop, tls)
+        conf = sub / "nginx.conf"
+        conf.write_text(text)
+        return ["nginx", "-p", str(sub), "-e", "stderr", "-c", str(conf)]
+
+
+class HaproxyPair(_PairPeer):
+    name = "haproxy"
+
+    def _argv(self, env: BenchEnv, side: str, hop: configs.Hop, workdir: Path) -> list[str]:
+        tls = self._tls(env, side)
+        text = configs.haproxy_client_side(hop, tls) if side == "client" else configs.haproxy_server_side(hop, tls)
+        conf = workdir / f"haproxy-{side}.cfg"
+        conf.write_text(text)
+        return ["haproxy", "-db", "-f", str(conf)]

@@ -1,0 +1,141 @@
+"""`python -m bench.run` (as root, from the repository root): the whole benchmark.
+
+Creates the two namespaces, the throw-away PKI and the backend server, then
+measures each peer in turn (direct, meshlet, nginx, haproxy), prints the tables,
+writes bench/results/<date>.json and regenerates the results section of
+docs/benchmarks.md. A peer that fails is reported as such; the others still run.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import report  # noqa: E402
+from bench.certs import generate  # noqa: E402
+from bench.measure import LoadPlan, measure  # noqa: E402
+from bench.model import PeerResult, RunResult, Settings  # noqa: E402
+from bench.peers import BenchEnv, DirectPeer, HaproxyPair, NginxPair, Peer, start_backend  # noqa: E402
+from bench.procs import NetnsWorker, stop  # noqa: E402
+from bench.tools import find_oha, machine, require  # noqa: E402
+from bench.topology import Topology, created  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "bench" / "results"
+DOC = REPO / "docs" / "benchmarks.md"
+PEER_NAMES = ("direct", "meshlet", "nginx", "haproxy")
+SERVER_DESCRIPTION = "nginx {version}, 1 worker, `return 200` of a 41-byte body from memory"
+
+
+def _peer(name: str) -> Peer:
+    if name == "meshlet":
+        from bench.meshlet_peer import MeshletPair
+
+        return MeshletPair()
+    return {"direct": DirectPeer, "nginx": NginxPair, "haproxy": HaproxyPair}[name]()
+
+
+def _csv_ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _csv_peers(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in PEER_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown peer(s) {unknown}; choose from {', '.join(PEER_NAMES)}")
+    return names
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--peers", type=_csv_peers, default=PEER_NAMES, help="comma-separated, default: all")
+    ap.add_argument("--rates", type=_csv_ints, default=(500, 2000), help="fixed rates in req/s (default 500,2000)")
+    ap.add_argument("--seconds", type=int, default=10, help="length of each measured run (default 10)")
+    ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds before the fixed-rate runs (default 2)")
+    ap.add_argument("--connections", type=int, default=32, help="oha connections (default 32)")
+    ap.add_argument("--wrk-connections", type=int, default=32, help="wrk connections (default 32)")
+    ap.add_argument("--client-cpus", default="0", help="taskset list for load tool + client-side sidecar")
+    ap.add_argument("--server-cpus", default="1", help="taskset list for server + server-side sidecar")
+    ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    ap.add_argument("--keep-workdir", action="store_true", help="keep configs and logs (printed path)")
+    return ap.parse_args(argv)
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace, command: str) -> RunResult:
+    require("ip", "taskset", "nginx", "haproxy", "wrk")
+    oha = find_oha()
+    mach = machine(oha)
+    plan = LoadPlan(rates=args.rates, seconds=args.seconds, warmup_seconds=args.warmup,
+                    connections=args.connections, wrk_connections=args.wrk_connections)
+    workdir = Path(tempfile.mkdtemp(prefix="meshlet-bench-"))
+    topo = Topology()
+    results: list[PeerResult] = []
+    with created(topo):
+        workers = {side.netns: NetnsWorker(side.netns) for side in topo.sides()}
+        env = BenchEnv(topo=topo, workdir=workdir, pki=generate(workdir / "pki"), client_cpus=args.client_cpus,
+                       server_cpus=args.server_cpus, workers=workers)
+        backend = start_backend(env)
+        try:
+            for name in args.peers:
+                try:
+                    results.append(measure(env, _peer(name), oha, plan, log))
+                except Exception as exc:  # one broken peer must not hide the others' numbers
+                    log(f"[{name}] FAILED: {exc}")
+                    results.append(PeerResult(name=name, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+        finally:
+            stop(backend)
+            for worker in workers.values():
+                worker.close()
+    if args.keep_workdir:
+        log(f"configs and logs kept in {workdir}")
+    else:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    settings = Settings(rates=plan.rates, seconds=plan.seconds, warmup_seconds=plan.warmup_seconds,
+                        connections=plan.connections, wrk_connections=plan.wrk_connections,
+                        client_cpus=args.client_cpus, server_cpus=args.server_cpus,
+                        server=SERVER_DESCRIPTION.format(version=mach.tools.get("nginx", "?")))
+    return RunResult(date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), command=command,
+                     machine=mach, settings=settings, peers=tuple(results))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("the benchmark needs root (network namespaces, iptables)", file=sys.stderr)
+        return 2
+    command = os.environ.get("BENCH_COMMAND") or "python -m bench.run " + shlex.join(sys.argv[1:] if argv is None else argv)
+    result = run(args, command.strip())
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / (dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".json")
+    out.write_text(result.to_json())
+    print(report.render_text(result))
+    print(f"results: {out}")
+    if not args.no_doc:
+        DOC.write_text(report.update_doc(DOC.read_text(), report.render_markdown(result)))
+        print(f"updated {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
