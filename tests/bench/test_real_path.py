@@ -1,0 +1,73 @@
+"""The harness through the real path: namespaces, backend, an mTLS sidecar pair, wrk."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from bench.certs import generate
+from bench.measure import LoadPlan, closed_loop, measure, verify
+from bench.peers import BenchEnv, HaproxyPair, NginxPair, start_backend
+from bench.procs import NetnsWorker, session_pids, stop
+from bench.tools import TOOLS_DIR
+from bench.topology import Side, Topology, created, teardown
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(any(shutil.which(p) is None for p in ("nginx", "haproxy", "wrk")),
+                       reason="nginx, haproxy and wrk are needed"),
+]
+
+# Own names so the test never meets a benchmark running at the same time.
+TOPO = Topology(bridge="mltbt0",
+                client=Side(netns="mltbt-client", veth="mltbtc0", ip="198.18.252.1"),
+                server=Side(netns="mltbt-server", veth="mltbts0", ip="198.18.252.2"))
+
+
+@pytest.fixture
+def env(tmp_path):
+    with created(TOPO):
+        workers = {s.netns: NetnsWorker(s.netns) for s in TOPO.sides()}
+        env = BenchEnv(topo=TOPO, workdir=tmp_path, pki=generate(tmp_path / "pki"), workers=workers)
+        backend = start_backend(env)
+        try:
+            yield env
+        finally:
+            stop(backend)
+            for w in workers.values():
+                w.close()
+
+
+@pytest.mark.parametrize("peer", [NginxPair(), HaproxyPair()], ids=lambda p: p.name)
+def test_sidecar_pair_forwards_over_mtls_and_is_stopped(env, peer):
+    with peer.start(env) as running:
+        assert [s.side for s in running.sidecars] == ["server", "client"]
+        assert all(s.start_to_ready_ms > 0 for s in running.sidecars)
+        verify(env, running)
+        # The server side refuses a client without a certificate: the hop really is mutual TLS.
+        curl = subprocess.run(
+            ["ip", "netns", "exec", TOPO.client.netns, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
+             "--max-time", "5", f"https://{TOPO.server.ip}:15443/"], capture_output=True, text=True, timeout=30)
+        assert curl.stdout.strip() in ("000", "400")
+        result = closed_loop(env, running.url, seconds=1, connections=4)
+        assert result.requests > 0 and result.errors == 0
+        pids = [s.proc.pid for s in running.sidecars]
+    assert all(not session_pids(pid) for pid in pids)
+
+
+def test_measure_whole_peer_with_oha_when_available(env):
+    oha = shutil.which("oha") or str(TOOLS_DIR / "bin" / "oha")
+    if not os.path.exists(oha):
+        pytest.skip("oha not built (make bench builds it)")
+    plan = LoadPlan(rates=(100,), seconds=1, warmup_seconds=0, connections=2, wrk_connections=2,
+                    idle_settle_seconds=0.0)
+    result = measure(env, NginxPair(), oha, plan, log=lambda m: None)  # type: ignore[arg-type]
+    assert result.error is None and result.fixed[0].requests > 0
+    assert result.closed is not None and result.closed.rps > 0
+    assert all(s.rss_idle_mb > 0 and s.rss_load_mb >= s.rss_idle_mb for s in result.sidecars)
+
+
+def test_teardown_is_idempotent():
+    teardown(TOPO)
+    teardown(TOPO)
