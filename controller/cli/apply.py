@@ -1,0 +1,122 @@
+"""`meshlet apply -f PATH...` and `meshlet delete (-f PATH... | KIND NAME [-n NS])`.
+
+Errors (bad manifests, refused requests) print `error: ...` and exit 1 with
+nothing changed; the store's all-or-nothing apply guarantees the latter.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import click
+
+from meshlet.controller.config import LocalConfig
+from meshlet.controller.model import DEFAULT_REGISTRY, ManifestError, Resource, UnknownKind, load_paths
+from meshlet.controller.store import StoreError, open_local_store
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _label(resource: Resource) -> str:
+    return f"{DEFAULT_REGISTRY.for_kind(resource.kind).display}/{resource.metadata.name}"
+
+
+def _load(files: Sequence[str]) -> list[Resource]:
+    warnings: list[str] = []
+    try:
+        resources = load_paths(list(files), warnings=warnings)
+    except ManifestError as e:
+        _fail(str(e))
+        raise AssertionError("unreachable")
+    for warning in warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    return resources
+
+
+async def _apply(cfg: LocalConfig, resources: list[Resource]) -> list[str]:
+    store = open_local_store(cfg)
+    try:
+        results = await store.apply(resources)
+    finally:
+        await store.close()
+    return [f"{_label(r.resource)} {r.action.value}" for r in results]
+
+
+@click.command()
+@click.option("-f", "--filename", "files", multiple=True, required=True, metavar="PATH",
+              help="Manifest file, directory of *.yaml/*.yml, or - for stdin (repeatable).")
+@click.pass_obj
+def apply(cfg: LocalConfig, files: tuple[str, ...]) -> None:
+    """Create or update resources from manifests (all-or-nothing)."""
+    resources = _load(files)
+    if not resources:
+        _fail(f"no objects passed to apply (in {', '.join(files)})")
+    try:
+        lines = asyncio.run(_apply(cfg, resources))
+    except StoreError as e:
+        _fail(str(e))
+        return
+    for line in lines:
+        click.echo(line)
+
+
+async def _delete(cfg: LocalConfig, targets: list[tuple[str, str | None, str]]) -> list[tuple[str, bool]]:
+    store = open_local_store(cfg, create=False)
+    out = []
+    try:
+        for kind, ns, name in targets:
+            info = DEFAULT_REGISTRY.for_kind(kind)
+            out.append((f"{info.display}/{name}", await store.delete(info.kind, ns, name)))
+    finally:
+        await store.close()
+    return out
+
+
+@click.command()
+@click.option("-f", "--filename", "files", multiple=True, metavar="PATH",
+              help="Delete the objects named in these manifests (repeatable).")
+@click.option("-n", "--namespace", default=None, help="Namespace of KIND NAME (default: default).")
+@click.option("--ignore-not-found", is_flag=True, help="Exit 0 even if an object does not exist.")
+@click.argument("args", nargs=-1)
+@click.pass_obj
+def delete(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, ignore_not_found: bool,
+           args: tuple[str, ...]) -> None:
+    """Delete resources: `delete -f PATH` or `delete KIND NAME... [-n NS]`."""
+    targets: list[tuple[str, str | None, str]] = []
+    if files and args:
+        _fail("give either -f PATH or KIND NAME, not both")
+    if files:
+        loaded = _load(files)
+        # contents before their namespaces, so deleting a namespace does not make them "not found"
+        loaded.sort(key=lambda r: r.kind == "Namespace")
+        targets = [(r.kind, r.metadata.namespace, r.metadata.name) for r in loaded]
+    elif len(args) >= 2:
+        try:
+            info = DEFAULT_REGISTRY.resolve(args[0])
+        except UnknownKind as e:
+            _fail(str(e))
+            return
+        targets = [(info.kind, namespace, name) for name in args[1:]]
+    else:
+        _fail("usage: meshlet delete -f PATH | meshlet delete KIND NAME [-n NS]")
+    if not cfg.db_path.exists():
+        _fail(f"no local mesh at {cfg.state_dir}: run `meshlet up`")
+    try:
+        results = asyncio.run(_delete(cfg, targets))
+    except StoreError as e:
+        _fail(str(e))
+        return
+    missing = False
+    for label, existed in results:
+        if existed:
+            click.echo(f"{label} deleted")
+        elif not ignore_not_found:
+            missing = True
+            click.echo(f'Error from server (NotFound): {label.split("/")[0]} "{label.split("/", 1)[1]}" not found',
+                       err=True)
+    if missing:
+        sys.exit(1)
