@@ -139,8 +139,8 @@ async def list_links(prefix: str) -> list[str]:
     return links
 
 
-async def cleanup_all(prefix: str, bridge: str, etc_netns: Path = ETC_NETNS) -> list[str]:
-    """Remove every netns, veth, name-file dir with our prefix and the bridge. Returns what was removed."""
+async def cleanup_all(prefix: str, bridge: str | None, etc_netns: Path = ETC_NETNS) -> list[str]:
+    """Remove every netns, veth, name-file dir with our prefix (and the bridge if given). Returns what was removed."""
     removed: list[str] = []
     for ns in await list_netns(prefix):
         await kill_netns_processes(ns)
@@ -149,7 +149,7 @@ async def cleanup_all(prefix: str, bridge: str, etc_netns: Path = ETC_NETNS) -> 
     for link in await list_links(prefix):
         await delete_link(link)
         removed.append(f"link {link}")
-    if await link_exists(bridge):
+    if bridge and await link_exists(bridge):
         await delete_link(bridge)
         removed.append(f"bridge {bridge}")
     if etc_netns.is_dir():
