@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from bench.load import ClosedLoop, FixedRate, LoadError, oha_cmd, parse_oha, parse_wrk, wrk_cmd
 from bench.model import PeerResult, SidecarStats
 from bench.peers import BenchEnv, Peer, RunningPeer
-from bench.procs import PeakSampler, http_get_status, pinned, session_cpu_seconds, session_rss
+from bench.procs import PeakSampler, http_get_status, pinned, tree_cpu_seconds, tree_rss
 
 MB = 1024 * 1024
 VERIFY_TIMEOUT = 30.0
@@ -39,8 +39,12 @@ class LoadPlan:
     idle_settle_seconds: float = 1.0
 
 
-def _load(env: BenchEnv, argv: list[str], timeout: float) -> str:
-    cmd = pinned(argv, netns=env.topo.client.netns, cpus=env.client_cpus)
+def _client_netns(env: BenchEnv, running: RunningPeer) -> str:
+    return running.client_netns or env.topo.client.netns
+
+
+def _load(env: BenchEnv, netns: str, argv: list[str], timeout: float) -> str:
+    cmd = pinned(argv, netns=netns, cpus=env.client_cpus)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -54,7 +58,7 @@ def verify(env: BenchEnv, running: RunningPeer) -> None:
     """Poll until one GET through the peer returns 200 (discovery may still be settling)."""
     url = urlsplit(running.url)
     host, port = url.hostname or "", url.port or 80
-    worker = env.worker(env.topo.client.netns)
+    worker = env.worker(_client_netns(env, running))
     deadline = time.monotonic() + VERIFY_TIMEOUT
     status: int | None = None
     while time.monotonic() < deadline:
@@ -65,41 +69,42 @@ def verify(env: BenchEnv, running: RunningPeer) -> None:
     raise VerifyError(f"GET {running.url} through {running.name} never returned 200 (last: {status})")
 
 
-def fixed_rate(env: BenchEnv, oha: Path, url: str, rate: int, seconds: int, connections: int) -> FixedRate:
-    out = _load(env, oha_cmd(oha, url, rate=rate, seconds=seconds, connections=connections), timeout=seconds + 60)
-    return parse_oha(rate, out)
+def fixed_rate(env: BenchEnv, running: RunningPeer, oha: Path, rate: int, seconds: int,
+               connections: int) -> FixedRate:
+    argv = oha_cmd(oha, running.url, rate=rate, seconds=seconds, connections=connections)
+    return parse_oha(rate, _load(env, _client_netns(env, running), argv, timeout=seconds + 60))
 
 
-def closed_loop(env: BenchEnv, url: str, seconds: int, connections: int) -> ClosedLoop:
-    return parse_wrk(connections, _load(env, wrk_cmd(url, seconds=seconds, connections=connections),
-                                        timeout=seconds + 60))
+def closed_loop(env: BenchEnv, running: RunningPeer, seconds: int, connections: int) -> ClosedLoop:
+    argv = wrk_cmd(running.url, seconds=seconds, connections=connections)
+    return parse_wrk(connections, _load(env, _client_netns(env, running), argv, timeout=seconds + 60))
 
 
 def measure(env: BenchEnv, peer: Peer, oha: Path, plan: LoadPlan, log: Logger) -> PeerResult:
     log(f"[{peer.name}] starting")
     with peer.start(env) as running:
         for s in running.sidecars:
-            log(f"[{peer.name}] {s.side}-side ready in {s.start_to_ready_ms:.0f} ms (pid {s.proc.pid})")
+            log(f"[{peer.name}] {s.side}-side ready in {s.start_to_ready_ms:.0f} ms (pid {s.pid})")
         verify(env, running)
         time.sleep(plan.idle_settle_seconds)
-        idle = {s.side: session_rss(s.proc.pid) for s in running.sidecars}
+        idle = {s.side: tree_rss(s.pid) for s in running.sidecars}
         if plan.warmup_seconds:
-            fixed_rate(env, oha, running.url, plan.rates[0], plan.warmup_seconds, plan.connections)
+            fixed_rate(env, running, oha, plan.rates[0], plan.warmup_seconds, plan.connections)
         fixed: list[FixedRate] = []
         cpu_per_req: dict[str, float] = {}
         with ExitStack() as stack:
-            peaks = {s.side: stack.enter_context(PeakSampler(lambda pid=s.proc.pid: session_rss(pid)))
+            peaks = {s.side: stack.enter_context(PeakSampler(lambda pid=s.pid: tree_rss(pid)))
                      for s in running.sidecars}
             for rate in plan.rates:
-                before = {s.side: session_cpu_seconds(s.proc.pid) for s in running.sidecars}
-                result = fixed_rate(env, oha, running.url, rate, plan.seconds, plan.connections)
-                after = {s.side: session_cpu_seconds(s.proc.pid) for s in running.sidecars}
+                before = {s.side: tree_cpu_seconds(s.pid) for s in running.sidecars}
+                result = fixed_rate(env, running, oha, rate, plan.seconds, plan.connections)
+                after = {s.side: tree_cpu_seconds(s.pid) for s in running.sidecars}
                 if result.requests:
                     cpu_per_req = {k: (after[k] - before[k]) / result.requests * 1e6 for k in before}
                 fixed.append(result)
                 log(f"[{peer.name}] {rate} req/s: p50 {result.p50_ms:.3f} p99 {result.p99_ms:.3f} "
                     f"p99.9 {result.p999_ms:.3f} ms, achieved {result.achieved_rps:.0f}/s")
-            closed = closed_loop(env, running.url, plan.seconds, plan.wrk_connections)
+            closed = closed_loop(env, running, plan.seconds, plan.wrk_connections)
             log(f"[{peer.name}] closed loop: {closed.rps:.0f} req/s")
         sidecars = tuple(
             SidecarStats(side=s.side, start_to_ready_ms=s.start_to_ready_ms, rss_idle_mb=idle[s.side] / MB,

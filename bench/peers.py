@@ -41,7 +41,15 @@ class BenchEnv:
     """One thread inside each namespace (by netns name), for readiness probes."""
 
     def worker(self, netns: str) -> NetnsWorker:
+        """The thread inside `netns`, created on first use (closed by `close_workers`)."""
+        if netns not in self.workers:
+            self.workers[netns] = NetnsWorker(netns)
         return self.workers[netns]
+
+    def close_workers(self) -> None:
+        for worker in self.workers.values():
+            worker.close()
+        self.workers.clear()
 
     @property
     def direct_url(self) -> str:
@@ -52,8 +60,11 @@ class BenchEnv:
 class Sidecar:
     side: str
     """'client' or 'server'."""
-    proc: Proc
+    pid: int
+    """Root of the sidecar's process tree (measured together)."""
     start_to_ready_ms: float
+    proc: Proc | None = None
+    """Set when the harness spawned it (and so stops it)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,8 @@ class RunningPeer:
     name: str
     url: str
     sidecars: tuple[Sidecar, ...]
+    client_netns: str | None = None
+    """Where the load tool runs; None: the bench client namespace."""
 
 
 class Peer(Protocol):
@@ -96,7 +109,7 @@ def _start_listening(env: BenchEnv, *, name: str, side: str, argv: list[str], ho
     except BaseException:
         stop(proc)
         raise
-    return Sidecar(side=side, proc=proc, start_to_ready_ms=(ready_at - proc.started_at) * 1000.0)
+    return Sidecar(side=side, pid=proc.pid, proc=proc, start_to_ready_ms=(ready_at - proc.started_at) * 1000.0)
 
 
 class DirectPeer:
@@ -142,7 +155,8 @@ class _PairPeer:
             yield RunningPeer(name=self.name, url=url, sidecars=tuple(started))
         finally:
             for sidecar in reversed(started):
-                stop(sidecar.proc)
+                if sidecar.proc is not None:
+                    stop(sidecar.proc)
 
 
 class NginxPair(_PairPeer):

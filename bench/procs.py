@@ -127,14 +127,32 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def session_rss(sid: int) -> int:
-    return sum(rss_bytes(pid) for pid in session_pids(sid))
+def tree_pids(root: int) -> list[int]:
+    """`root` and all its live descendants (nginx master and workers, say)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    if _stat_fields(root) is None:
+        return []
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
 
 
-def session_cpu_seconds(sid: int) -> float:
-    """User + system CPU time of the session's live processes."""
+def tree_rss(root: int) -> int:
+    return sum(rss_bytes(pid) for pid in tree_pids(root))
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU time of the process tree's live processes."""
     total = 0
-    for pid in session_pids(sid):
+    for pid in tree_pids(root):
         fields = _stat_fields(pid)
         if fields is not None:
             total += int(fields[11]) + int(fields[12])  # utime, stime

@@ -24,7 +24,7 @@ from bench.certs import generate  # noqa: E402
 from bench.measure import LoadPlan, measure  # noqa: E402
 from bench.model import PeerResult, RunResult, Settings  # noqa: E402
 from bench.peers import BenchEnv, DirectPeer, HaproxyPair, NginxPair, Peer, start_backend  # noqa: E402
-from bench.procs import NetnsWorker, stop  # noqa: E402
+from bench.procs import stop  # noqa: E402
 from bench.tools import find_oha, machine, require  # noqa: E402
 from bench.topology import Topology, created  # noqa: E402
 
@@ -90,9 +90,8 @@ def run(args: argparse.Namespace, command: str) -> RunResult:
     topo = Topology()
     results: list[PeerResult] = []
     with created(topo):
-        workers = {side.netns: NetnsWorker(side.netns) for side in topo.sides()}
         env = BenchEnv(topo=topo, workdir=workdir, pki=generate(workdir / "pki"), client_cpus=args.client_cpus,
-                       server_cpus=args.server_cpus, workers=workers)
+                       server_cpus=args.server_cpus)
         backend = start_backend(env)
         try:
             for name in args.peers:
@@ -103,8 +102,7 @@ def run(args: argparse.Namespace, command: str) -> RunResult:
                     results.append(PeerResult(name=name, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
         finally:
             stop(backend)
-            for worker in workers.values():
-                worker.close()
+            env.close_workers()
     if args.keep_workdir:
         log(f"configs and logs kept in {workdir}")
     else:

@@ -8,7 +8,7 @@ import pytest
 from bench.certs import generate
 from bench.measure import LoadPlan, closed_loop, measure, verify
 from bench.peers import BenchEnv, HaproxyPair, NginxPair, start_backend
-from bench.procs import NetnsWorker, session_pids, stop
+from bench.procs import session_pids, stop
 from bench.tools import TOOLS_DIR
 from bench.topology import Side, Topology, created, teardown
 
@@ -28,15 +28,13 @@ TOPO = Topology(bridge="mltbt0",
 @pytest.fixture
 def env(tmp_path):
     with created(TOPO):
-        workers = {s.netns: NetnsWorker(s.netns) for s in TOPO.sides()}
-        env = BenchEnv(topo=TOPO, workdir=tmp_path, pki=generate(tmp_path / "pki"), workers=workers)
+        env = BenchEnv(topo=TOPO, workdir=tmp_path, pki=generate(tmp_path / "pki"))
         backend = start_backend(env)
         try:
             yield env
         finally:
             stop(backend)
-            for w in workers.values():
-                w.close()
+            env.close_workers()
 
 
 @pytest.mark.parametrize("peer", [NginxPair(), HaproxyPair()], ids=lambda p: p.name)
@@ -50,9 +48,9 @@ def test_sidecar_pair_forwards_over_mtls_and_is_stopped(env, peer):
             ["ip", "netns", "exec", TOPO.client.netns, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
              "--max-time", "5", f"https://{TOPO.server.ip}:15443/"], capture_output=True, text=True, timeout=30)
         assert curl.stdout.strip() in ("000", "400")
-        result = closed_loop(env, running.url, seconds=1, connections=4)
+        result = closed_loop(env, running, seconds=1, connections=4)
         assert result.requests > 0 and result.errors == 0
-        pids = [s.proc.pid for s in running.sidecars]
+        pids = [s.pid for s in running.sidecars]
     assert all(not session_pids(pid) for pid in pids)
 
 
