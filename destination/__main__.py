@@ -1,0 +1,120 @@
+"""`python -m meshlet.destination`: the destination control-plane service.
+
+Watches Services and Pods in the store and streams endpoints to proxies.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from grpclib.server import Server
+from prometheus_client import CollectorRegistry
+
+from meshlet.controller.config import LocalConfig
+from meshlet.controller.log import setup as setup_log
+from meshlet.identity.admin import admin_app, split_hostport, start_admin
+
+from .server import DEFAULT_QUEUE_CAPACITY, DestinationMetrics, DestinationService
+from .watcher import EndpointsWatcher
+
+DEFAULT_LISTEN = "198.18.0.1:8086"
+DEFAULT_ADMIN_PORT = 9996
+
+
+@dataclass(frozen=True)
+class DestinationSettings:
+    state_dir: Path
+    listen: tuple[str, int]
+    admin_listen: tuple[str, int]
+    trust_domain: str
+    stream_queue_capacity: int
+    log_level: str
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "store.db"
+
+
+async def serve(settings: DestinationSettings) -> None:
+    from meshlet.controller.store import SqliteStore
+
+    log = setup_log("destination", settings.log_level)
+    store = SqliteStore(settings.db_path)
+    registry = CollectorRegistry()
+    watcher = EndpointsWatcher(trust_domain=settings.trust_domain, log=log)
+    service = DestinationService(
+        watcher=watcher,
+        metrics=DestinationMetrics.create(registry),
+        log=log,
+        queue_capacity=settings.stream_queue_capacity,
+    )
+    server = Server([service])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    serving = False
+    runner = await start_admin(admin_app(ready=lambda: serving and watcher.ready, registry=registry),
+                               *settings.admin_listen)
+    watch_task = asyncio.create_task(watcher.run(store), name="endpoints-watcher")
+    try:
+        await server.start(*settings.listen)
+        serving = True
+        log.info("destination.started", listen=f"{settings.listen[0]}:{settings.listen[1]}",
+                 admin=f"{settings.admin_listen[0]}:{settings.admin_listen[1]}", trust_domain=settings.trust_domain)
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({stopped, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+        if watch_task in done:
+            stopped.cancel()
+            watch_task.result()  # the watcher never ends on its own: surface why it did
+        log.info("destination.stopping")
+    finally:
+        watch_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch_task
+        server.close()
+        await server.wait_closed()
+        await runner.cleanup()
+        await store.close()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="State dir holding store.db; default $MESHLET_STATE_DIR or /var/lib/meshlet.")
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="gRPC address host:port.")
+@click.option("--admin-listen", default=None, help=f"Admin HTTP host:port [default: <listen host>:{DEFAULT_ADMIN_PORT}].")
+@click.option("--trust-domain", default=None, help="Trust domain [default: $MESHLET_TRUST_DOMAIN or cluster.local].")
+@click.option("--stream-queue-capacity", type=click.IntRange(min=1), default=DEFAULT_QUEUE_CAPACITY,
+              show_default=True, help="Updates buffered per Get stream before a slow client is disconnected.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+def main(state_dir: Path | None, listen: str, admin_listen: str | None, trust_domain: str | None,
+         stream_queue_capacity: int, log_level: str) -> None:
+    cfg = LocalConfig.from_env(state_dir)
+    try:
+        listen_addr = split_hostport(listen, what="--listen")
+        admin_addr = split_hostport(admin_listen or f"{listen_addr[0]}:{DEFAULT_ADMIN_PORT}", what="--admin-listen")
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    settings = DestinationSettings(
+        state_dir=cfg.state_dir,
+        listen=listen_addr,
+        admin_listen=admin_addr,
+        trust_domain=trust_domain or cfg.trust_domain,
+        stream_queue_capacity=stream_queue_capacity,
+        log_level=log_level,
+    )
+    try:
+        asyncio.run(serve(settings))
+    except OSError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
