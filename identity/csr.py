@@ -6,7 +6,7 @@ EC P-256 key, and asks for exactly one SAN: the URI of the requested identity.
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID
 
 from .errors import InvalidCsr
@@ -24,8 +24,8 @@ def check_csr(pem: bytes, identity: str, trust_domain: str) -> tuple[x509.Certif
         raise InvalidCsr(f"CSR is too large ({len(pem)} bytes, at most {MAX_CSR_BYTES})")
     try:
         csr = x509.load_pem_x509_csr(pem)
-    except ValueError as e:
-        raise InvalidCsr(f"CSR is not a PEM-encoded PKCS#10 request: {e}") from None
+    except ValueError:
+        raise InvalidCsr("CSR is not a PEM-encoded PKCS#10 certificate request") from None
     try:
         signature_ok = csr.is_signature_valid
     except Exception as e:  # noqa: BLE001 - unsupported algorithms raise various errors
@@ -37,7 +37,7 @@ def check_csr(pem: bytes, identity: str, trust_domain: str) -> tuple[x509.Certif
     except Exception as e:  # noqa: BLE001
         raise InvalidCsr(f"CSR public key cannot be read: {e}") from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise InvalidCsr(f"CSR key must be EC P-256, got {type(key).__name__.removeprefix('_')}")
+        raise InvalidCsr(f"CSR key must be EC P-256, got {_describe(key)}")
     if not isinstance(key.curve, ec.SECP256R1):
         raise InvalidCsr(f"CSR key must be EC P-256 (secp256r1), got curve {key.curve.name}")
     _check_san(csr, identity)
@@ -64,3 +64,9 @@ def _check_san(csr: x509.CertificateSigningRequest, identity: str) -> None:
         raise InvalidCsr(f"CSR SAN must be a URI, found {type(name).__name__}")
     if name.value != identity:
         raise InvalidCsr(f"CSR SAN {name.value!r} does not equal the requested identity {identity!r}")
+
+
+def _describe(key: object) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    return type(key).__name__.lstrip("_").removesuffix("PublicKey") or "an unknown key type"
