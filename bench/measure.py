@@ -84,7 +84,7 @@ def measure(env: BenchEnv, peer: Peer, oha: Path, plan: LoadPlan, log: Logger) -
     log(f"[{peer.name}] starting")
     with peer.start(env) as running:
         for s in running.sidecars:
-            log(f"[{peer.name}] {s.side}-side ready in {s.start_to_ready_ms:.0f} ms (pid {s.pid})")
+            log(f"[{peer.name}] {s.side}-side up (pid {s.pid}), start to ready {s.start_to_ready_ms:.0f} ms")
         verify(env, running)
         time.sleep(plan.idle_settle_seconds)
         idle = {s.side: tree_rss(s.pid) for s in running.sidecars}
@@ -106,13 +106,22 @@ def measure(env: BenchEnv, peer: Peer, oha: Path, plan: LoadPlan, log: Logger) -
                     f"p99.9 {result.p999_ms:.3f} ms, achieved {result.achieved_rps:.0f}/s")
             closed = closed_loop(env, running, plan.seconds, plan.wrk_connections)
             log(f"[{peer.name}] closed loop: {closed.rps:.0f} req/s")
+        note = getattr(peer, "note", "")
+        mtls_seen = getattr(peer, "mtls_seen", None)
+        if mtls_seen is not None and mtls_seen() is False:
+            note += "; WARNING: the server proxy's metrics show no inbound request with tls=\"true\""
+        ready_ms = {s.side: s.start_to_ready_ms for s in running.sidecars}
+        restart_timer = getattr(peer, "restart_to_ready_ms", None)
+        if restart_timer is not None:
+            for side in ready_ms:
+                ready_ms[side] = restart_timer(side)
+                log(f"[{peer.name}] {side}-side proxy restart: start to ready {ready_ms[side]:.0f} ms")
         sidecars = tuple(
-            SidecarStats(side=s.side, start_to_ready_ms=s.start_to_ready_ms, rss_idle_mb=idle[s.side] / MB,
+            SidecarStats(side=s.side, start_to_ready_ms=ready_ms[s.side], rss_idle_mb=idle[s.side] / MB,
                          rss_load_mb=max(peaks[s.side].peak, idle[s.side]) / MB,
                          cpu_us_per_request=cpu_per_req.get(s.side))
             for s in running.sidecars
         )
-        return PeerResult(name=peer.name, fixed=tuple(fixed), closed=closed, sidecars=sidecars,
-                          note=getattr(peer, "note", ""))
+        return PeerResult(name=peer.name, fixed=tuple(fixed), closed=closed, sidecars=sidecars, note=note)
 
 
