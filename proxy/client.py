@@ -1,0 +1,244 @@
+"""The upstream side of HTTP/1: a connection protocol, per-endpoint pools and the connector.
+
+`Upstream` frames responses with `ResponseFramer` and hands events to its
+current sink (the downstream connection that owns the exchange). `Pool`
+keeps idle keep-alive connections per endpoint; `Connector` opens plain or
+mTLS connections and checks the peer's SPIFFE id after the handshake.
+"""
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .errors import ConnectError, IdentityError, PeerIdentityError, ProtocolError
+from .http1 import ResponseData, ResponseEnd, ResponseFramer, ResponseHead, Upgraded
+from .identity import IdentityManager
+from .metrics import ProxyMetrics, TcpMetrics
+from .tlsctx import peer_uris
+
+
+class Sink(Protocol):
+    def up_head(self, up: "Upstream", head: ResponseHead) -> None: ...
+    def up_data(self, up: "Upstream", raw: bytes) -> None: ...
+    def up_end(self, up: "Upstream", leftover: bytes) -> None: ...
+    def up_upgraded(self, up: "Upstream") -> None: ...
+    def up_error(self, up: "Upstream", err: Exception) -> None: ...
+    def up_pause(self, paused: bool) -> None: ...
+
+
+class Upstream(asyncio.Protocol):
+    __slots__ = ("transport", "framer", "sink", "alive", "reused", "got_bytes", "idle_since", "metrics", "pool")
+
+    def __init__(self, metrics: TcpMetrics | None, pool: "Pool | None" = None) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.framer = ResponseFramer()
+        self.sink: Sink | None = None
+        self.alive = True
+        self.reused = False
+        self.got_bytes = False
+        self.idle_since = 0.0
+        self.metrics = metrics
+        self.pool = pool
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self.metrics is not None:
+            self.metrics.opened()
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+        if self.metrics is not None:
+            self.metrics.write.inc(len(data))
+
+    def data_received(self, data: bytes) -> None:
+        if self.metrics is not None:
+            self.metrics.read.inc(len(data))
+        sink = self.sink
+        if sink is None:  # bytes while idle: not reusable
+            self.close()
+            return
+        self.got_bytes = True
+        try:
+            events = self.framer.feed(data)
+        except ProtocolError as e:
+            self.alive = False
+            sink.up_error(self, e)
+            return
+        for ev in events:
+            if self.sink is not sink:
+                return
+            if type(ev) is ResponseData:
+                sink.up_data(self, ev.raw)
+            elif type(ev) is ResponseHead:
+                sink.up_head(self, ev)
+            elif type(ev) is ResponseEnd:
+                sink.up_end(self, ev.leftover)
+            elif type(ev) is Upgraded:
+                sink.up_upgraded(self)
+                return
+
+    def eof_received(self) -> bool:
+        self._ended(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.metrics is not None and self.transport is not None:
+            self.metrics.closed("" if exc is None else type(exc).__name__)
+            self.metrics = None
+        self._ended(exc)
+        if self.pool is not None:
+            self.pool.forget(self)
+
+    def _ended(self, exc: Exception | None) -> None:
+        self.alive = False
+        sink = self.sink
+        if sink is None:
+            return
+        try:
+            events = self.framer.eof()
+        except ProtocolError as e:
+            self.sink = None
+            sink.up_error(self, e if exc is None else ConnectError(f"upstream connection lost: {exc}"))
+            return
+        for ev in events:
+            if type(ev) is ResponseEnd:
+                sink.up_end(self, b"")
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.up_pause(True)
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.up_pause(False)
+
+    def close(self) -> None:
+        self.alive = False
+        self.sink = None
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Connector:
+    """Opens connections to endpoints: mTLS when the endpoint has an identity, else plain."""
+
+    def __init__(self, idm: IdentityManager | None, timeout: float) -> None:
+        self.idm = idm
+        self.timeout = timeout
+
+    async def connect(self, ip: str, port: int, identity: str, server_name: str,
+                      factory: Callable[[], asyncio.Protocol]) -> tuple[asyncio.Transport, Any]:
+        loop = asyncio.get_running_loop()
+        ctx: ssl.SSLContext | None = None
+        if identity:
+            mat = self.idm.current if self.idm is not None else None
+            if mat is None:
+                raise IdentityError("no certificate yet: cannot open mTLS connections")
+            ctx = mat.client_ctx
+        try:
+            if ctx is None:
+                coro = loop.create_connection(factory, ip, port)
+            else:
+                coro = loop.create_connection(factory, ip, port, ssl=ctx, server_hostname=server_name or "",
+                                              ssl_handshake_timeout=self.timeout)
+            transport, proto = await asyncio.wait_for(coro, self.timeout)
+        except asyncio.TimeoutError:
+            raise ConnectError(f"connect to {ip}:{port} timed out") from None
+        except ssl.SSLError as e:
+            raise ConnectError(f"TLS handshake with {ip}:{port} failed: {e.reason or e}") from None
+        except OSError as e:
+            raise ConnectError(f"connect to {ip}:{port} failed: {e.strerror or e}") from None
+        if ctx is not None:
+            uris = peer_uris(transport.get_extra_info("peercert"))
+            if uris != [identity]:
+                transport.abort()
+                raise PeerIdentityError(f"{ip}:{port} presented {uris or 'no URI SAN'}, expected {identity}")
+        return transport, proto  # type: ignore[return-value]
+
+
+class Pool:
+    """Idle keep-alive connections to one endpoint."""
+
+    __slots__ = ("ip", "port", "identity", "server_name", "connector", "metrics", "idle", "max_idle",
+                 "idle_timeout")
+
+    def __init__(self, ip: str, port: int, identity: str, server_name: str, connector: Connector,
+                 metrics: TcpMetrics | None, *, max_idle: int = 64, idle_timeout: float = 60.0) -> None:
+        self.ip, self.port, self.identity, self.server_name = ip, port, identity, server_name
+        self.connector = connector
+        self.metrics = metrics
+        self.idle: list[Upstream] = []
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+
+    def take_idle(self) -> Upstream | None:
+        idle = self.idle
+        if not idle:
+            return None
+        now = time.monotonic()
+        while idle:
+            up = idle.pop()
+            if up.alive and now - up.idle_since < self.idle_timeout and up.transport is not None \
+                    and not up.transport.is_closing():
+                up.reused = True
+                return up
+            up.close()
+        return None
+
+    async def connect(self) -> Upstream:
+        _, up = await self.connector.connect(self.ip, self.port, self.identity, self.server_name,
+                                             lambda: Upstream(self.metrics, self))
+        up.reused = False
+        return up  # type: ignore[no-any-return]
+
+    def release(self, up: Upstream) -> None:
+        up.sink = None
+        up.got_bytes = False
+        if up.alive and up.framer.idle and len(self.idle) < self.max_idle and up.transport is not None \
+                and not up.transport.is_closing():
+            up.idle_since = time.monotonic()
+            self.idle.append(up)
+        else:
+            up.close()
+
+    def forget(self, up: Upstream) -> None:
+        try:
+            self.idle.remove(up)
+        except ValueError:
+            pass
+
+    def close(self) -> None:
+        for up in self.idle:
+            up.close()
+        self.idle.clear()
+
+
+class Pools:
+    """One `Pool` per (ip, port, identity, server_name)."""
+
+    def __init__(self, connector: Connector, metrics: ProxyMetrics, *, max_idle: int, idle_timeout: float) -> None:
+        self.connector = connector
+        self._metrics = metrics
+        self._pools: dict[tuple[str, int, str, str], Pool] = {}
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+
+    def get(self, ip: str, port: int, identity: str, server_name: str, tcp_labels: tuple[str, ...]) -> Pool:
+        key = (ip, port, identity, server_name)
+        p = self._pools.get(key)
+        if p is None:
+            if len(self._pools) > 4096:
+                for old in self._pools.values():
+                    old.close()
+                self._pools.clear()
+            p = self._pools[key] = Pool(ip, port, identity, server_name, self.connector,
+                                        self._metrics.tcp(tcp_labels), max_idle=self.max_idle,
+                                        idle_timeout=self.idle_timeout)
+        return p
+
+    def close(self) -> None:
+        for p in self._pools.values():
+            p.close()

@@ -1,0 +1,363 @@
+"""HTTP/1.x framing, pure: feed bytes, get events. No sockets here.
+
+* `RequestParser` wraps httptools (llhttp) for requests coming from clients.
+  Events: `RequestHead`, `Body`, `RequestEnd`, `Upgrade` (bytes after an
+  Upgrade/CONNECT request's head belong to the next protocol).
+* `ResponseFramer` finds the boundaries of responses coming from servers and
+  hands the *raw* bytes back for forwarding (no re-encoding): Content-Length,
+  chunked, close-delimited, HEAD, 1xx, 101, 204/304.
+
+Malformed input raises `ProtocolError` naming what is wrong.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import httptools
+
+from .errors import ProtocolError
+
+MAX_HEAD = 64 * 1024
+
+
+# === request side ===
+
+@dataclass(slots=True)
+class RequestHead:
+    method: bytes
+    target: bytes
+    version: str
+    headers: list[tuple[bytes, bytes]]
+    keep_alive: bool
+    upgrade: bool
+    chunked: bool
+    host: bytes
+
+    def serialize(self) -> bytes:
+        """The head as it goes upstream (same version and headers as received)."""
+        parts = [self.method, b" ", self.target, b" HTTP/", self.version.encode(), b"\r\n"]
+        for name, value in self.headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+
+@dataclass(slots=True)
+class Body:
+    data: bytes
+
+
+@dataclass(slots=True)
+class RequestEnd:
+    pass
+
+
+@dataclass(slots=True)
+class Upgrade:
+    rest: bytes
+    """Bytes after the upgrade request (already the new protocol)."""
+
+
+REQUEST_END = RequestEnd()
+RequestEvent = RequestHead | Body | RequestEnd | Upgrade
+
+
+class RequestParser:
+    """Parses a client's byte stream into request events (pipelining included)."""
+
+    __slots__ = ("_p", "_events", "_url", "_headers", "_head_size")
+
+    def __init__(self) -> None:
+        self._p = httptools.HttpRequestParser(self)
+        self._events: list[RequestEvent] = []
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+
+    def feed(self, data: bytes) -> list[RequestEvent]:
+        events = self._events = []
+        try:
+            self._p.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            offset = e.args[0] if e.args and isinstance(e.args[0], int) else len(data)
+            events.append(Upgrade(data[offset:]))
+        except httptools.HttpParserError as e:
+            raise ProtocolError(f"malformed HTTP request: {e}") from None
+        return events
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+        if self._head_size > MAX_HEAD:
+            raise ProtocolError("request head too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._head_size += len(name) + len(value)
+        if self._head_size > MAX_HEAD:
+            raise ProtocolError("request head too large")
+
+    def on_headers_complete(self) -> None:
+        p = self._p
+        host = b""
+        chunked = False
+        for name, value in self._headers:
+            n = name.lower()
+            if n == b"host":
+                host = value
+            elif n == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        self._events.append(RequestHead(
+            method=p.get_method(), target=self._url, version=p.get_http_version(), headers=self._headers,
+            keep_alive=p.should_keep_alive(), upgrade=p.should_upgrade(), chunked=chunked, host=host,
+        ))
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(Body(body))
+
+    def on_message_complete(self) -> None:
+        self._events.append(REQUEST_END)
+
+
+def encode_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+# === response side ===
+
+class _S(enum.Enum):
+    IDLE = 0
+    HEAD = 1
+    LENGTH = 2
+    CHUNK_SIZE = 3
+    CHUNK_DATA = 4
+    CHUNK_CRLF = 5
+    TRAILERS = 6
+    UNTIL_CLOSE = 7
+    UPGRADED = 8
+    DONE = 9
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    keep_alive: bool
+    raw: bytes
+    informational: bool
+    """1xx other than 101: another head follows."""
+
+
+@dataclass(slots=True)
+class ResponseData:
+    raw: bytes
+
+
+@dataclass(slots=True)
+class ResponseEnd:
+    leftover: bytes
+    """Bytes after the end of the response (a well-behaved server sends none)."""
+
+
+@dataclass(slots=True)
+class Upgraded:
+    """101 Switching Protocols: every following byte belongs to the new protocol."""
+
+
+ResponseEvent = ResponseHead | ResponseData | ResponseEnd | Upgraded
+
+
+class ResponseFramer:
+    """Finds where one response ends; call `start()` before each request's response."""
+
+    __slots__ = ("_state", "_buf", "_remaining", "_head_request", "keep_alive", "status")
+
+    def __init__(self) -> None:
+        self._state = _S.IDLE
+        self._buf = b""
+        self._remaining = 0
+        self._head_request = False
+        self.keep_alive = True
+        self.status = 0
+
+    @property
+    def done(self) -> bool:
+        return self._state is _S.DONE
+
+    @property
+    def idle(self) -> bool:
+        return self._state in (_S.IDLE, _S.DONE)
+
+    def start(self, *, head_request: bool) -> None:
+        self._state = _S.HEAD
+        self._buf = b""
+        self._head_request = head_request
+        self.keep_alive = True
+        self.status = 0
+
+    def feed(self, data: bytes) -> list[ResponseEvent]:
+        st = self._state
+        if st is _S.UPGRADED or st is _S.UNTIL_CLOSE:
+            return [ResponseData(data)]
+        if st is _S.LENGTH:  # fast path: a body chunk
+            n = self._remaining
+            if len(data) < n:
+                self._remaining = n - len(data)
+                return [ResponseData(data)]
+        events: list[ResponseEvent] = []
+        if self._buf:
+            data = self._buf + data
+            self._buf = b""
+        pos = 0
+        end = len(data)
+        while pos < end or self._state in (_S.DONE,):
+            st = self._state
+            if st is _S.HEAD:
+                i = data.find(b"\r\n\r\n", pos)
+                if i < 0:
+                    if end - pos > MAX_HEAD:
+                        raise ProtocolError("response head too large")
+                    self._buf = data[pos:]
+                    return events
+                raw = data[pos:i + 4]
+                pos = i + 4
+                events.append(self._on_head(raw))
+                if self._state is _S.UPGRADED:
+                    events.append(Upgraded())
+                    if pos < end:
+                        events.append(ResponseData(data[pos:]))
+                    return events
+            elif st is _S.LENGTH:
+                take = min(self._remaining, end - pos)
+                events.append(ResponseData(data[pos:pos + take]))
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = _S.DONE
+            elif st is _S.CHUNK_SIZE:
+                i = data.find(b"\r\n", pos)
+                if i < 0:
+                    if end - pos > 4096:
+                        raise ProtocolError("chunk size line too long")
+                    self._buf = data[pos:]
+                    return events
+                line = data[pos:i].split(b";", 1)[0].strip()
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise ProtocolError(f"bad chunk size {line[:20]!r}") from None
+                if size < 0:
+                    raise ProtocolError("negative chunk size")
+                events.append(ResponseData(data[pos:i + 2]))
+                pos = i + 2
+                if size == 0:
+                    self._state = _S.TRAILERS
+                else:
+                    self._remaining = size
+                    self._state = _S.CHUNK_DATA
+            elif st is _S.CHUNK_DATA:
+                take = min(self._remaining, end - pos)
+                events.append(ResponseData(data[pos:pos + take]))
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = _S.CHUNK_CRLF
+                    self._remaining = 2
+            elif st is _S.CHUNK_CRLF:
+                take = min(self._remaining, end - pos)
+                expect = b"\r\n"[2 - self._remaining:2 - self._remaining + take]
+                if data[pos:pos + take] != expect:
+                    raise ProtocolError("chunk data not followed by CRLF")
+                events.append(ResponseData(data[pos:pos + take]))
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = _S.CHUNK_SIZE
+            elif st is _S.TRAILERS:
+                i = data.find(b"\r\n", pos)
+                if i < 0:
+                    if end - pos > MAX_HEAD:
+                        raise ProtocolError("trailers too large")
+                    self._buf = data[pos:]
+                    return events
+                events.append(ResponseData(data[pos:i + 2]))
+                empty = i == pos
+                pos = i + 2
+                if empty:
+                    self._state = _S.DONE
+            elif st is _S.DONE:
+                events.append(ResponseEnd(data[pos:]))
+                return events
+            elif st is _S.UNTIL_CLOSE:
+                events.append(ResponseData(data[pos:]))
+                return events
+            else:  # IDLE: bytes nobody asked for
+                raise ProtocolError("unexpected bytes from server with no request outstanding")
+        return events
+
+    def eof(self) -> list[ResponseEvent]:
+        """The server closed: ends a close-delimited body, else the response was cut short."""
+        if self._state is _S.UNTIL_CLOSE:
+            self._state = _S.DONE
+            return [ResponseEnd(b"")]
+        if self._state in (_S.IDLE, _S.DONE, _S.UPGRADED):
+            return []
+        raise ProtocolError("connection closed before the response was complete")
+
+    def _on_head(self, raw: bytes) -> ResponseHead:
+        lines = raw[:-4].split(b"\r\n")
+        status_line = lines[0]
+        parts = status_line.split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
+            raise ProtocolError(f"malformed status line {status_line[:60]!r}")
+        status = int(parts[1])
+        http10 = parts[0] == b"HTTP/1.0"
+        length = -1
+        chunked = False
+        conn = b""
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise ProtocolError(f"malformed header line {line[:60]!r}")
+            n = name.strip().lower()
+            if n == b"content-length":
+                try:
+                    v = int(value.strip())
+                except ValueError:
+                    raise ProtocolError(f"bad content-length {value.strip()[:20]!r}") from None
+                if v < 0 or (length >= 0 and v != length):
+                    raise ProtocolError("bad content-length")
+                length = v
+            elif n == b"transfer-encoding":
+                chunked = value.strip().lower().endswith(b"chunked")
+            elif n == b"connection":
+                conn = value.strip().lower()
+        keep_alive = (b"keep-alive" in conn) if http10 else (b"close" not in conn)
+        self.status = status
+        if 100 <= status < 200 and status != 101:
+            self._state = _S.HEAD  # the final response follows
+            return ResponseHead(status, keep_alive, raw, True)
+        self.keep_alive = keep_alive
+        if status == 101:
+            self._state = _S.UPGRADED
+            self.keep_alive = False
+        elif self._head_request or status in (204, 304):
+            self._state = _S.DONE
+        elif chunked:
+            self._state = _S.CHUNK_SIZE
+        elif length >= 0:
+            self._remaining = length
+            self._state = _S.LENGTH if length else _S.DONE
+        else:
+            self._state = _S.UNTIL_CLOSE
+            self.keep_alive = False
+        return ResponseHead(status, self.keep_alive, raw, False)

@@ -1,0 +1,175 @@
+"""The proxy's workload identity: key, CSR, Certify, renewal, TLS contexts.
+
+The EC P-256 key is generated in memory at start, never written, never sent;
+only a CSR leaves the process. The certificate is renewed at `renew_fraction`
+of its lifetime (retrying with backoff) and the SSL contexts are swapped
+atomically: new connections use the new ones, existing ones keep theirs.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import ssl
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .config import ProxyConfig
+from .errors import IdentityError
+from .metrics import ProxyMetrics
+from .tlsctx import client_context, server_context
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+
+
+def generate_key() -> "EllipticCurvePrivateKey":
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def build_csr(key: "EllipticCurvePrivateKey", identity: str) -> bytes:
+    """A PEM PKCS#10 request whose only SAN is the URI `identity`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    uri: str
+    leaf_pem: bytes
+    chain_pem: bytes
+    """Leaf first, then the intermediates."""
+    not_before: float
+    not_after: float
+    trust_fingerprint: str
+    """SHA-256 of the first trust anchor (DER)."""
+    server_ctx: ssl.SSLContext
+    client_ctx: ssl.SSLContext
+
+    def renew_at(self, fraction: float) -> float:
+        return self.not_before + (self.not_after - self.not_before) * fraction
+
+    def dump(self) -> dict[str, Any]:
+        return {"uri": self.uri, "not_after": int(self.not_after), "cert_pem": self.leaf_pem.decode(),
+                "trust_anchor_fingerprint": self.trust_fingerprint}
+
+
+def material_from(key: "EllipticCurvePrivateKey", identity: str, leaf_der: bytes, intermediates: list[bytes],
+                  trust_pem: bytes) -> TlsMaterial:
+    """Check the issued leaf against our key and identity and build both contexts."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        leaf = x509.load_der_x509_certificate(leaf_der)
+        chain = [x509.load_der_x509_certificate(d) for d in intermediates]
+    except ValueError as e:
+        raise IdentityError(f"identity returned an unreadable certificate: {e}") from None
+    pub = serialization.PublicFormat.SubjectPublicKeyInfo
+    if leaf.public_key().public_bytes(serialization.Encoding.DER, pub) != key.public_key().public_bytes(
+            serialization.Encoding.DER, pub):
+        raise IdentityError("issued certificate is not for our key")
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    except x509.ExtensionNotFound:
+        uris = []
+    if uris != [identity]:
+        raise IdentityError(f"issued certificate names {uris}, expected [{identity!r}]")
+    anchors = x509.load_pem_x509_certificates(trust_pem)
+    if not anchors:
+        raise IdentityError("trust anchors file holds no certificate")
+    pem = serialization.Encoding.PEM
+    leaf_pem = leaf.public_bytes(pem)
+    chain_pem = leaf_pem + b"".join(c.public_bytes(pem) for c in chain)
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    try:
+        server = server_context(chain_pem, key_pem, trust_pem)
+        client = client_context(chain_pem, key_pem, trust_pem)
+    except ssl.SSLError as e:
+        raise IdentityError(f"cannot build TLS contexts: {e}") from None
+    finally:
+        del key_pem
+    return TlsMaterial(
+        uri=identity, leaf_pem=leaf_pem, chain_pem=chain_pem,
+        not_before=leaf.not_valid_before_utc.timestamp(), not_after=leaf.not_valid_after_utc.timestamp(),
+        trust_fingerprint=hashlib.sha256(anchors[0].public_bytes(serialization.Encoding.DER)).hexdigest(),
+        server_ctx=server, client_ctx=client,
+    )
+
+
+class IdentityManager:
+    """Holds the current `TlsMaterial` (None until the first certificate)."""
+
+    def __init__(self, cfg: ProxyConfig, metrics: ProxyMetrics, log: Any) -> None:
+        self.cfg = cfg
+        self.current: TlsMaterial | None = None
+        self.ready = asyncio.Event()
+        self._metrics = metrics
+        self._log = log.bind(component="identity")
+        self._key: EllipticCurvePrivateKey | None = None
+        self.last_error = ""
+
+    async def run(self) -> None:
+        """Certify, then renew forever (cancel to stop)."""
+        cfg = self.cfg
+        with open(cfg.trust_anchors, "rb") as f:
+            trust_pem = f.read()
+        self._key = generate_key()
+        backoff = 0.2
+        while True:
+            try:
+                self.current = await self._certify(trust_pem)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any failure is retried, never fatal
+                self.last_error = str(e) or type(e).__name__
+                self._metrics.identity_certify_failures.labels(self._metrics.namespace, self._metrics.pod).inc()
+                self._log.warning("certify.failed", error=self.last_error, retry_in=round(backoff, 2))
+                delay = backoff * (0.5 + random.random())
+                if self.current is not None:  # never wait past expiry
+                    delay = min(delay, max(self.current.not_after - time.time(), 0.1))
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 0.2
+            self.last_error = ""
+            self.ready.set()
+            m = self.current
+            self._metrics.identity_cert_expiry.labels(self._metrics.namespace, self._metrics.pod).set(m.not_after)
+            self._log.info("certify.complete", identity=m.uri, not_after=int(m.not_after))
+            await asyncio.sleep(max(m.renew_at(cfg.renew_fraction) - time.time(), 1.0))
+
+    async def _certify(self, trust_pem: bytes) -> TlsMaterial:
+        from grpclib.client import Channel
+
+        from meshlet.api import identity_pb
+
+        cfg = self.cfg
+        assert self._key is not None and cfg.identity_addr is not None
+        try:
+            with open(cfg.token_file, "rb") as f:
+                token = f.read().strip()
+        except OSError as e:
+            raise IdentityError(f"cannot read token file {cfg.token_file}: {e.strerror}") from None
+        csr = build_csr(self._key, cfg.identity)
+        channel = Channel(cfg.identity_addr[0], cfg.identity_addr[1])
+        try:
+            stub = identity_pb.IdentityStub(channel)
+            resp = await stub.certify(identity_pb.CertifyRequest(
+                identity=cfg.identity, token=token, certificate_signing_request=csr), timeout=10)
+        finally:
+            channel.close()
+        return material_from(self._key, cfg.identity, resp.leaf_certificate,
+                             list(resp.intermediate_certificates), trust_pem)

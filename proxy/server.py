@@ -1,0 +1,390 @@
+"""The downstream side of HTTP/1: one protocol per accepted connection.
+
+Requests are parsed with `RequestParser`, routed (`Router`), forwarded on a
+pooled upstream connection and the raw response is streamed back. Requests
+are served one at a time in order (pipelined ones wait, reading pauses).
+Proxy errors become responses here, once, with `meshlet-proxy-error`.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import splice
+from .balance import PeakEwma
+from .client import Pool, Upstream
+from .errors import ConnectError, ProtocolError, ProxyError, error_response
+from .http1 import LAST_CHUNK, Body, RequestEnd, RequestHead, RequestParser, ResponseHead, Upgrade, encode_chunk
+from .metrics import RouteMetrics, TcpMetrics
+
+MAX_BUFFERED = 256 * 1024
+"""Request body bytes buffered before reading pauses (while the upstream connects)."""
+MAX_REPLAY = 64 * 1024
+
+
+@dataclass(slots=True)
+class ConnCtx:
+    direction: str
+    orig_ip: str
+    orig_port: int
+    tls: bool = False
+    client_id: str = ""
+
+
+@dataclass(slots=True)
+class Route:
+    pool: Pool
+    metrics: RouteMetrics
+    load: PeakEwma | None = None
+
+
+class Router(Protocol):
+    def route_now(self, head: RequestHead, ctx: ConnCtx) -> Route | None:
+        """The route when it is known without waiting (None: call `route`); raises ProxyError."""
+
+    async def route(self, head: RequestHead, ctx: ConnCtx) -> Route: ...
+
+    def error_metrics(self, head: RequestHead | None, ctx: ConnCtx) -> RouteMetrics: ...
+
+
+class Exchange:
+    __slots__ = ("head", "body", "buffered", "body_done", "upstream", "route", "start", "resp_started",
+                 "replay", "retried", "upgrade_buf", "status")
+
+    def __init__(self, head: RequestHead) -> None:
+        self.head = head
+        self.body: list[bytes] | None = []
+        self.buffered = 0
+        self.body_done = False
+        self.upstream: Upstream | None = None
+        self.route: Route | None = None
+        self.start = time.monotonic()
+        self.resp_started = False
+        self.replay: bytes | None = None
+        self.retried = False
+        self.upgrade_buf = b""
+        self.status = 0
+
+
+class HttpServer(asyncio.Protocol):
+    def __init__(self, router: Router, ctx: ConnCtx, metrics: TcpMetrics | None, conns: set[Any],
+                 log: Any) -> None:
+        self.router = router
+        self.ctx = ctx
+        self.metrics = metrics
+        self.parser = RequestParser()
+        self.queue: deque[Exchange] = deque()
+        self.reading: Exchange | None = None
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.upgrading = False
+        self.eof = False
+        self.draining = False
+        self.paused = False
+        self.input_dead = False
+        self._conns = conns
+        self._log = log
+        self._task: asyncio.Task[None] | None = None
+
+    # === downstream events ===
+
+    def attach(self, transport: asyncio.Transport, initial: bytes) -> None:
+        self.transport = transport
+        self._conns.add(self)
+        transport.set_protocol(self)
+        if initial:
+            self.data_received(initial)
+        if not self.closed:
+            transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.metrics is not None:
+            self.metrics.read.inc(len(data))
+        if self.closed or self.input_dead:
+            return
+        if self.upgrading:
+            ex = self.reading
+            if ex is not None and ex.upstream is not None:
+                ex.upstream.write(data)
+            elif ex is not None:
+                ex.upgrade_buf += data
+                self._maybe_pause(len(ex.upgrade_buf))
+            return
+        try:
+            events = self.parser.feed(data)
+        except ProtocolError as e:
+            self._bad_request(e)
+            return
+        for ev in events:
+            t = type(ev)
+            if t is Body:
+                ex = self.reading
+                assert ex is not None
+                if ex.body is None:  # streaming to the upstream
+                    ex.upstream.write(encode_chunk(ev.data) if ex.head.chunked else ev.data)  # type: ignore
+                else:
+                    ex.body.append(ev.data)
+                    ex.buffered += len(ev.data)
+                    self._maybe_pause(ex.buffered)
+            elif t is RequestHead:
+                ex = Exchange(ev)  # type: ignore[arg-type]
+                self.reading = ex
+                self.queue.append(ex)
+                if len(self.queue) == 1:
+                    self._start(ex)
+                elif not self.paused:
+                    self.paused = True
+                    self.transport.pause_reading()  # type: ignore[union-attr]
+            elif t is RequestEnd:
+                ex = self.reading
+                assert ex is not None
+                ex.body_done = True
+                if ex.body is None and ex.head.chunked and ex.upstream is not None:
+                    ex.upstream.write(LAST_CHUNK)
+            elif t is Upgrade:
+                self.upgrading = True
+                ex = self.reading
+                assert ex is not None
+                if ex.upstream is not None:
+                    ex.upstream.write(ev.rest)  # type: ignore[union-attr]
+                else:
+                    ex.upgrade_buf += ev.rest  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if not self.queue:
+            return False
+        return True  # half-closed: finish the responses first
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._conns.discard(self)
+        if self.metrics is not None:
+            self.metrics.closed("" if exc is None else type(exc).__name__)
+        if self._task is not None:
+            self._task.cancel()
+        for ex in self.queue:
+            if ex.upstream is not None:
+                if ex.route is not None and ex.route.load is not None and not ex.resp_started:
+                    ex.route.load.pending = max(ex.route.load.pending - 1, 0)
+                ex.upstream.close()
+        self.queue.clear()
+
+    def pause_writing(self) -> None:
+        ex = self.queue[0] if self.queue else None
+        if ex is not None and ex.upstream is not None and ex.upstream.transport is not None:
+            ex.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        ex = self.queue[0] if self.queue else None
+        if ex is not None and ex.upstream is not None and ex.upstream.transport is not None:
+            ex.upstream.transport.resume_reading()
+
+    def drain(self) -> None:
+        """Graceful shutdown: close now when idle, else after the current response."""
+        self.draining = True
+        if not self.queue and not self.closed:
+            self._close()
+
+    # === dispatch ===
+
+    def _maybe_pause(self, buffered: int) -> None:
+        if buffered > MAX_BUFFERED and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def _start(self, ex: Exchange) -> None:
+        ex.start = time.monotonic()
+        try:
+            route = self.router.route_now(ex.head, self.ctx)
+        except ProxyError as e:
+            self._local_error(ex, e)
+            return
+        if route is not None:
+            up = route.pool.take_idle()
+            if up is not None:
+                self._send(ex, route, up)
+                return
+        self._task = asyncio.get_running_loop().create_task(self._start_async(ex, route, None))
+
+    async def _start_async(self, ex: Exchange, route: Route | None, fresh: bool | None) -> None:
+        try:
+            if route is None:
+                route = await self.router.route(ex.head, self.ctx)
+            up = None if fresh else route.pool.take_idle()
+            if up is None:
+                up = await route.pool.connect()
+        except ProxyError as e:
+            self._task = None
+            if not self.closed:
+                self._local_error(ex, e)
+            return
+        self._task = None
+        if self.closed or not self.queue or self.queue[0] is not ex:
+            route.pool.release(up)
+            return
+        self._send(ex, route, up)
+
+    def _send(self, ex: Exchange, route: Route, up: Upstream) -> None:
+        ex.route = route
+        ex.upstream = up
+        up.sink = self
+        head = ex.head
+        up.framer.start(head_request=head.method == b"HEAD")
+        if ex.replay is None:
+            route.metrics.requests.inc()
+            if route.load is not None:
+                route.load.start()
+            parts = [head.serialize()]
+            body = ex.body or ()
+            if head.chunked:
+                parts += [encode_chunk(b) for b in body if b]
+                if ex.body_done:
+                    parts.append(LAST_CHUNK)
+            else:
+                parts += body
+            data = b"".join(parts)
+            if ex.body_done and len(data) <= MAX_REPLAY and not head.upgrade:
+                ex.replay = data
+        else:
+            data = ex.replay
+        ex.body = None
+        up.write(data)
+        if ex.upgrade_buf:
+            up.write(ex.upgrade_buf)
+            ex.upgrade_buf = b""
+        if self.paused and len(self.queue) == 1:
+            self.paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    # === upstream events (Sink) ===
+
+    def up_head(self, up: Upstream, head: ResponseHead) -> None:
+        ex = self.queue[0]
+        self._write(head.raw)
+        if head.informational:
+            return
+        ex.resp_started = True
+        ex.status = head.status
+        now = time.monotonic()
+        route = ex.route
+        assert route is not None
+        route.metrics.response(head.status, (now - ex.start) * 1000.0)
+        if route.load is not None:
+            route.load.end(now - ex.start, now)
+
+    def up_data(self, up: Upstream, raw: bytes) -> None:
+        self._write(raw)
+
+    def up_end(self, up: Upstream, leftover: bytes) -> None:
+        ex = self.queue.popleft()
+        route = ex.route
+        assert route is not None
+        keep_client = ex.head.keep_alive and up.framer.keep_alive and ex.body_done and not self.draining
+        if not leftover and ex.head.keep_alive and ex.body_done:
+            route.pool.release(up)
+        else:
+            up.close()
+        if not keep_client or (self.eof and not self.queue):
+            self._close()
+            return
+        self._next()
+
+    def up_upgraded(self, up: Upstream) -> None:
+        ex = self.queue.popleft()
+        self.queue.clear()
+        self.closed = True  # this protocol is done; the splice owns both transports now
+        self._conns.discard(self)
+        up_metrics = up.metrics
+        up.metrics = None
+        up.sink = None
+        splice.join(self.transport, self.metrics, up.transport, up_metrics)  # type: ignore[arg-type]
+        del ex
+
+    def up_error(self, up: Upstream, err: Exception) -> None:
+        if not self.queue:
+            return
+        ex = self.queue[0]
+        up.close()
+        if ex.resp_started:
+            self._close()  # the response is cut short: so is the client's connection
+            return
+        if up.reused and not up.got_bytes and ex.replay is not None and not ex.retried:
+            ex.retried = True  # a pooled connection the server had closed: once more on a fresh one
+            self._task = asyncio.get_running_loop().create_task(self._start_async(ex, ex.route, True))
+            return
+        if ex.route is not None and ex.route.load is not None:
+            now = time.monotonic()
+            ex.route.load.end(now - ex.start, now)
+        msg = str(err) if isinstance(err, ProxyError) else f"upstream failed: {err}"
+        self._local_error(ex, ConnectError(msg), counted=True)
+
+    def up_pause(self, paused: bool) -> None:
+        if self.transport is None or self.closed:
+            return
+        if paused:
+            self.transport.pause_reading()
+        elif not self.paused:
+            self.transport.resume_reading()
+
+    # === helpers ===
+
+    def _write(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+        if self.metrics is not None:
+            self.metrics.write.inc(len(data))
+
+    def _next(self) -> None:
+        if self.queue:
+            self._start(self.queue[0])
+        elif self.paused:
+            self.paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+        if self.draining and not self.queue:
+            self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _local_error(self, ex: Exchange, err: ProxyError, counted: bool = False) -> None:
+        """Answer the first queued exchange with a proxy-generated error."""
+        status = err.status
+        m = ex.route.metrics if ex.route is not None else self.router.error_metrics(ex.head, self.ctx)
+        if not counted:
+            m.requests.inc()
+        m.response(status, (time.monotonic() - ex.start) * 1000.0)
+        close = not (ex.body_done and ex.head.keep_alive and not ex.head.upgrade) or self.draining
+        self._log.debug("request.failed", error=str(err), status=status, authority=ex.head.host.decode("latin-1"))
+        self._write(error_response(status, str(err), close=close))
+        if self.queue and self.queue[0] is ex:
+            self.queue.popleft()
+        if close:
+            self.queue.clear()
+            self._close()
+            return
+        self._next()
+
+    def _bad_request(self, err: ProtocolError) -> None:
+        """Malformed input: 400 after the responses in progress, then close."""
+        self.upgrading = False
+        self.input_dead = True
+        if self.queue:
+            # let the in-flight exchange finish, drop the rest, and close afterwards
+            first = self.queue[0]
+            self.queue.clear()
+            self.queue.append(first)
+            first.head.keep_alive = False
+            self.draining = True
+            return
+        m = self.router.error_metrics(None, self.ctx)
+        m.requests.inc()
+        m.response(400, 0.0)
+        self._log.info("request.malformed", error=str(err), direction=self.ctx.direction)
+        self._write(error_response(400, str(err), close=True))
+        self._close()
