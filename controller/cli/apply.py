@@ -13,6 +13,7 @@ import click
 
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.model import DEFAULT_REGISTRY, ManifestError, Resource, UnknownKind, load_paths
+from meshlet.controller.model.registry import KindInfo
 from meshlet.controller.store import StoreError, open_local_store
 
 
@@ -64,13 +65,14 @@ def apply(cfg: LocalConfig, files: tuple[str, ...]) -> None:
         click.echo(line)
 
 
-async def _delete(cfg: LocalConfig, targets: list[tuple[str, str | None, str]]) -> list[tuple[str, bool]]:
+async def _delete(cfg: LocalConfig,
+                  targets: list[tuple[str, str | None, str]]) -> list[tuple[KindInfo, str, bool]]:
     store = open_local_store(cfg, create=False)
     out = []
     try:
         for kind, ns, name in targets:
             info = DEFAULT_REGISTRY.for_kind(kind)
-            out.append((f"{info.display}/{name}", await store.delete(info.kind, ns, name)))
+            out.append((info, name, await store.delete(info.kind, ns, name)))
     finally:
         await store.close()
     return out
@@ -111,12 +113,11 @@ def delete(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, igno
         _fail(str(e))
         return
     missing = False
-    for label, existed in results:
+    for info, name, existed in results:
         if existed:
-            click.echo(f"{label} deleted")
+            click.echo(f"{info.display}/{name} deleted")
         elif not ignore_not_found:
             missing = True
-            click.echo(f'Error from server (NotFound): {label.split("/")[0]} "{label.split("/", 1)[1]}" not found',
-                       err=True)
+            click.echo(f'Error from server (NotFound): {info.plural} "{name}" not found', err=True)
     if missing:
         sys.exit(1)

@@ -220,6 +220,8 @@ class _Decoder:
             if key_tp is str and not isinstance(key, str):
                 self.fail(join(path, str(key)), f"keys must be strings, got {describe(key)}")
                 continue
+            if key_tp is int and isinstance(key, str) and key.isdigit():
+                key = int(key)  # JSON (the store) spells integer keys as strings
             if key_tp is int and (not isinstance(key, int) or isinstance(key, bool)):
                 self.fail(join(path, str(key)), f"keys must be integers, got {describe(key)}")
                 continue
