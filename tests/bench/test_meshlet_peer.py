@@ -1,0 +1,37 @@
+"""Pure parts of the meshlet pair: manifests the mesh accepts, finding the Service VIP."""
+import json
+
+import yaml
+
+from bench.meshlet_peer import CLIENT, NAMESPACE, SERVER, _runtime_pids, manifests, service_ip_from_hosts
+
+SERVER_ARGV = ["taskset", "-c", "1", "nginx", "-p", "/tmp/x", "-e", "stderr", "-c", "/tmp/x/nginx.conf"]
+
+
+def test_manifests_are_accepted_by_the_mesh_model_and_runtime():
+    from meshlet.controller.local.spec import DeploymentSpec, ServiceSpec
+    from meshlet.controller.model.loader import load_text
+
+    text = manifests(SERVER_ARGV)
+    assert len(load_text(text, "bench.yaml")) == 6
+    docs = list(yaml.safe_load_all(text))
+    ns = next(d for d in docs if d["kind"] == "Namespace")
+    assert ns["metadata"] == {"name": NAMESPACE, "labels": {"istio-injection": "enabled"}}
+    deps = {d["metadata"]["name"]: DeploymentSpec.from_obj(d) for d in docs if d["kind"] == "Deployment"}
+    assert deps[SERVER].containers[0].argv == tuple(SERVER_ARGV)
+    assert deps[SERVER].service_account == SERVER and deps[CLIENT].service_account == CLIENT
+    svc = ServiceSpec.from_obj(next(d for d in docs if d["kind"] == "Service"))
+    assert svc.selects(NAMESPACE, deps[SERVER].labels) and not svc.selects(NAMESPACE, deps[CLIENT].labels)
+
+
+def test_service_ip_from_a_pods_hosts_file():
+    hosts = "127.0.0.1 localhost\n# comment bench-server\n198.18.254.7 bench-server bench-server.mltbench  # svc\n"
+    assert service_ip_from_hosts(hosts, "bench-server") == "198.18.254.7"
+    assert service_ip_from_hosts(hosts, "bench") is None
+
+
+def test_runtime_pids_only_from_pid_keys(tmp_path):
+    path = tmp_path / "runtime.json"
+    path.write_text(json.dumps({"identity": {"pid": 4242, "port": 8080}, "pids": [77, 1], "runtime_pid": 99}))
+    assert sorted(_runtime_pids(path)) == [77, 99, 4242]
+    assert _runtime_pids(tmp_path / "missing.json") == []
