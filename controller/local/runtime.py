@@ -32,7 +32,7 @@ from meshlet.controller.local.ipam import IpamError, IpamFile
 from meshlet.controller.local.pod import LocalPod, RuntimeSettings, pod_dir
 from meshlet.controller.local.resources import deployment_status, pod_resource, workload_token
 from meshlet.controller.local.spec import DeploymentSpec, ServiceSpec, SpecError
-from meshlet.controller.model import to_obj
+from meshlet.controller.model import DeploymentStatus, to_obj
 from meshlet.controller.store.base import Store
 from meshlet.controller.store.errors import StoreError
 from meshlet.injector.decide import InjectionError, decide
@@ -152,6 +152,9 @@ class Runtime:
                 await self.store.delete(kind, obj.namespace, obj.name)
         for key in self.ipam.keys():
             self.ipam.release(key)
+        deps, _ = await self.store.list("Deployment")
+        for d in deps:  # statuses of the previous run describe pods that are gone
+            await self.store.update_status(d.with_status(DeploymentStatus()))
         await netns.ensure_bridge(self.cfg.bridge, self.cfg.gateway_ip, self.cfg.pod_cidr)
 
     async def shutdown(self) -> None:
