@@ -90,6 +90,7 @@ class DestinationService(pb.DestinationBase):
         log: structlog.stdlib.BoundLogger,
         queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
         cluster_domain: str = "cluster.local",
+        overflow_grace: float = 1.0,
     ) -> None:
         if queue_capacity < 1:
             raise ValueError(f"stream queue capacity must be at least 1, got {queue_capacity}")
@@ -98,6 +99,7 @@ class DestinationService(pb.DestinationBase):
         self._log = log.bind(component="destination-server")
         self._capacity = queue_capacity
         self._cluster_domain = cluster_domain
+        self._overflow_grace = overflow_grace
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         # Get is served by our own handler, which needs the stream itself to end
@@ -141,22 +143,30 @@ class DestinationService(pb.DestinationBase):
             self._metrics.streams.dec()
             log.debug("get.ended")
 
-    @staticmethod
-    async def _pump(stream: "grpclib.server.Stream[pb.GetDestination, pb.Update]", listener: StreamListener) -> None:
+    async def _pump(self, stream: "grpclib.server.Stream[pb.GetDestination, pb.Update]", listener: StreamListener) -> None:
+        """Send queued updates until the queue overflows (then raise StreamOverflow) or the client leaves."""
+
         async def send_loop() -> None:
-            while True:
+            while not listener.overflowed.is_set():
                 await stream.send_message(await listener.queue.get())
 
         sender = asyncio.create_task(send_loop())
         overflow = asyncio.create_task(listener.overflowed.wait())
         try:
-            done, _ = await asyncio.wait({sender, overflow}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({sender, overflow}, return_when=asyncio.FIRST_COMPLETED)
+            if not overflow.done():
+                sender.result()  # send_loop only ends early by an error: re-raise it
+            # Overflowed. Let the message being sent finish so the stream can end
+            # cleanly with a status; a client that stays stuck gets RST_STREAM.
+            done, _ = await asyncio.wait({sender}, timeout=self._overflow_grace)
+            if not done:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+                await stream.cancel()
         finally:
             for task in (sender, overflow):
                 task.cancel()
             await asyncio.gather(sender, overflow, return_exceptions=True)
-        if sender in done:
-            sender.result()  # send_loop only ends by an error: re-raise it
         raise StreamOverflow()
 
     async def get_profile(self, message: pb.GetDestination) -> AsyncIterator[pb.DestinationProfile]:

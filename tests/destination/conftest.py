@@ -1,0 +1,5 @@
+import sys
+from pathlib import Path
+
+# Shared process helpers live with the identity tests (tests/identity/proc_helpers.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "identity"))
