@@ -144,10 +144,11 @@ def _is_union(tp: Any) -> bool:
 
 
 class _Decoder:
-    def __init__(self, warnings: list[str] | None, envelope: bool) -> None:
+    def __init__(self, warnings: list[str] | None, envelope: bool, strict: bool = True) -> None:
         self.issues: list[FieldIssue] = []
         self.warnings = warnings
         self.envelope = envelope  # top-level object may carry apiVersion/kind
+        self.strict = strict  # False: ignore unknown fields (data written by another version of meshlet)
 
     def fail(self, path: str, message: str) -> Any:
         self.issues.append(FieldIssue(path, message))
@@ -248,7 +249,7 @@ class _Decoder:
                     self.fail(join(path, key), f"both '{key}' and '{fi.yaml}' given; keep only '{fi.yaml}'")
                     continue
             if fi is None:
-                if envelope and key in ENVELOPE_KEYS:
+                if (envelope and key in ENVELOPE_KEYS) or not self.strict:
                     continue
                 hint = suggest(str(key), list(by_yaml))
                 self.fail(join(path, str(key)), "unknown field" + (f"; did you mean '{hint}'?" if hint else ""))
@@ -269,13 +270,15 @@ class _Decoder:
         return instance
 
 
-def from_obj(cls: type[T], data: Any, path: str = "", *, warnings: list[str] | None = None) -> T:
+def from_obj(cls: type[T], data: Any, path: str = "", *, warnings: list[str] | None = None,
+             strict: bool = True) -> T:
     """Build `cls` from plain data; raises ConversionError listing every problem.
 
     Warnings (aliases used) are appended to `warnings` when given. The top-level
     mapping may carry `apiVersion`/`kind` (checked by the registry, not here).
+    strict=False ignores unknown fields (for stored data, which another version may have written).
     """
-    decoder = _Decoder(warnings, envelope=True)
+    decoder = _Decoder(warnings, envelope=True, strict=strict)
     value = decoder.decode(cls, data, path)
     if decoder.issues:
         raise ConversionError(decoder.issues)

@@ -106,8 +106,9 @@ class Registry:
                               f"use apiVersion: {info.api_version}")
         return info
 
-    def decode(self, data: Any, path: str = "", *, warnings: list[str] | None = None) -> Resource:
-        """A typed resource from one manifest document; raises ConversionError."""
+    def decode(self, data: Any, path: str = "", *, warnings: list[str] | None = None,
+               strict: bool = True) -> Resource:
+        """A typed resource from one manifest document; raises ConversionError (strict: see from_obj)."""
         if not isinstance(data, Mapping):
             raise ConversionError([FieldIssue(path, f"expected a mapping (a resource), got {describe(data)}")])
         api_version, kind = data.get("apiVersion"), data.get("kind")
@@ -124,7 +125,7 @@ class Registry:
             info = self.for_api(str(api_version), str(kind))
         except UnknownKind as e:
             raise ConversionError([FieldIssue(_join(path, "kind"), str(e))]) from None
-        return from_obj(info.cls, data, path, warnings=warnings)
+        return from_obj(info.cls, data, path, warnings=warnings, strict=strict)
 
 
 def _join(path: str, key: str) -> str:

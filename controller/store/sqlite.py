@@ -1,16 +1,13 @@
 """SqliteStore: the local mesh's store, shared by several processes through one SQLite file.
 
-Tables: `resources` (current objects, JSON bodies), `changes` (the change log, one
-row per ADDED/MODIFIED/DELETED with the object's JSON) and `meta` (the global
-resource version `rv` and `compacted`, the newest rv removed from the log).
-
 - Writers use `BEGIN IMMEDIATE`, so resource versions are handed out in commit
-  order; readers see a consistent snapshot (WAL).
-- Watches poll the change log (every `poll_interval`), so a watcher sees writes
-  of any process. Old log rows are compacted; a watch from before the compacted
-  version raises Gone and the caller relists.
-- Every SQLite call runs on one worker thread per store (one connection), so event
-  loops never block on the file; transactions are short.
+  order; readers see a consistent snapshot (WAL). The SQL is in `store.sql`.
+- Watches poll the change log (every `poll_interval`), so a watcher sees the
+  writes of every process. Old log rows are compacted; a watch from before the
+  compacted version raises Gone and the caller relists.
+- Every SQLite call runs on one worker thread per store (one connection), so
+  event loops never block on the file; transactions are short.
+- sqlite3 errors (locked for too long, disk full) surface as StoreError.
 """
 from __future__ import annotations
 
@@ -21,7 +18,7 @@ import json
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -38,22 +35,11 @@ from meshlet.controller.model import (
     to_obj,
 )
 from meshlet.controller.model.registry import KindInfo
+from meshlet.controller.store import sql
 from meshlet.controller.store.base import Action, ApplyResult, EventType, KindRef, WatchEvent
 from meshlet.controller.store.errors import Conflict, Gone, Invalid, NotFound, StoreError
 
 T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS resources (
-    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
-    rv INTEGER NOT NULL, body TEXT NOT NULL,
-    PRIMARY KEY (kind, namespace, name));
-CREATE TABLE IF NOT EXISTS changes (
-    rv INTEGER PRIMARY KEY, type TEXT NOT NULL,
-    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('rv', 0), ('compacted', 0), ('schema', 1);
-"""
 
 
 class TxnView(Protocol):
@@ -70,10 +56,8 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
-class _Changes:
-    rows: list[tuple[int, str, str]]  # (rv, type, body)
-    last: int
+def _encode(resource: Resource) -> str:
+    return json.dumps(to_obj(resource), separators=(",", ":"))
 
 
 class SqliteStore:
@@ -95,12 +79,15 @@ class SqliteStore:
     def __repr__(self) -> str:
         return f"<SqliteStore {self.path}>"
 
-    # === plumbing ===
+    # === plumbing (everything below `_run` executes on the store's thread) ===
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise StoreError("store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as e:
+            raise StoreError(f"store {self.path}: {e}") from e
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -108,43 +95,28 @@ class SqliteStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             elif not self.path.exists():
                 raise StoreError(f"no store at {self.path}")
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                self._ensure_default_namespace(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = sql.connect(self.path, self._init)
         return self._conn
 
+    def _init(self, conn: sqlite3.Connection) -> None:
+        """A new store starts with the `default` Namespace, as a cluster does."""
+        if sql.meta(conn) == 0 and "Namespace" in self.registry.kinds():
+            rv = sql.next_rv(conn)
+            ns = Namespace(metadata=ObjectMeta(name=DEFAULT_NAMESPACE, resource_version=rv, uid=str(uuid.uuid4()),
+                                               creation_timestamp=_now(), generation=1))
+            sql.put(conn, ns.key, rv, _encode(ns), EventType.ADDED.value)
+
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._db()
-        conn.execute("BEGIN")
-        try:
-            return fn(conn)
-        finally:
-            conn.execute("COMMIT")
+        return sql.read(self._db(), fn)
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._db()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        def run(conn: sqlite3.Connection) -> T:
             result = fn(conn)
-            self._maybe_compact(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+            rv, compacted = sql.meta(conn), sql.meta(conn, "compacted")
+            if rv - compacted > self.log_retention + max(1, self.log_retention // 10):
+                sql.compact(conn, rv - self.log_retention)
+            return result
+        return sql.write(self._db(), run)
 
     def _info(self, kind: KindRef) -> KindInfo:
         try:
@@ -156,59 +128,19 @@ class SqliteStore:
         return (namespace or DEFAULT_NAMESPACE) if info.namespaced else ""
 
     def _decode(self, body: str) -> Resource:
-        return self.registry.decode(json.loads(body))
-
-    @staticmethod
-    def _encode(resource: Resource) -> str:
-        return json.dumps(to_obj(resource), separators=(",", ":"))
-
-    @staticmethod
-    def _rv(conn: sqlite3.Connection, key: str = "rv") -> int:
-        return int(conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
-
-    @staticmethod
-    def _next_rv(conn: sqlite3.Connection) -> int:
-        return int(conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'rv' RETURNING value").fetchone()[0])
-
-    def _log(self, conn: sqlite3.Connection, type_: EventType, resource: Resource, body: str) -> None:
-        kind, ns, name = resource.key
-        conn.execute("INSERT INTO changes (rv, type, kind, namespace, name, body) VALUES (?, ?, ?, ?, ?, ?)",
-                     (resource.metadata.resource_version, type_.value, kind, ns, name, body))
-
-    def _store_row(self, conn: sqlite3.Connection, resource: Resource, type_: EventType) -> None:
-        body = self._encode(resource)
-        kind, ns, name = resource.key
-        conn.execute("INSERT OR REPLACE INTO resources (kind, namespace, name, rv, body) VALUES (?, ?, ?, ?, ?)",
-                     (kind, ns, name, resource.metadata.resource_version, body))
-        self._log(conn, type_, resource, body)
-
-    def _ensure_default_namespace(self, conn: sqlite3.Connection) -> None:
-        if "Namespace" not in self.registry.kinds():
-            return
-        row = conn.execute("SELECT 1 FROM resources WHERE kind = 'Namespace' AND name = ?",
-                           (DEFAULT_NAMESPACE,)).fetchone()
-        if row is None and self._rv(conn) == 0:
-            rv = self._next_rv(conn)
-            ns = Namespace(metadata=ObjectMeta(name=DEFAULT_NAMESPACE, resource_version=rv, uid=str(uuid.uuid4()),
-                                               creation_timestamp=_now(), generation=1))
-            self._store_row(conn, ns, EventType.ADDED)
-
-    def _maybe_compact(self, conn: sqlite3.Connection) -> None:
-        rv = self._rv(conn)
-        compacted = self._rv(conn, "compacted")
-        if rv - compacted > self.log_retention + max(1, self.log_retention // 10):
-            self._compact(conn, rv - self.log_retention)
-
-    def _compact(self, conn: sqlite3.Connection, upto: int) -> None:
-        conn.execute("DELETE FROM changes WHERE rv <= ?", (upto,))
-        conn.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'compacted'", (upto,))
+        data = json.loads(body)
+        try:
+            return self.registry.decode(data, strict=False)
+        except ConversionError as e:
+            meta = data.get("metadata") or {}
+            raise StoreError(f"stored {data.get('kind')} {meta.get('namespace') or ''}/{meta.get('name')} "
+                             f"cannot be read by this version of meshlet: {e}") from None
 
     async def compact(self, keep: int = 0) -> int:
         """Drop change-log rows, keeping the newest `keep`; returns the compacted version."""
         def run(conn: sqlite3.Connection) -> int:
-            upto = max(0, self._rv(conn) - keep)
-            self._compact(conn, upto)
-            return self._rv(conn, "compacted")
+            sql.compact(conn, max(0, sql.meta(conn) - keep))
+            return sql.meta(conn, "compacted")
         return await self._run(self._write, run)
 
     # === reads ===
@@ -216,12 +148,7 @@ class SqliteStore:
     async def get(self, kind: KindRef, namespace: str | None, name: str) -> Resource | None:
         info = self._info(kind)
         key = (info.kind, self._ns(info, namespace), name)
-
-        def run(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute("SELECT body FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
-                               key).fetchone()
-            return row[0] if row else None
-        body = await self._run(self._read, run)
+        body = await self._run(self._read, lambda conn: sql.body(conn, key))
         return None if body is None else self._decode(body)
 
     async def list(self, kind: KindRef, namespace: str | None = None) -> tuple[list[Resource], int]:
@@ -229,23 +156,17 @@ class SqliteStore:
         ns = self._ns(info, namespace) if namespace is not None else None
 
         def run(conn: sqlite3.Connection) -> tuple[list[str], int]:
-            if ns is None:
-                rows = conn.execute("SELECT body FROM resources WHERE kind = ? ORDER BY namespace, name",
-                                    (info.kind,)).fetchall()
-            else:
-                rows = conn.execute("SELECT body FROM resources WHERE kind = ? AND namespace = ? ORDER BY name",
-                                    (info.kind, ns)).fetchall()
-            return [r[0] for r in rows], self._rv(conn)
+            return sql.bodies(conn, [info.kind], ns), sql.meta(conn)
         bodies, rv = await self._run(self._read, run)
         return [self._decode(b) for b in bodies], rv
 
     async def resource_version(self) -> int:
-        return await self._run(self._read, self._rv)
+        return await self._run(self._read, sql.meta)
 
     # === writes ===
 
     def _prepare(self, resources: Sequence[Resource]) -> list[Resource]:
-        """Validate and default every object (outside the transaction); Invalid lists all problems."""
+        """Validate and default every object (before the transaction); Invalid lists all problems."""
         problems: list[str] = []
         out: list[Resource] = []
         for i, resource in enumerate(resources):
@@ -256,59 +177,56 @@ class SqliteStore:
                 info = self.registry.for_kind(resource.kind)
                 if info.cls is not type(resource):
                     raise UnknownKind(f"kind {resource.kind} is not registered with this store")
-                # a round trip through the converter runs every validation the loader runs
-                checked = self.registry.decode(to_obj(default_resource(resource)))
+                # a round trip through the converter runs every check the loader runs
+                out.append(self.registry.decode(to_obj(default_resource(resource))))
             except (ConversionError, UnknownKind) as e:
                 problems.append(f"{resource.kind.lower()}/{resource.metadata.name}: {e}")
-                continue
-            out.append(checked)
         if problems:
             raise Invalid(problems)
         return out
 
     def _apply_txn(self, conn: sqlite3.Connection, resources: list[Resource]) -> list[ApplyResult]:
         new_namespaces = {r.metadata.name for r in resources if isinstance(r, Namespace)}
-        problems = []
+        problems: list[str] = []
         for r in resources:
             ns = r.metadata.namespace
-            if r.namespaced and ns and ns != DEFAULT_NAMESPACE and ns not in new_namespaces:
-                row = conn.execute("SELECT 1 FROM resources WHERE kind = 'Namespace' AND name = ?", (ns,)).fetchone()
-                if row is None:
-                    problems.append(f"{self.registry.for_kind(r.kind).display}/{r.metadata.name}: "
-                                    f"namespace {ns!r} not found (create it, or apply its Namespace in the same request)")
+            if (r.namespaced and ns and ns != DEFAULT_NAMESPACE and ns not in new_namespaces
+                    and sql.body(conn, ("Namespace", "", ns)) is None):
+                problem = (f"{self.registry.for_kind(r.kind).display}/{r.metadata.name}: namespace {ns!r} not found "
+                           "(create it, or apply its Namespace in the same request)")
+                if problem not in problems:
+                    problems.append(problem)
         if problems:
-            raise Invalid(sorted(set(problems), key=problems.index))
+            raise Invalid(problems)
         return [self._put(conn, r) for r in resources]
 
     def _put(self, conn: sqlite3.Connection, incoming: Resource) -> ApplyResult:
-        kind, ns, name = incoming.key
-        row = conn.execute("SELECT body FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
-                           (kind, ns, name)).fetchone()
-        existing = self._decode(row[0]) if row else None
+        body = sql.body(conn, incoming.key)
+        existing = None if body is None else self._decode(body)
         view = _View(self, conn)
         for defaulter in self._defaulters:
             incoming = defaulter(incoming, existing, view)
         if existing is None:
-            rv = self._next_rv(conn)
+            rv = sql.next_rv(conn)
             stored = incoming.with_meta(resource_version=rv, uid=str(uuid.uuid4()),
                                         creation_timestamp=_now(), generation=1)
-            self._store_row(conn, stored, EventType.ADDED)
+            sql.put(conn, stored.key, rv, _encode(stored), EventType.ADDED.value)
             return ApplyResult(stored, Action.CREATED)
-        old_meta = existing.metadata
-        if incoming.metadata.resource_version and incoming.metadata.resource_version != old_meta.resource_version:
-            raise Conflict(f"{kind.lower()}/{name}: resourceVersion {incoming.metadata.resource_version} is stale "
-                           f"(stored: {old_meta.resource_version}); get it again and retry")
+        old = existing.metadata
+        if incoming.metadata.resource_version and incoming.metadata.resource_version != old.resource_version:
+            raise Conflict(f"{incoming.kind.lower()}/{incoming.metadata.name}: resourceVersion "
+                           f"{incoming.metadata.resource_version} is stale (stored: {old.resource_version}); "
+                           "get it again and retry")
         status = incoming.status if incoming.status is not None else existing.status
-        spec_changed = to_obj(incoming.spec) != to_obj(existing.spec)
         candidate = replace(incoming, status=status, metadata=replace(
-            incoming.metadata, resource_version=old_meta.resource_version, uid=old_meta.uid,
-            creation_timestamp=old_meta.creation_timestamp, generation=old_meta.generation))
+            incoming.metadata, resource_version=old.resource_version, uid=old.uid,
+            creation_timestamp=old.creation_timestamp, generation=old.generation))
         if to_obj(candidate) == to_obj(existing):
             return ApplyResult(existing, Action.UNCHANGED)
-        rv = self._next_rv(conn)
-        stored = candidate.with_meta(resource_version=rv,
-                                     generation=old_meta.generation + (1 if spec_changed else 0))
-        self._store_row(conn, stored, EventType.MODIFIED)
+        spec_changed = to_obj(incoming.spec) != to_obj(existing.spec)
+        rv = sql.next_rv(conn)
+        stored = candidate.with_meta(resource_version=rv, generation=old.generation + (1 if spec_changed else 0))
+        sql.put(conn, stored.key, rv, _encode(stored), EventType.MODIFIED.value)
         return ApplyResult(stored, Action.CONFIGURED)
 
     async def apply(self, resources: Sequence[Resource]) -> list[ApplyResult]:
@@ -317,43 +235,37 @@ class SqliteStore:
             return []
         return await self._run(self._write, lambda conn: self._apply_txn(conn, prepared))
 
-    def _delete_txn(self, conn: sqlite3.Connection, kind: str, ns: str, name: str) -> bool:
-        row = conn.execute("SELECT body FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
-                           (kind, ns, name)).fetchone()
-        if row is None:
+    def _delete_txn(self, conn: sqlite3.Connection, key: sql.Key) -> bool:
+        body = sql.body(conn, key)
+        if body is None:
             return False
-        victims = [self._decode(row[0])]
-        if kind == "Namespace":
-            children = conn.execute("SELECT body FROM resources WHERE namespace = ? AND kind != 'Namespace' "
-                                    "ORDER BY kind, name", (name,)).fetchall()
-            victims = [self._decode(b) for (b,) in children] + victims
-        for victim in victims:
-            k, n, nm = victim.key
-            conn.execute("DELETE FROM resources WHERE kind = ? AND namespace = ? AND name = ?", (k, n, nm))
-            gone = victim.with_meta(resource_version=self._next_rv(conn))
-            self._log(conn, EventType.DELETED, gone, self._encode(gone))
+        victims = [body]
+        if key[0] == "Namespace":
+            victims = sql.namespace_members(conn, key[2]) + victims
+        for victim in map(self._decode, victims):
+            gone = victim.with_meta(resource_version=sql.next_rv(conn))
+            sql.remove(conn, gone.key, gone.metadata.resource_version, _encode(gone))
         return True
 
     async def delete(self, kind: KindRef, namespace: str | None, name: str) -> bool:
         info = self._info(kind)
-        ns = self._ns(info, namespace)
-        return await self._run(self._write, lambda conn: self._delete_txn(conn, info.kind, ns, name))
+        key = (info.kind, self._ns(info, namespace), name)
+        return await self._run(self._write, lambda conn: self._delete_txn(conn, key))
 
     def _status_txn(self, conn: sqlite3.Connection, resource: Resource) -> Resource:
-        kind, ns, name = resource.key
-        row = conn.execute("SELECT body FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
-                           (kind, ns, name)).fetchone()
-        if row is None:
-            raise NotFound(f"{kind.lower()}/{name} not found in namespace {ns or '-'}")
-        existing = self._decode(row[0])
+        body = sql.body(conn, resource.key)
+        if body is None:
+            kind, ns, name = resource.key
+            raise NotFound(f"{kind.lower()}/{name} not found" + (f" in namespace {ns}" if ns else ""))
+        existing = self._decode(body)
         rv = resource.metadata.resource_version
         if rv and rv != existing.metadata.resource_version:
-            raise Conflict(f"{kind.lower()}/{name}: resourceVersion {rv} is stale "
+            raise Conflict(f"{resource.kind.lower()}/{resource.metadata.name}: resourceVersion {rv} is stale "
                            f"(stored: {existing.metadata.resource_version})")
         if to_obj(resource.status) == to_obj(existing.status):
             return existing
-        stored = replace(existing, status=resource.status).with_meta(resource_version=self._next_rv(conn))
-        self._store_row(conn, stored, EventType.MODIFIED)
+        stored = replace(existing, status=resource.status).with_meta(resource_version=sql.next_rv(conn))
+        sql.put(conn, stored.key, stored.metadata.resource_version, _encode(stored), EventType.MODIFIED.value)
         return stored
 
     async def update_status(self, resource: Resource) -> Resource:
@@ -363,56 +275,44 @@ class SqliteStore:
 
     # === watch ===
 
-    def _snapshot(self, kinds: list[str] | None) -> tuple[list[str], int]:
-        def run(conn: sqlite3.Connection) -> tuple[list[str], int]:
-            if kinds is None:
-                rows = conn.execute("SELECT body FROM resources ORDER BY kind, namespace, name").fetchall()
-            else:
-                marks = ",".join("?" * len(kinds))
-                rows = conn.execute(f"SELECT body FROM resources WHERE kind IN ({marks}) "
-                                    "ORDER BY kind, namespace, name", kinds).fetchall()
-            return [r[0] for r in rows], self._rv(conn)
-        return self._read(run)
-
-    def _changes(self, since: int, kinds: list[str] | None, limit: int = 500) -> _Changes:
-        def run(conn: sqlite3.Connection) -> _Changes:
-            rv, compacted = self._rv(conn), self._rv(conn, "compacted")
+    def _changes(self, since: int, kinds: list[str] | None, limit: int = 500) -> tuple[list[Any], int]:
+        """(rv, type, body) rows after `since` and the version the next poll starts from."""
+        def run(conn: sqlite3.Connection) -> tuple[list[Any], int]:
+            rv, compacted = sql.meta(conn), sql.meta(conn, "compacted")
             if since < compacted:
                 raise Gone(f"resource version {since} is too old (compacted up to {compacted}); list again")
             if since > rv:
                 raise Gone(f"resource version {since} is newer than the store's ({rv}): the store was reset")
-            if kinds is None:
-                rows = conn.execute("SELECT rv, type, body FROM changes WHERE rv > ? ORDER BY rv LIMIT ?",
-                                    (since, limit)).fetchall()
-            else:
-                marks = ",".join("?" * len(kinds))
-                rows = conn.execute(f"SELECT rv, type, body FROM changes WHERE rv > ? AND kind IN ({marks}) "
-                                    "ORDER BY rv LIMIT ?", (since, *kinds, limit)).fetchall()
-            last = rows[-1][0] if len(rows) == limit else rv
-            return _Changes(rows, last)
+            rows = sql.changes(conn, since, kinds, limit)
+            return rows, (rows[-1][0] if len(rows) == limit else rv)
         return self._read(run)
 
-    async def watch(self, kinds: set[str] | None = None, since: int | None = None) -> AsyncIterator[WatchEvent]:
+    async def watch(self, kinds: set[str] | str | None = None,
+                    since: int | None = None) -> AsyncIterator[WatchEvent]:
+        if isinstance(kinds, str):
+            kinds = {kinds}
         names = None if kinds is None else sorted({self._info(k).kind for k in kinds})
         if since is None:
-            bodies, since = await self._run(self._snapshot, names)
+            def snapshot(conn: sqlite3.Connection) -> tuple[list[str], int]:
+                return sql.bodies(conn, names), sql.meta(conn)
+            bodies, since = await self._run(self._read, snapshot)
             for body in bodies:
                 yield WatchEvent(EventType.ADDED, self._decode(body), since)
         while True:
-            changes = await self._run(self._changes, since, names)
-            for rv, type_, body in changes.rows:
+            rows, last = await self._run(self._changes, since, names)
+            for rv, type_, body in rows:
                 yield WatchEvent(EventType(type_), self._decode(body), rv)
-            since = changes.last
-            if not changes.rows:
+            since = last
+            if not rows:
                 await asyncio.sleep(self.poll_interval)
 
     async def close(self) -> None:
         if self._closed:
             return
+        self._closed = True
         conn, self._conn = self._conn, None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
-        self._closed = True
         self._executor.shutdown(wait=False)
 
     async def __aenter__(self) -> "SqliteStore":
@@ -428,6 +328,4 @@ class _View:
 
     def list(self, kind: str) -> list[Resource]:
         info = self._store.registry.for_kind(kind)
-        rows = self._conn.execute("SELECT body FROM resources WHERE kind = ? ORDER BY namespace, name",
-                                  (info.kind,)).fetchall()
-        return [self._store._decode(b) for (b,) in rows]
+        return [self._store._decode(b) for b in sql.bodies(self._conn, [info.kind])]
