@@ -148,5 +148,9 @@ def main() -> int:
         print(f"meshlet-proxy: {e}", file=sys.stderr)
         return 2
     log = setup("proxy", cfg.log_level).bind(namespace=cfg.namespace, pod=cfg.pod)
+    import logging
+
+    for noisy in ("hpack", "h2", "grpclib"):  # their debug output is per frame
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     uvloop.run(run(cfg, log))
     return 0

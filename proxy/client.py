@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from .errors import ConnectError, IdentityError, PeerIdentityError, ProtocolError
 from .http1 import ResponseData, ResponseEnd, ResponseFramer, ResponseHead, Upgraded
@@ -130,7 +129,8 @@ class Connector:
         self.timeout = timeout
 
     async def connect(self, ip: str, port: int, identity: str, server_name: str,
-                      factory: Callable[[], asyncio.Protocol]) -> tuple[asyncio.Transport, Any]:
+                      protocol: asyncio.Protocol) -> asyncio.Transport:
+        """Connect `protocol` (an instance: uvloop hands back its own SSLProtocol for TLS)."""
         loop = asyncio.get_running_loop()
         ctx: ssl.SSLContext | None = None
         if identity:
@@ -140,11 +140,11 @@ class Connector:
             ctx = mat.client_ctx
         try:
             if ctx is None:
-                coro = loop.create_connection(factory, ip, port)
+                coro = loop.create_connection(lambda: protocol, ip, port)
             else:
-                coro = loop.create_connection(factory, ip, port, ssl=ctx, server_hostname=server_name or "",
+                coro = loop.create_connection(lambda: protocol, ip, port, ssl=ctx, server_hostname=server_name or "",
                                               ssl_handshake_timeout=self.timeout)
-            transport, proto = await asyncio.wait_for(coro, self.timeout)
+            transport, _ = await asyncio.wait_for(coro, self.timeout)
         except asyncio.TimeoutError:
             raise ConnectError(f"connect to {ip}:{port} timed out") from None
         except ssl.SSLError as e:
@@ -156,7 +156,7 @@ class Connector:
             if uris != [identity]:
                 transport.abort()
                 raise PeerIdentityError(f"{ip}:{port} presented {uris or 'no URI SAN'}, expected {identity}")
-        return transport, proto  # type: ignore[return-value]
+        return transport  # type: ignore[return-value]
 
 
 class Pool:
@@ -189,10 +189,9 @@ class Pool:
         return None
 
     async def connect(self) -> Upstream:
-        _, up = await self.connector.connect(self.ip, self.port, self.identity, self.server_name,
-                                             lambda: Upstream(self.metrics, self))
-        up.reused = False
-        return up  # type: ignore[no-any-return]
+        up = Upstream(self.metrics, self)
+        await self.connector.connect(self.ip, self.port, self.identity, self.server_name, up)
+        return up
 
     def release(self, up: Upstream) -> None:
         up.sink = None

@@ -94,16 +94,18 @@ class DataPlane:
                      ssl_ctx: ssl.SSLContext | None) -> None:
         loop = asyncio.get_running_loop()
         peer = sock.getpeername()
+        sniff = Sniff(timeout, m)
         if ssl_ctx is None:
             try:
-                _, sniff = await loop.connect_accepted_socket(lambda: Sniff(timeout, m), sock)
+                await loop.connect_accepted_socket(lambda: sniff, sock)
             except OSError:
                 sock.close()
                 return
         else:
             try:
-                transport, sniff = await loop.connect_accepted_socket(
-                    lambda: Sniff(timeout, None), sock, ssl=ssl_ctx, ssl_handshake_timeout=10.0)
+                # uvloop returns its SSLProtocol here, not ours: keep our own reference
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: sniff, sock, ssl=ssl_ctx, ssl_handshake_timeout=10.0)
             except (ssl.SSLError, OSError, asyncio.TimeoutError) as e:
                 reason = handshake_reason(e)
                 self.metrics.handshake_failed(reason)
@@ -140,9 +142,8 @@ class DataPlane:
                     raise ProxyError(f"inbound connection to proxy port {ctx.orig_port}")
                 route = TcpRoute(self.cfg.inbound_app_ip, ctx.orig_port, "", "",
                                  self.metrics.base("inbound", tls=ctx.tls, client_id=ctx.client_id))
-            up_m = self.metrics.tcp(route.labels + ("dst",))
-            up_t, hold = await self.connector.connect(route.ip, route.port, route.identity, route.server_name,
-                                                      lambda: splice.Holding(up_m))
+            hold = splice.Holding(self.metrics.tcp(route.labels + ("dst",)))
+            up_t = await self.connector.connect(route.ip, route.port, route.identity, route.server_name, hold)
         except ProxyError as e:
             self.log.info("tcp.connect_failed", direction=ctx.direction, dst=f"{ctx.orig_ip}:{ctx.orig_port}",
                           error=str(e))

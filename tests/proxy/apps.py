@@ -1,0 +1,70 @@
+"""Test workloads run inside a test network namespace.
+
+`python apps.py NAME`: HTTP on 8080 (JSON echo of the request, POST /echo
+echoes the body, /ws is a WebSocket echo, /status/N answers N) and a
+server-speaks-first line protocol on 2525 (banner, then echoes lines).
+"""
+import asyncio
+import sys
+
+from aiohttp import WSMsgType, web
+
+
+def make_app(name: str) -> web.Application:
+    async def info(request: web.Request) -> web.Response:
+        return web.json_response({"app": name, "method": request.method, "path": request.path_qs,
+                                  "headers": dict(request.headers)})
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(body=await request.read())
+
+    async def status(request: web.Request) -> web.Response:
+        return web.Response(status=int(request.match_info["code"]), text=f"status from {name}\n")
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(int(request.match_info["n"])):
+            await resp.write(f"chunk {i}\n".encode())
+        await resp.write_eof()
+        return resp
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for msg in sock:
+            if msg.type == WSMsgType.TEXT:
+                await sock.send_str(f"{name}:{msg.data}")
+        return sock
+
+    app = web.Application()
+    app.router.add_get("/ws", ws)
+    app.router.add_post("/echo", echo)
+    app.router.add_get("/status/{code}", status)
+    app.router.add_get("/stream/{n}", stream)
+    app.router.add_route("*", "/{tail:.*}", info)
+    return app
+
+
+async def banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"220 banner from " + sys.argv[1].encode() + b"\r\n")
+    await writer.drain()
+    while line := await reader.readline():
+        writer.write(b"echo " + line)
+        await writer.drain()
+    writer.close()
+
+
+async def main(name: str) -> None:
+    runner = web.AppRunner(make_app(name), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", 8080).start()
+    server = await asyncio.start_server(banner, "0.0.0.0", 2525)
+    print("apps ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
