@@ -35,6 +35,8 @@ def pod_resource(pod: "LocalPod") -> Pod:
                   ports=tuple(ContainerPort(container_port=p.port, name=p.name or None, protocol=p.protocol.upper())  # type: ignore[arg-type]
                               for p in c.ports))
         for c in spec.containers)
+    if pod.meshed:  # like an injected Kubernetes pod: the sidecar is a container of the spec
+        containers = (Container(name="meshlet-proxy", command=pod.settings.proxy_argv), *containers)
     statuses = [ContainerStatus(name=cs.name, ready=cs.ready, restart_count=cs.restarts,
                                 state="running" if cs.running else "waiting") for cs in pod.state.containers]
     if pod.meshed:

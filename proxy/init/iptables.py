@@ -8,7 +8,8 @@ The rules follow Istio's `istio-iptables` shape:
 * OUTPUT → MESHLET_OUTPUT: outbound TCP is redirected to the proxy's outbound
   port (15001) through MESHLET_REDIRECT, except traffic of the proxy's group
   (`-m owner --gid-owner 1337`, so the proxy's own connections leave as they
-  are), loopback destinations, excluded ports and excluded CIDRs.
+  are), loopback destinations, excluded ports and excluded CIDRs. The proxy's
+  own connections to this pod's address (over `lo`) go to the inbound side.
 
 A second, optional part is the `MESHLET_SERVICES` chain (a tiny kube-proxy:
 Service VIP:port → endpoint ip:port DNAT); it is rendered by
@@ -96,6 +97,12 @@ def mesh_chain_rules(cfg: CaptureConfig) -> list[str]:
         rules.append(f"-A {INBOUND} -p tcp -m tcp --dport {port} -j RETURN")
     rules.append(f"-A {INBOUND} -p tcp -j {IN_REDIRECT}")
     rules.append(f"-A {REDIRECT} -p tcp -j REDIRECT --to-ports {p.outbound}")
+    # the proxy calling its own pod's address (a Service endpoint that is this pod) goes
+    # over lo and would skip PREROUTING: send it to the inbound side like Istio does;
+    # the proxy reaches its app at 127.0.0.1, which stays excluded
+    rules.append(f"-A {OUTPUT} ! -d 127.0.0.1/32 -o lo -m owner --gid-owner {cfg.proxy_gid} -j {IN_REDIRECT}")
+    # the app calling its own pod address over lo talks to itself, not through the proxy
+    rules.append(f"-A {OUTPUT} -o lo -m owner ! --gid-owner {cfg.proxy_gid} -j RETURN")
     rules.append(f"-A {OUTPUT} -m owner --gid-owner {cfg.proxy_gid} -j RETURN")
     rules.append(f"-A {OUTPUT} -d 127.0.0.0/8 -j RETURN")
     for port in _unique(cfg.exclude_outbound_ports):

@@ -28,6 +28,8 @@ def test_capture_rules_exact():
         assert f"-A MESHLET_INBOUND -p tcp -m tcp --dport {port} -j RETURN" in lines
     out = [l for l in lines if l.startswith("-A MESHLET_OUTPUT")]
     assert out == [
+        "-A MESHLET_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --gid-owner 1337 -j MESHLET_IN_REDIRECT",
+        "-A MESHLET_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN",
         "-A MESHLET_OUTPUT -m owner --gid-owner 1337 -j RETURN",
         "-A MESHLET_OUTPUT -d 127.0.0.0/8 -j RETURN",
         "-A MESHLET_OUTPUT -p tcp -m tcp --dport 5432 -j RETURN",

@@ -1,0 +1,73 @@
+"""`meshlet check [-o table|json]`: Linkerd-style health checks of the local mesh.
+
+The checks are data (`meshlet.controller.local.checks`); this module only
+renders the results the runner hands to its observer. Exit status 1 when any
+non-warning check failed.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+
+import click
+
+from meshlet.controller.config import LocalConfig
+from meshlet.controller.local.checks import CheckContext, local_categories
+from meshlet.controller.local.healthcheck import CheckResult, Summary, run_checks
+
+OK, WARN, FAIL = "√", "‼", "×"
+
+
+class TableObserver:
+    """Prints each result as it arrives, with a header per category."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.category: str | None = None
+
+    def __call__(self, r: CheckResult) -> None:
+        if r.category != self.category:
+            if self.category is not None:
+                self.write("")
+            self.write(r.category)
+            self.write("-" * len(r.category))
+            self.category = r.category
+        mark = OK if r.ok else WARN if r.warning else FAIL
+        self.write(f"{mark} {r.description}")
+        if not r.ok:
+            for line in (r.error or "").splitlines():
+                self.write(f"    {line}")
+            self.write(f"    see {r.hint} for hints")
+
+    def finish(self, summary: Summary) -> None:
+        self.write("")
+        self.write(f"Status check results are {OK if summary.success else FAIL}")
+
+
+def render_json(summary: Summary) -> str:
+    categories: list[dict[str, object]] = []
+    for r in summary.results:
+        if not categories or categories[-1]["categoryName"] != r.category:
+            categories.append({"categoryName": r.category, "checks": []})
+        checks = categories[-1]["checks"]
+        assert isinstance(checks, list)
+        checks.append({"description": r.description, "hint": r.hint, "error": r.error or "", "result": r.result})
+    return json.dumps({"success": summary.success, "categories": categories}, indent=2)
+
+
+@click.command()
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def check(cfg: LocalConfig, output: str) -> None:
+    """Check the health of the local mesh (runtime, control plane, identity, data plane)."""
+    ctx = CheckContext(cfg)
+    if output == "table":
+        observer = TableObserver(click.echo)
+        summary = asyncio.run(run_checks(local_categories(), ctx, observer))
+        observer.finish(summary)
+    else:
+        summary = asyncio.run(run_checks(local_categories(), ctx, lambda r: None))
+        click.echo(render_json(summary))
+    sys.exit(0 if summary.success else 1)
