@@ -26,10 +26,10 @@ def _label(resource: Resource) -> str:
     return f"{DEFAULT_REGISTRY.for_kind(resource.kind).display}/{resource.metadata.name}"
 
 
-def _load(files: Sequence[str]) -> list[Resource]:
+def _load(files: Sequence[str], namespace: str | None = None) -> list[Resource]:
     warnings: list[str] = []
     try:
-        resources = load_paths(list(files), warnings=warnings)
+        resources = load_paths(list(files), warnings=warnings, namespace=namespace)
     except ManifestError as e:
         _fail(str(e))
         raise AssertionError("unreachable")
@@ -50,10 +50,11 @@ async def _apply(cfg: LocalConfig, resources: list[Resource]) -> list[str]:
 @click.command()
 @click.option("-f", "--filename", "files", multiple=True, required=True, metavar="PATH",
               help="Manifest file, directory of *.yaml/*.yml, or - for stdin (repeatable).")
+@click.option("-n", "--namespace", default=None, help="Namespace for objects that name none.")
 @click.pass_obj
-def apply(cfg: LocalConfig, files: tuple[str, ...]) -> None:
+def apply(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None) -> None:
     """Create or update resources from manifests (all-or-nothing)."""
-    resources = _load(files)
+    resources = _load(files, namespace)
     if not resources:
         _fail(f"no objects passed to apply (in {', '.join(files)})")
     try:
@@ -92,7 +93,7 @@ def delete(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, igno
     if files and args:
         _fail("give either -f PATH or KIND NAME, not both")
     if files:
-        loaded = _load(files)
+        loaded = _load(files, namespace)
         # contents before their namespaces, so deleting a namespace does not make them "not found"
         loaded.sort(key=lambda r: r.kind == "Namespace")
         targets = [(r.kind, r.metadata.namespace, r.metadata.name) for r in loaded]

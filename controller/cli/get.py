@@ -31,6 +31,8 @@ from meshlet.controller.model.registry import KindInfo
 from meshlet.controller.store import StoreError, open_local_store
 
 PROXY_ANNOTATION = "meshlet.io/proxy"
+ALL = ("pods", "services", "deployments")
+"""What `get all` shows (as kubectl: the workload kinds, not config)."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,8 @@ def get(cfg: LocalConfig, kind: str, name: str | None, namespace: str | None, al
         output: str | None) -> None:
     """Show resources: `get pods`, `get svc reviews -n bookinfo -o yaml`, `get deploy,svc -A`."""
     try:
-        infos = [DEFAULT_REGISTRY.resolve(k) for k in kind.split(",") if k]
+        infos = [info for k in kind.split(",") if k
+                 for info in ([DEFAULT_REGISTRY.resolve(a) for a in ALL] if k == "all" else [DEFAULT_REGISTRY.resolve(k)])]
     except UnknownKind as e:
         _fail(str(e))
         return

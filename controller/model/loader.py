@@ -106,27 +106,31 @@ def parse_documents(text: str, source: str) -> tuple[list[tuple[int, Any]], list
 
 
 def load_text(text: str, source: str = "<string>", *, registry: Registry = DEFAULT_REGISTRY,
-              warnings: list[str] | None = None) -> list[Resource]:
-    """Typed, defaulted resources from one YAML text; raises ManifestError."""
-    resources, problems = _load_sources([Source(source, text)], registry, warnings)
+              warnings: list[str] | None = None, namespace: str | None = None) -> list[Resource]:
+    """Typed, defaulted resources from one YAML text; raises ManifestError (see load_paths)."""
+    resources, problems = _load_sources([Source(source, text)], registry, warnings, namespace)
     if problems:
         raise ManifestError(problems)
     return resources
 
 
 def load_paths(paths: list[str], *, registry: Registry = DEFAULT_REGISTRY, warnings: list[str] | None = None,
-               stdin: IO[str] | None = None) -> list[Resource]:
-    """Typed, defaulted resources from files/directories/stdin; raises ManifestError with every problem."""
+               stdin: IO[str] | None = None, namespace: str | None = None) -> list[Resource]:
+    """Typed, defaulted resources from files/directories/stdin; raises ManifestError with every problem.
+
+    `namespace` (like `kubectl -n`) is given to namespaced objects without one; an object naming
+    another namespace is an error. Alias warnings are appended to `warnings`.
+    """
     sources, problems = expand_paths(paths, stdin)
-    resources, more = _load_sources(sources, registry, warnings)
+    resources, more = _load_sources(sources, registry, warnings, namespace)
     problems.extend(more)
     if problems:
         raise ManifestError(problems)
     return resources
 
 
-def _load_sources(sources: list[Source], registry: Registry,
-                  warnings: list[str] | None) -> tuple[list[Resource], list[ManifestProblem]]:
+def _load_sources(sources: list[Source], registry: Registry, warnings: list[str] | None,
+                  namespace: str | None = None) -> tuple[list[Resource], list[ManifestProblem]]:
     resources: list[Resource] = []
     problems: list[ManifestProblem] = []
     for src in sources:
@@ -141,6 +145,14 @@ def _load_sources(sources: list[Source], registry: Registry,
                 continue
             if warnings is not None:
                 warnings.extend(f"{src.name}: document {index}: {w}" for w in doc_warnings)
+            if namespace is not None and resource.namespaced:
+                if resource.metadata.namespace is None:
+                    resource = resource.with_meta(namespace=namespace)
+                elif resource.metadata.namespace != namespace:
+                    src_problems.append(ManifestProblem(
+                        src.name, index, "metadata.namespace",
+                        f"{resource.metadata.namespace!r} does not match the requested namespace {namespace!r}"))
+                    continue
             resources.append(default_resource(resource))
         problems.extend(src_problems + parse_problems)  # in document order
     return resources, problems

@@ -163,6 +163,17 @@ def test_get_tables_and_formats(state: Path, manifests: Path) -> None:
     assert unknown.exit_code == 1 and "did you mean 'services'?" in unknown.output
 
 
+def test_apply_with_namespace_and_get_all(state: Path) -> None:
+    assert run(state, "apply", "-f", "-", input="apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n").exit_code == 0
+    svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n"
+    result = run(state, "apply", "-n", "team", "-f", "-", input=svc)
+    assert result.exit_code == 0 and result.output == "service/web created\n"
+    assert run(state, "apply", "-f", "-", input=POD.replace("bookinfo", "team")).exit_code == 0
+    lines = run(state, "get", "all", "-n", "team").output.splitlines()
+    assert lines[0].split()[:2] == ["NAME", "READY"] and lines[1].startswith("pod/reviews-v1-abc12")
+    assert lines[3].split()[:2] == ["NAME", "TYPE"] and lines[4].startswith("service/web")
+
+
 def test_delete_by_name_and_by_file(state: Path, manifests: Path) -> None:
     assert run(state, "apply", "-f", str(manifests)).exit_code == 0
     result = run(state, "delete", "svc", "reviews", "-n", "bookinfo")

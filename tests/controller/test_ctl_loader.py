@@ -85,6 +85,16 @@ def test_multi_document_with_defaults() -> None:
     assert ns.metadata.namespace is None
 
 
+def test_requested_namespace() -> None:
+    (svc,) = load_text(SERVICE, namespace="team")
+    assert svc.metadata.namespace == "team"
+    with pytest.raises(ManifestError) as e:
+        load_text(DEPLOYMENT, "d.yaml", namespace="team")
+    assert str(e.value) == "d.yaml: document 1: metadata.namespace: 'bookinfo' does not match the requested namespace 'team'"
+    (ns,) = load_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n", namespace="other")
+    assert ns.metadata.namespace is None  # cluster-scoped
+
+
 def test_pod_template_defaults_service_account() -> None:
     text = DEPLOYMENT.replace("      serviceAccountName: bookinfo-reviews\n", "")
     (deploy,) = load_text(text)

@@ -52,7 +52,7 @@ async def test_concurrent_writers_get_distinct_versions(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     store = make_store(path)
     try:
-        await store.list("sa")  # creates the schema before the writers race
+        # the writers race to create the database, too
         await asyncio.gather(run_writer(path, "a", 15), run_writer(path, "b", 15), run_writer(path, "c", 15))
         events = store.watch({"sa"}, since=0)
         got = await take(events, 48, timeout=60)  # 3 x (15 adds + 1 delete)
