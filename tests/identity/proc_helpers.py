@@ -57,7 +57,8 @@ class Proc:
         raise AssertionError(f"not ready within {timeout}s:\n{self.output()}")
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def stop(self) -> int:

@@ -83,3 +83,47 @@ async def test_certify_real_path(identity):
     assert proc.get("/live")[0] == 200
     log = proc.output()
     assert "certify.refused" in log and "token is not known" in log
+
+
+async def test_bring_your_own_ca(tmp_path):
+    from meshlet.identity.issuer import cert_pem, key_pem, new_anchor, new_issuer
+
+    anchor, anchor_key = new_anchor("example.org")
+    issuer, issuer_key = new_issuer("example.org", anchor, anchor_key)
+    (tmp_path / "anchors.pem").write_bytes(cert_pem(anchor))
+    (tmp_path / "issuer.pem").write_bytes(cert_pem(issuer))
+    (tmp_path / "issuer.key").write_bytes(key_pem(issuer_key))
+    token = b"t" * 32
+    store = SqliteStore(tmp_path / "store.db")
+    await store.apply([WorkloadToken(
+        metadata=ObjectMeta(name="p", namespace="default"),
+        spec=WorkloadTokenSpec(service_account="default", pod="p", token_sha256=hashlib.sha256(token).hexdigest()),
+    )])
+    await store.close()
+    byo = ["--issuer-cert", str(tmp_path / "issuer.pem"), "--issuer-key", str(tmp_path / "issuer.key"),
+           "--trust-anchors", str(tmp_path / "anchors.pem")]
+    proc = Proc("meshlet.identity", ["--state-dir", str(tmp_path), "--trust-domain", "example.org", *byo],
+                tmp_path / "identity.log")
+    try:
+        await proc.wait_ready()
+        channel = Channel("127.0.0.1", proc.port)
+        try:
+            me = "spiffe://example.org/ns/default/sa/default"
+            resp = await identity_pb.IdentityStub(channel).certify(identity_pb.CertifyRequest(
+                identity=me, token=token, certificate_signing_request=make_csr(identity=me)), timeout=30)
+        finally:
+            channel.close()
+        leaf = x509.load_der_x509_certificate(resp.leaf_certificate)
+        assert verify_leaf(leaf, [issuer], [anchor], expected_uri=me).status is CheckStatus.OK
+        assert not (tmp_path / "identity").exists()  # nothing generated
+    finally:
+        assert proc.stop() == 0, proc.output()
+
+    # an issuer key that does not match: refuses to start, saying why
+    (tmp_path / "wrong.key").write_bytes(key_pem(ec.generate_private_key(ec.SECP256R1())))
+    bad = Proc("meshlet.identity", ["--state-dir", str(tmp_path), "--issuer-cert", str(tmp_path / "issuer.pem"),
+                                    "--issuer-key", str(tmp_path / "wrong.key"),
+                                    "--trust-anchors", str(tmp_path / "anchors.pem")], tmp_path / "bad.log")
+    assert bad.proc.wait(timeout=60) == 2
+    bad.stop()
+    assert "does not match the issuer certificate" in bad.output()
