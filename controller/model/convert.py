@@ -6,7 +6,9 @@ its dataclasses (see `meshlet.controller.model.kinds`).
 
 Naming: a snake_case field is spelled camelCase in YAML (`service_account_name`
 → `serviceAccountName`); `yfield(name="clusterIP")` overrides the spelling and
-`yfield(warn_aliases=("mTLS",))` accepts a second spelling with a warning.
+`yfield(warn_aliases=("mTLS",))` accepts a second spelling with a warning; an
+alias may come with an adapter for a differently shaped value, e.g.
+`warn_aliases=(("headers", lambda v: [{"name": h} for h in v]),)`.
 
 Supported field types: str, int, float, bool, `X | None`, unions of scalars
 (`int | str`), `Literal[...]`, `tuple[X, ...]`, `list[X]`, `dict[str, X]`,
@@ -29,7 +31,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING
-from typing import Any, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -62,12 +64,14 @@ class ConversionError(ValueError):
 def yfield(
     name: str | None = None,
     *,
-    warn_aliases: tuple[str, ...] = (),
+    warn_aliases: tuple[str | tuple[str, Callable[[Any], Any]], ...] = (),
     default: Any = MISSING,
     default_factory: Any = MISSING,
 ) -> Any:
     """A dataclass field with an explicit YAML name and/or accepted-with-warning aliases."""
-    metadata = {_YAML_NAME: name, _WARN_ALIASES: tuple(warn_aliases)}
+    aliases = {a: None for a in warn_aliases if isinstance(a, str)}
+    aliases.update({a[0]: a[1] for a in warn_aliases if isinstance(a, tuple)})
+    metadata = {_YAML_NAME: name, _WARN_ALIASES: aliases}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -84,7 +88,8 @@ class _FieldInfo:
     yaml: str
     tp: Any
     required: bool
-    aliases: tuple[str, ...]
+    aliases: Mapping[str, Callable[[Any], Any] | None]
+    """accepted other spellings -> adapter of their value (None: same shape)"""
 
 
 @functools.cache
@@ -96,7 +101,7 @@ def _fields(cls: type) -> tuple[_FieldInfo, ...]:
             continue
         yaml = f.metadata.get(_YAML_NAME) or camel(f.name)
         required = f.default is MISSING and f.default_factory is MISSING
-        out.append(_FieldInfo(f.name, yaml, hints[f.name], required, f.metadata.get(_WARN_ALIASES, ())))
+        out.append(_FieldInfo(f.name, yaml, hints[f.name], required, f.metadata.get(_WARN_ALIASES, {})))
     return tuple(out)
 
 
@@ -248,6 +253,13 @@ class _Decoder:
                 if fi.yaml in data:
                     self.fail(join(path, key), f"both '{key}' and '{fi.yaml}' given; keep only '{fi.yaml}'")
                     continue
+                adapter = fi.aliases[key]
+                if adapter is not None and value is not None:
+                    try:
+                        value = adapter(value)
+                    except (TypeError, ValueError, KeyError, AttributeError) as e:
+                        self.fail(join(path, key), f"cannot be read as '{fi.yaml}': {e or type(e).__name__}")
+                        continue
             if fi is None:
                 if (envelope and key in ENVELOPE_KEYS) or not self.strict:
                     continue

@@ -160,6 +160,37 @@ def test_alias_and_canonical_together_is_an_error() -> None:
     assert issues(e) == ["mTLS: both 'mTLS' and 'mtls' given; keep only 'mtls'"]
 
 
+@dataclass(frozen=True)
+class HeaderSource:
+    name: str
+    prefix: str | None = None
+
+
+def _header_names(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        raise TypeError("expected a list of header names")
+    return [{"name": str(h)} for h in value]
+
+
+@dataclass(frozen=True)
+class JwtRuleLike:
+    issuer: str
+    from_headers: tuple[HeaderSource, ...] = yfield(warn_aliases=(("headers", _header_names),), default=())
+    from_: tuple[str, ...] = ()  # a Python keyword: the field is spelled "from"
+
+
+def test_alias_with_an_adapter_for_another_shape() -> None:
+    warnings: list[str] = []
+    rule = from_obj(JwtRuleLike, {"issuer": "x", "headers": ["Authorization"], "from": ["a"]}, "rule",
+                    warnings=warnings)
+    assert rule.from_headers == (HeaderSource("Authorization"),) and rule.from_ == ("a",)
+    assert warnings == ["rule.headers: 'headers' is accepted as a spelling of 'fromHeaders'; please write 'fromHeaders'"]
+    assert to_obj(rule) == {"issuer": "x", "fromHeaders": [{"name": "Authorization"}], "from": ["a"]}
+    with pytest.raises(ConversionError) as e:
+        from_obj(JwtRuleLike, {"issuer": "x", "headers": "Authorization"}, "rule")
+    assert issues(e) == ["rule.headers: cannot be read as 'fromHeaders': expected a list of header names"]
+
+
 def test_integer_keys_survive_json() -> None:
     spec = from_obj(PeerAuthLikeSpec, {"portLevelMtls": {8080: {"mode": "DISABLE"}}, "weights": [1, 2.5]})
     assert spec.port_level_mtls == {8080: Mtls("DISABLE")}
@@ -214,3 +245,25 @@ def test_service_round_trip_property(name: str, ns: str, labels: dict[str, str],
     svc = Service(metadata=ObjectMeta(name=name, namespace=ns, labels=labels),
                   spec=ServiceSpec(selector=labels, ports=tuple(port), cluster_ip=ip))
     assert from_obj(Service, to_obj(svc)) == svc
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.sampled_from(["metadata", "spec", "name", "ports", "port", "containers", "selector",
+                                       "template", "matchLabels", "labels", "status", "podIP", "x"]) | st.text(max_size=5),
+                      children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(["Service", "Pod", "Deployment", "Namespace", "ServiceAccount", "WorkloadToken"]),
+       body=st.dictionaries(st.sampled_from(["metadata", "spec", "status", "extra"]), json_like, max_size=3))
+def test_any_input_gives_a_resource_or_a_conversion_error(kind: str, body: dict[str, Any]) -> None:
+    info = DEFAULT_REGISTRY.for_kind(kind)
+    try:
+        resource = DEFAULT_REGISTRY.decode({"apiVersion": info.api_version, "kind": kind, **body})
+    except ConversionError as e:
+        assert e.issues and all(isinstance(i.message, str) and i.message for i in e.issues)
+    else:
+        assert DEFAULT_REGISTRY.decode(to_obj(resource)) == resource
