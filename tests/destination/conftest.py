@@ -1,5 +1,5 @@
 import sys
 from pathlib import Path
 
-# Shared process helpers live with the identity tests (tests/identity/proc_helpers.py).
+# Shared process helpers live with the identity tests (tests/identity/cp_process.py).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "identity"))

@@ -14,7 +14,7 @@ from meshlet.controller.store import SqliteStore
 from meshlet.identity.certcheck import Status as CheckStatus, verify_leaf
 
 from identity_helpers import ALICE, BOB, make_csr, rsa_key
-from proc_helpers import Proc
+from cp_process import Proc
 
 TOKEN = b"alice-token-0123456789abcdef"
 

@@ -18,7 +18,7 @@ from meshlet.controller.model import Namespace, ObjectMeta, PodStatus
 from meshlet.controller.store import SqliteStore
 
 from dst_helpers import pod, service
-from proc_helpers import Proc
+from cp_process import Proc
 
 GET = "/meshlet.destination.v1.Destination/Get"
 WAIT = 30.0
