@@ -2,8 +2,9 @@
 
 Accepted paths: `<svc>[:port]` (short name, in the caller's namespace),
 `<svc>.<ns>[:port]`, `<svc>.<ns>.svc[.<cluster-domain>][:port]` and
-`<ip>[:port]`; the port defaults to 80. Any other well-formed host name (e.g.
-`example.com:443` with more labels) is an `ExternalTarget`: not a mesh service.
+`<ip>[:port]`; the port defaults to 80. Any other well-formed host name (more
+labels, like `www.example.com:443`, or labels no Service can have, like
+`my_host`) is an `ExternalTarget`: not a mesh service.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ DEFAULT_PORT = 80
 DEFAULT_NAMESPACE = "default"
 MAX_PATH = 512
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Host names seen in the wild (Host headers) that cannot be Services but are not garbage either.
+_LOOSE_LABEL = re.compile(r"^[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?$")
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,10 @@ def parse_path(path: str, namespace: str = "", *, cluster_domain: str = "cluster
     host = host.lower().rstrip(".")
     labels = host.split(".")
     for label in labels:
-        if not _LABEL.match(label):
-            raise InvalidPath(f"path {path!r}: {label!r} is not a valid DNS label")
+        if not _LOOSE_LABEL.match(label):
+            raise InvalidPath(f"path {path!r}: {label!r} is not a valid host name label")
+    if not all(_LABEL.match(label) for label in labels):
+        return ExternalTarget(host, port)  # e.g. "my_host:80": cannot be a Service name
     default_ns = namespace or DEFAULT_NAMESPACE
     if len(labels) == 1:
         return ServiceTarget(default_ns, labels[0], port)
