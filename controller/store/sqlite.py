@@ -75,6 +75,8 @@ class SqliteStore:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="meshlet-store")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._wakeups: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        """Watchers of this instance, woken at once after its own writes (others' writes: by polling)."""
 
     def __repr__(self) -> str:
         return f"<SqliteStore {self.path}>"
@@ -88,6 +90,20 @@ class SqliteStore:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except sqlite3.Error as e:
             raise StoreError(f"store {self.path}: {e}") from e
+
+    async def _run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._run(self._write, fn)
+        finally:
+            self._wake_watchers()
+
+    def _wake_watchers(self) -> None:
+        current = asyncio.get_running_loop()
+        for loop, event in list(self._wakeups):
+            if loop is current:
+                event.set()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -233,7 +249,7 @@ class SqliteStore:
         prepared = self._prepare(resources)
         if not prepared:
             return []
-        return await self._run(self._write, lambda conn: self._apply_txn(conn, prepared))
+        return await self._run_write(lambda conn: self._apply_txn(conn, prepared))
 
     def _delete_txn(self, conn: sqlite3.Connection, key: sql.Key) -> bool:
         body = sql.body(conn, key)
@@ -250,7 +266,7 @@ class SqliteStore:
     async def delete(self, kind: KindRef, namespace: str | None, name: str) -> bool:
         info = self._info(kind)
         key = (info.kind, self._ns(info, namespace), name)
-        return await self._run(self._write, lambda conn: self._delete_txn(conn, key))
+        return await self._run_write(lambda conn: self._delete_txn(conn, key))
 
     def _status_txn(self, conn: sqlite3.Connection, resource: Resource) -> Resource:
         body = sql.body(conn, resource.key)
@@ -271,7 +287,7 @@ class SqliteStore:
     async def update_status(self, resource: Resource) -> Resource:
         resource = default_resource(resource)
         self._info(resource.kind)
-        return await self._run(self._write, lambda conn: self._status_txn(conn, resource))
+        return await self._run_write(lambda conn: self._status_txn(conn, resource))
 
     # === watch ===
 
@@ -298,13 +314,22 @@ class SqliteStore:
             bodies, since = await self._run(self._read, snapshot)
             for body in bodies:
                 yield WatchEvent(EventType.ADDED, self._decode(body), since)
-        while True:
-            rows, last = await self._run(self._changes, since, names)
-            for rv, type_, body in rows:
-                yield WatchEvent(EventType(type_), self._decode(body), rv)
-            since = last
-            if not rows:
-                await asyncio.sleep(self.poll_interval)
+        wakeup = (asyncio.get_running_loop(), asyncio.Event())
+        self._wakeups.add(wakeup)
+        try:
+            while True:
+                wakeup[1].clear()
+                rows, last = await self._run(self._changes, since, names)
+                for rv, type_, body in rows:
+                    yield WatchEvent(EventType(type_), self._decode(body), rv)
+                since = last
+                if not rows:
+                    try:
+                        await asyncio.wait_for(wakeup[1].wait(), self.poll_interval)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            self._wakeups.discard(wakeup)
 
     async def close(self) -> None:
         if self._closed:

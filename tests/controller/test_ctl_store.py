@@ -231,3 +231,16 @@ async def test_store_concurrent_use_from_one_loop(store: SqliteStore) -> None:
     events = store.watch({"sa"})
     assert {e.type for e in await take(events, 20)} == {EventType.ADDED}
     await events.aclose()
+
+
+async def test_own_writes_wake_watchers_without_waiting_for_the_poll(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s.db", poll_interval=3600)  # polling alone would never deliver in time
+    try:
+        events = store.watch({"Service"})
+        waiter = asyncio.ensure_future(take(events, 1, timeout=20))
+        await asyncio.sleep(0)
+        await store.apply([svc("a")])
+        assert summary(await waiter) == [("ADDED", "Service", "a")]
+        await events.aclose()
+    finally:
+        await store.close()
