@@ -1,0 +1,246 @@
+"""The local mesh through the real path: `meshlet up/exec/logs/check/down` as root.
+
+One isolated mesh per module (random bridge, netns prefix and /24 ranges, a
+temp state dir) runs tests/local/data/mesh.yaml: an unmeshed namespace `plain`
+and a meshed one (`istio-injection: enabled`) with the real proxy.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.local.conftest import DATA, MeshEnv, is_root, new_mesh_env
+
+pytestmark = [pytest.mark.root, pytest.mark.slow,
+              pytest.mark.skipif(not is_root(), reason="needs root (netns, iptables)")]
+
+READY_TIMEOUT = 150
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def store_call(mesh: MeshEnv, fn):
+    """Run `fn(store)` against the mesh's store (in this process)."""
+    from meshlet.controller.store import open_local_store
+
+    async def go():
+        store = open_local_store(_cfg(mesh), create=False)
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+    return asyncio.run(go())
+
+
+def _cfg(mesh: MeshEnv):
+    from meshlet.controller.config import LocalConfig
+
+    return LocalConfig(state_dir=mesh.state_dir, bridge=mesh.bridge, netns_prefix=mesh.prefix,
+                       pod_cidr=ipaddress.IPv4Network(f"198.18.{mesh.octet}.0/24"),
+                       service_cidr=ipaddress.IPv4Network(f"198.19.{mesh.octet}.0/24"))
+
+
+def pods(mesh: MeshEnv) -> list:
+    async def fn(store):
+        return (await store.list("Pod"))[0]
+    return store_call(mesh, fn)
+
+
+def ours(mesh: MeshEnv) -> dict[str, list[str]]:
+    """Every kernel object and process of this mesh that is still around."""
+    netns = [l.split()[0] for l in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
+             if l.startswith(mesh.prefix)]
+    links = [l for l in subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout.splitlines()
+             if f": {mesh.prefix}" in l or f": {mesh.bridge}" in l]
+    etc = [p.name for p in Path("/etc/netns").glob(f"{mesh.prefix}*")] if Path("/etc/netns").exists() else []
+    procs = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(mesh.state_dir) in cmd and "pytest" not in cmd:
+                procs.append(f"{entry.name}: {cmd}")
+    routes = [l for l in subprocess.run(["ip", "route"], capture_output=True, text=True).stdout.splitlines()
+              if mesh.bridge in l]
+    return {k: v for k, v in {"netns": netns, "links": links, "etc": etc, "procs": procs, "routes": routes}.items() if v}
+
+
+def exec_(mesh: MeshEnv, ns: str, target: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+    return mesh.meshlet("exec", "-n", ns, target, "--", *cmd, timeout=60)
+
+
+def curl(mesh: MeshEnv, ns: str, target: str, url: str) -> str:
+    return exec_(mesh, ns, target, "curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", url).stdout
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    env = new_mesh_env(tmp_path_factory.mktemp("mesh"))
+    try:
+        up = env.meshlet("up", "-f", str(DATA / "mesh.yaml"), "--timeout", str(READY_TIMEOUT), timeout=READY_TIMEOUT + 60)
+        assert up.returncode == 0, f"meshlet up failed:\n{up.stdout}\n{up.stderr}"
+        assert "meshlet down" in up.stdout
+        yield env
+    finally:
+        env.meshlet("down", "--purge", timeout=120)
+        # belt and braces: never leave anything behind, even if down is broken
+        for ns in ours(env).get("netns", []):
+            subprocess.run(["ip", "netns", "del", ns])
+        subprocess.run(["ip", "link", "del", env.bridge], capture_output=True)
+
+
+def test_up_gives_every_pod_an_address(mesh):
+    cidr = ipaddress.IPv4Network(f"198.18.{mesh.octet}.0/24")
+    got = pods(mesh)
+    assert sorted((p.namespace, p.name.rsplit("-", 1)[0]) for p in got) == [
+        ("meshed", "web"), ("meshed", "web"), ("plain", "client")]
+    ips = [ipaddress.IPv4Address(p.status.pod_ip) for p in got]
+    assert len(set(ips)) == 3 and all(ip in cidr and ip != next(cidr.hosts()) for ip in ips)
+    assert all(p.status.ready and p.status.phase == "Running" for p in got)
+    meshed = {p.name: p.metadata.annotations.get("meshlet.io/proxy") for p in got}
+    assert [v for k, v in sorted(meshed.items()) if k.startswith("web")] == ["injected", "injected"]
+    assert meshed[next(k for k in meshed if k.startswith("client"))] is None
+    for p in got:
+        token = mesh.state_dir / "pods" / p.namespace / p.name / "token"
+        assert token.stat().st_mode & 0o777 == 0o600
+
+
+def test_names_resolve_inside_a_pod(mesh):
+    async def services(store):
+        return {(s.namespace, s.name): s.spec.cluster_ip for s in (await store.list("Service"))[0]}
+    vips = store_call(mesh, services)
+    for name, want in (("web.meshed", vips[("meshed", "web")]),
+                       ("web.meshed.svc.cluster.local", vips[("meshed", "web")]),
+                       ("client", vips[("plain", "client")])):
+        out = exec_(mesh, "plain", "deploy/client", "getent", "hosts", name)
+        assert out.returncode == 0 and out.stdout.split()[0] == want, (name, out.stdout, out.stderr)
+    # short names only in the pod's own namespace
+    assert exec_(mesh, "plain", "deploy/client", "getent", "hosts", "web").returncode != 0
+
+
+def _inbound_requests(mesh: MeshEnv) -> int:
+    import urllib.request
+
+    total = 0
+    for p in pods(mesh):
+        if p.namespace != "meshed":
+            continue
+        text = urllib.request.urlopen(f"http://{p.status.pod_ip}:15090/metrics", timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith("request_total{") and 'direction="inbound"' in line:
+                total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def test_unmeshed_pod_reaches_meshed_pods_through_the_vip_and_their_proxy(mesh):
+    before = _inbound_requests(mesh)
+    for _ in range(3):
+        assert curl(mesh, "plain", "deploy/client", "http://web.meshed/") == "200"
+    # the meshed side's inbound proxies saw the requests: the iptables capture works
+    assert _inbound_requests(mesh) >= before + 3
+
+
+def test_meshed_pod_reaches_unmeshed_service_through_its_proxy(mesh):
+    assert curl(mesh, "meshed", "deploy/web", "http://client.plain/") == "200"
+
+
+def test_meshed_to_meshed(mesh):
+    assert curl(mesh, "meshed", "deploy/web", "http://web/") == "200"
+
+
+def test_exec_runs_as_uid_1000_and_propagates_the_exit_code(mesh):
+    out = exec_(mesh, "plain", "deploy/client", "id", "-u")
+    assert out.returncode == 0 and out.stdout.strip() == "1000"
+    assert exec_(mesh, "plain", "deploy/client", "sh", "-c", "exit 7").returncode == 7
+    missing = mesh.meshlet("exec", "-n", "plain", "no-such-pod", "--", "true")
+    assert missing.returncode == 1 and "no-such-pod" in missing.stderr
+
+
+def test_logs(mesh):
+    curl(mesh, "plain", "deploy/client", "http://client/")
+    app = wait_for(lambda: (r := mesh.meshlet("logs", "-n", "plain", "deploy/client")).returncode == 0
+                   and "GET /" in r.stderr + r.stdout and r, 30, "the request in the app log")
+    assert "GET /" in app.stdout
+    proxy = mesh.meshlet("logs", "-n", "meshed", "deploy/web", "-c", "proxy")
+    assert proxy.returncode == 0 and proxy.stdout
+    bad = mesh.meshlet("logs", "-n", "plain", "deploy/client", "-c", "proxy")
+    assert bad.returncode == 1 and "no 'proxy' log" in bad.stderr
+
+
+def test_check_passes_on_a_healthy_mesh(mesh):
+    out = mesh.meshlet("check", timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Status check results are √" in out.stdout
+    data = json.loads(mesh.meshlet("check", "-o", "json", timeout=120).stdout)
+    assert data["success"] is True
+    names = [c["categoryName"] for c in data["categories"]]
+    assert names == ["meshlet-local-runtime", "meshlet-control-plane", "meshlet-identity", "meshlet-data-plane"]
+    assert all(c["result"] == "success" for cat in data["categories"] for c in cat["checks"])
+
+
+def test_scale_update_and_delete_are_reconciled(mesh):
+    from dataclasses import replace
+
+    def scale(n: int) -> None:
+        async def fn(store):
+            d = await store.get("Deployment", "meshed", "web")
+            await store.apply([replace(d.with_meta(resource_version=0), spec=replace(d.spec, replicas=n))])
+        store_call(mesh, fn)
+
+    scale(3)
+    wait_for(lambda: len([p for p in pods(mesh) if p.namespace == "meshed" and p.status.ready]) == 3, 90, "3 web pods")
+    scale(1)
+    wait_for(lambda: len([p for p in pods(mesh) if p.namespace == "meshed"]) == 1, 90, "1 web pod")
+    left = [p.name for p in pods(mesh) if p.namespace == "meshed"]
+
+    async def tokens(store):
+        return sorted(t.name for t in (await store.list("WorkloadToken", "meshed"))[0])
+    assert store_call(mesh, tokens) == left
+    netns = ours(mesh)["netns"]
+    assert len([n for n in netns if "meshed" in n]) == 1
+    # the Service now has one endpoint, still reachable
+    assert curl(mesh, "plain", "deploy/client", "http://web.meshed/") == "200"
+
+
+def test_check_fails_when_destination_dies_and_up_recovers_from_state(mesh):
+    rt = json.loads((mesh.state_dir / "runtime.json").read_text())
+    os.kill(rt["processes"]["destination"]["pid"], signal.SIGKILL)
+    out = wait_for(lambda: (r := mesh.meshlet("check", timeout=120)).returncode == 1 and r, 30, "check to fail")
+    assert "× destination process is running" in out.stdout
+    assert "see docs/troubleshooting.md#cp-destination-running for hints" in out.stdout
+    assert "Status check results are ×" in out.stdout
+    # `up` without manifests restarts the whole mesh from the store: the workloads come back
+    up = mesh.meshlet("up", "--timeout", str(READY_TIMEOUT), timeout=READY_TIMEOUT + 60)
+    assert up.returncode == 0, up.stdout + up.stderr
+    got = pods(mesh)
+    assert sorted(p.namespace for p in got) == ["meshed", "plain"] and all(p.status.ready for p in got)
+    assert curl(mesh, "plain", "deploy/client", "http://web.meshed/") == "200"
+
+
+def test_down_leaves_nothing_behind_and_state_survives(mesh):
+    down = mesh.meshlet("down", timeout=180)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert ours(mesh) == {}
+    assert (mesh.state_dir / "store.db").exists() and (mesh.state_dir / "identity" / "ca.crt").exists()
+    # the rules lived in the pods' namespaces, which are gone; the host nat table has nothing of ours
+    host_rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert mesh.bridge not in host_rules and f"198.18.{mesh.octet}." not in host_rules
