@@ -13,11 +13,10 @@ from pathlib import Path
 
 import click
 from grpclib.server import Server
-from prometheus_client import CollectorRegistry
-
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.log import setup as setup_log
 from meshlet.identity.admin import admin_app, split_hostport, start_admin
+from prometheus_client import CollectorRegistry
 
 from .server import DEFAULT_QUEUE_CAPACITY, DestinationMetrics, DestinationService
 from .watcher import EndpointsWatcher

@@ -53,7 +53,7 @@ class AddressSet:
         object.__setattr__(self, "labels", _frozen(self.labels))
 
     @classmethod
-    def of(cls, addresses: Iterable[Address], labels: Mapping[str, str] | None = None) -> "AddressSet":
+    def of(cls, addresses: Iterable[Address], labels: Mapping[str, str] | None = None) -> AddressSet:
         return cls({a.id: a for a in addresses}, labels or {})
 
     def __len__(self) -> int:
@@ -65,7 +65,7 @@ class AddressSet:
     def sorted(self) -> list[Address]:
         return [self.addresses[k] for k in sorted(self.addresses)]
 
-    def diff(self, newer: "AddressSet") -> tuple["AddressSet", "AddressSet"]:
+    def diff(self, newer: AddressSet) -> tuple[AddressSet, AddressSet]:
         """(added, removed) going from self to `newer`; a changed endpoint counts as added again."""
         added = [a for k, a in newer.addresses.items() if self.addresses.get(k) != a]
         removed = [a for k, a in self.addresses.items() if k not in newer.addresses]

@@ -10,25 +10,22 @@ nothing grows without bound.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AsyncIterator
 
 import grpclib.const
+import grpclib.server
 import structlog
 from grpclib import GRPCError
 from grpclib.const import Status
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
 from meshlet.api import destination_pb as pb
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .address import AddressSet
 from .errors import InvalidPath, StreamOverflow
 from .targets import IpTarget, ServiceTarget, Target, parse_path
 from .translator import add_update, no_endpoints_update, remove_update
 from .watcher import EndpointsWatcher
-
-if TYPE_CHECKING:
-    import grpclib.server
 
 GET_METHOD = "/meshlet.destination.v1.Destination/Get"
 DEFAULT_QUEUE_CAPACITY = 100
@@ -41,7 +38,7 @@ class DestinationMetrics:
     invalid: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> "DestinationMetrics":
+    def create(cls, registry: CollectorRegistry) -> DestinationMetrics:
         return cls(
             streams=Gauge("destination_get_streams", "Open Get streams", registry=registry),
             overflows=Counter(
@@ -120,7 +117,7 @@ class DestinationService(pb.DestinationBase):
             self._log.info("get.invalid_path", path=message.path, error=str(e))
             raise GRPCError(Status.INVALID_ARGUMENT, str(e)) from None
 
-    async def _serve_get(self, stream: "grpclib.server.Stream[pb.GetDestination, pb.Update]") -> None:
+    async def _serve_get(self, stream: grpclib.server.Stream[pb.GetDestination, pb.Update]) -> None:
         message = await stream.recv_message()
         if message is None:
             raise GRPCError(Status.INVALID_ARGUMENT, "no GetDestination message received")
@@ -143,7 +140,7 @@ class DestinationService(pb.DestinationBase):
             self._metrics.streams.dec()
             log.debug("get.ended")
 
-    async def _pump(self, stream: "grpclib.server.Stream[pb.GetDestination, pb.Update]", listener: StreamListener) -> None:
+    async def _pump(self, stream: grpclib.server.Stream[pb.GetDestination, pb.Update], listener: StreamListener) -> None:
         """Send queued updates until the queue overflows (then raise StreamOverflow) or the client leaves."""
 
         async def send_loop() -> None:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import click
 from grpclib.server import Server
-from prometheus_client import CollectorRegistry
-
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.log import setup as setup_log
+from prometheus_client import CollectorRegistry
 
 from .admin import admin_app, split_hostport, start_admin
 from .errors import CaError

@@ -174,7 +174,7 @@ def _span(cert: x509.Certificate) -> str:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def check_ca_pem(anchors_pem: bytes, issuer_pem: bytes, *, now: dt.datetime | None = None) -> list[CertCheck]:

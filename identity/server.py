@@ -14,12 +14,17 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from grpclib import GRPCError
 from grpclib.const import Status
+from meshlet.api import identity_pb
 from prometheus_client import CollectorRegistry, Counter
 
-from meshlet.api import identity_pb
-
 from .csr import check_csr
-from .errors import IdentityError, IdentityMismatch, InvalidCsr, InvalidIdentity, InvalidToken
+from .errors import (
+    IdentityError,
+    IdentityMismatch,
+    InvalidCsr,
+    InvalidIdentity,
+    InvalidToken,
+)
 from .issuer import CA
 from .spiffe import parse_spiffe_id
 from .validator import TokenValidator
@@ -38,7 +43,7 @@ class IdentityMetrics:
     refused: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> "IdentityMetrics":
+    def create(cls, registry: CollectorRegistry) -> IdentityMetrics:
         return cls(
             issued=Counter(
                 "identity_certificates_issued", "Leaf certificates issued", registry=registry

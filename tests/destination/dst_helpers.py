@@ -2,7 +2,15 @@
 from __future__ import annotations
 
 from meshlet.controller.model import (
-    Container, ContainerPort, ObjectMeta, Pod, PodSpec, PodStatus, Service, ServicePort, ServiceSpec,
+    Container,
+    ContainerPort,
+    ObjectMeta,
+    Pod,
+    PodSpec,
+    PodStatus,
+    Service,
+    ServicePort,
+    ServiceSpec,
 )
 
 TD = "cluster.local"

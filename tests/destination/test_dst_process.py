@@ -3,22 +3,21 @@ import asyncio
 import dataclasses
 import re
 import time
+from typing import Self
 
 import betterproto2
 import h2.exceptions
 import pytest
+from cp_process import Proc
+from dst_helpers import pod, service
 from grpclib import GRPCError
-from grpclib.exceptions import StreamTerminatedError
 from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.const import Cardinality, Status
-
+from grpclib.exceptions import StreamTerminatedError
 from meshlet.api import destination_pb as pb
-from meshlet.controller.model import Namespace, ObjectMeta, PodStatus
+from meshlet.controller.model import Namespace, ObjectMeta
 from meshlet.controller.store import SqliteStore
-
-from dst_helpers import pod, service
-from cp_process import Proc
 
 GET = "/meshlet.destination.v1.Destination/Get"
 WAIT = 30.0
@@ -39,7 +38,7 @@ class Watch:
         self._cm = channel.request(GET, Cardinality.UNARY_STREAM, pb.GetDestination, pb.Update, timeout=120)
         self._path, self._ns = path, namespace
 
-    async def __aenter__(self) -> "Watch":
+    async def __aenter__(self) -> Self:
         self.stream = await self._cm.__aenter__()
         await self.stream.send_message(
             pb.GetDestination(path=self._path, context=pb.CallerContext(namespace=self._ns)), end=True)
@@ -103,7 +102,7 @@ async def set_ready(store, ns, name, ready):
 
 
 async def test_get_streams_snapshot_then_diffs(mesh):
-    proc, store, channel = mesh
+    _, store, channel = mesh
     await store.apply([
         service("web", target_port="http", cluster_ip="198.19.0.5"),
         service("empty", selector={"app": "nothing"}),
@@ -174,7 +173,7 @@ async def test_slow_consumer_is_disconnected(mesh):
             await set_ready(store, "shop", pods[i % len(pods)].metadata.name, i // len(pods) % 2 == 1)
             i += 1
             _, metrics = await asyncio.to_thread(proc.get, "/metrics")
-            overflowed = re.search(r"^endpoint_updates_queue_overflow_total 1\.0$", metrics, re.M) is not None
+            overflowed = re.search(r"^endpoint_updates_queue_overflow_total 1\.0$", metrics, re.MULTILINE) is not None
         assert overflowed, proc.output()
         # Reading again: what was buffered, then the stream ends: with RESOURCE_EXHAUSTED when the
         # message in flight could be finished, else (client stuck past the grace time) with RST_STREAM.

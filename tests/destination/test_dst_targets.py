@@ -1,8 +1,13 @@
 import pytest
-from hypothesis import given, strategies as st
-
+from hypothesis import given
+from hypothesis import strategies as st
 from meshlet.destination.errors import InvalidPath
-from meshlet.destination.targets import ExternalTarget, IpTarget, ServiceTarget, parse_path
+from meshlet.destination.targets import (
+    ExternalTarget,
+    IpTarget,
+    ServiceTarget,
+    parse_path,
+)
 
 
 @pytest.mark.parametrize(

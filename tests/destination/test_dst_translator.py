@@ -1,7 +1,10 @@
 import betterproto2
-
 from meshlet.destination.address import Address, AddressSet
-from meshlet.destination.translator import add_update, no_endpoints_update, remove_update
+from meshlet.destination.translator import (
+    add_update,
+    no_endpoints_update,
+    remove_update,
+)
 
 ALICE = "spiffe://cluster.local/ns/shop/sa/web"
 

@@ -2,12 +2,16 @@ import asyncio
 import dataclasses
 
 import structlog
-
+from dst_helpers import TD, Recorder, pod, service
 from meshlet.destination.address import Address, AddressSet
 from meshlet.destination.targets import ExternalTarget, IpTarget, ServiceTarget
-from meshlet.destination.watcher import Add, EndpointsWatcher, NoEndpoints, Remove, transition
-
-from dst_helpers import TD, Recorder, pod, service
+from meshlet.destination.watcher import (
+    Add,
+    EndpointsWatcher,
+    NoEndpoints,
+    Remove,
+    transition,
+)
 
 WEB = ServiceTarget("shop", "web", 80)
 

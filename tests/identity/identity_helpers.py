@@ -34,7 +34,7 @@ def rsa_key() -> rsa.RSAPrivateKey:
 
 def self_signed(key: object, *, days: float = 3650, ca: bool = True, cn: str = "root",
                 not_before: dt.datetime | None = None) -> x509.Certificate:
-    now = not_before or dt.datetime.now(dt.timezone.utc)
+    now = not_before or dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     return (
         x509.CertificateBuilder()

@@ -1,13 +1,11 @@
 import datetime as dt
 
 from cryptography.hazmat.primitives.asymmetric import ec
-
+from identity_helpers import TD, rsa_key, self_signed
 from meshlet.identity.certcheck import Status, check_anchors, check_ca_pem, check_issuer
 from meshlet.identity.issuer import cert_pem, new_anchor, new_issuer
 
-from identity_helpers import TD, rsa_key, self_signed
-
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 
 
 def _by_status(results):

@@ -3,11 +3,9 @@ import ipaddress
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-
+from identity_helpers import ALICE, BOB, TD, make_csr, rsa_key
 from meshlet.identity.csr import check_csr
 from meshlet.identity.errors import InvalidCsr, InvalidIdentity
-
-from identity_helpers import ALICE, BOB, TD, make_csr, rsa_key
 
 
 def test_good_csr_is_accepted():

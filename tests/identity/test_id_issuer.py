@@ -5,16 +5,20 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
-
+from identity_helpers import ALICE, TD, make_csr
 from meshlet.identity.certcheck import Status, verify_leaf
 from meshlet.identity.csr import check_csr
 from meshlet.identity.errors import CaError
-from meshlet.identity.issuer import ensure_ca, load_ca, new_anchor, new_issuer, cert_pem, key_pem
-
-from identity_helpers import ALICE, TD, make_csr
+from meshlet.identity.issuer import (
+    cert_pem,
+    ensure_ca,
+    key_pem,
+    load_ca,
+    new_anchor,
+    new_issuer,
+)
 
 
 def test_ensure_ca_creates_files_and_is_idempotent(tmp_path):
@@ -52,10 +56,10 @@ def test_concurrent_ensure_ca_agrees(tmp_path):
 def test_leaf_has_exactly_the_san_and_24h(tmp_path):
     ca = ensure_ca(tmp_path, TD)
     csr, _ = check_csr(make_csr(), ALICE, TD)
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     leaf = ca.sign_leaf(csr, ALICE, now=now)
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert [n.value for n in san] == [ALICE] and isinstance(list(san)[0], x509.UniformResourceIdentifier)
+    assert [n.value for n in san] == [ALICE] and isinstance(next(iter(san)), x509.UniformResourceIdentifier)
     assert leaf.not_valid_after_utc - now == dt.timedelta(hours=24)
     assert now - leaf.not_valid_before_utc == dt.timedelta(seconds=20)
     assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca

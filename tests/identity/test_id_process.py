@@ -2,19 +2,23 @@
 import hashlib
 
 import pytest
+from cp_process import Proc
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.const import Status
-
-from meshlet.api import identity_pb
-from meshlet.controller.model import Namespace, ObjectMeta, WorkloadToken, WorkloadTokenSpec
-from meshlet.controller.store import SqliteStore
-from meshlet.identity.certcheck import Status as CheckStatus, verify_leaf
-
 from identity_helpers import ALICE, BOB, make_csr, rsa_key
-from cp_process import Proc
+from meshlet.api import identity_pb
+from meshlet.controller.model import (
+    Namespace,
+    ObjectMeta,
+    WorkloadToken,
+    WorkloadTokenSpec,
+)
+from meshlet.controller.store import SqliteStore
+from meshlet.identity.certcheck import Status as CheckStatus
+from meshlet.identity.certcheck import verify_leaf
 
 TOKEN = b"alice-token-0123456789abcdef"
 

@@ -4,11 +4,9 @@ import ssl
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-
+from identity_helpers import ALICE, BOB, TD, make_csr
 from meshlet.identity.csr import check_csr
 from meshlet.identity.issuer import cert_pem, ensure_ca, key_pem
-
-from identity_helpers import ALICE, BOB, TD, make_csr
 
 
 def _identity_files(ca, identity, tmp_path, name):
