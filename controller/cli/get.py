@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 import yaml
-
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.model import (
     DEFAULT_REGISTRY,
@@ -24,7 +23,6 @@ from meshlet.controller.model import (
     Resource,
     Service,
     UnknownKind,
-    WorkloadToken,
     to_obj,
 )
 from meshlet.controller.model.registry import KindInfo
@@ -47,7 +45,7 @@ def age(resource: Resource, now: datetime.datetime) -> str:
     if not ts:
         return "<unknown>"
     try:
-        created = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        created = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
     except ValueError:
         return "<unknown>"
     return human_duration((now - created).total_seconds())
@@ -224,7 +222,7 @@ def get(cfg: LocalConfig, kind: str, name: str | None, namespace: str | None, al
             for item in items:
                 click.echo(f"{info.display}/{item.metadata.name}")
         return
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     blocks = []
     for info, items in found:
         blocks.append(render_table(info, items, wide=output == "wide", all_namespaces=all_namespaces, now=now,

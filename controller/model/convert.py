@@ -29,9 +29,9 @@ import enum
 import functools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -195,9 +195,8 @@ class _Decoder:
 
     def _union(self, tp: Any, data: Any, path: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if data is None:
-            if len(args) < len(typing.get_args(tp)):
-                return None
+        if data is None and len(args) < len(typing.get_args(tp)):
+            return None
         if len(args) == 1:
             return self.decode(args[0], data, path)
         # Unions of scalars (int | str): pick the member matching the value's own type.

@@ -6,8 +6,9 @@ probes) are typed `Any`.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Literal
+from typing import Any, ClassVar, Literal
 
 from meshlet.controller.model.convert import yfield
 from meshlet.controller.model.meta import LabelSelector, ObjectMeta, Resource, TemplateMeta, check_label
@@ -289,8 +290,25 @@ class WorkloadToken(Resource):
 
 
 __all__ = [
-    "Namespace", "NamespaceSpec", "ServiceAccount", "Service", "ServiceSpec", "ServicePort",
-    "Pod", "PodSpec", "PodStatus", "ContainerStatus", "Container", "ContainerPort", "EnvVar",
-    "ResourceRequirements", "Deployment", "DeploymentSpec", "DeploymentStatus", "PodTemplateSpec",
-    "WorkloadToken", "WorkloadTokenSpec", "ObjectMeta",
+    "Container",
+    "ContainerPort",
+    "ContainerStatus",
+    "Deployment",
+    "DeploymentSpec",
+    "DeploymentStatus",
+    "EnvVar",
+    "Namespace",
+    "NamespaceSpec",
+    "ObjectMeta",
+    "Pod",
+    "PodSpec",
+    "PodStatus",
+    "PodTemplateSpec",
+    "ResourceRequirements",
+    "Service",
+    "ServiceAccount",
+    "ServicePort",
+    "ServiceSpec",
+    "WorkloadToken",
+    "WorkloadTokenSpec",
 ]

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
-
 from meshlet.controller.model.convert import ConversionError
 from meshlet.controller.model.defaults import default_resource
 from meshlet.controller.model.kinds import DEFAULT_REGISTRY

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Iterable, TypeVar
+from typing import Any, ClassVar, Self
 
 from meshlet.controller.model.convert import yfield
 
@@ -13,7 +14,6 @@ LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[
                         r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
-R = TypeVar("R", bound="Resource")
 
 
 def check_subdomain(value: str, what: str = "name") -> str | None:
@@ -98,10 +98,10 @@ class Resource:
         """(kind, namespace, name); namespace is "" for cluster-scoped kinds."""
         return (self.kind, (self.metadata.namespace or "") if self.namespaced else "", self.metadata.name)
 
-    def with_meta(self: R, **changes: Any) -> R:
+    def with_meta(self, **changes: Any) -> Self:
         return replace(self, metadata=replace(self.metadata, **changes))
 
-    def with_status(self: R, status: Any) -> R:
+    def with_status(self, status: Any) -> Self:
         return replace(self, status=status)
 
 
@@ -127,6 +127,11 @@ class TemplateMeta:
 
 
 __all__ = [
-    "ObjectMeta", "Resource", "LabelSelector", "TemplateMeta",
-    "check_subdomain", "check_label", "yfield",
+    "LabelSelector",
+    "ObjectMeta",
+    "Resource",
+    "TemplateMeta",
+    "check_label",
+    "check_subdomain",
+    "yfield",
 ]

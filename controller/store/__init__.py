@@ -16,7 +16,20 @@ from meshlet.controller.store.local import open_local_store
 from meshlet.controller.store.sqlite import Defaulter, SqliteStore, TxnView
 
 __all__ = [
-    "Action", "ApplyResult", "EventType", "KindRef", "Store", "WatchEvent",
-    "Conflict", "Gone", "Invalid", "NotFound", "StoreError",
-    "ClusterIPAllocator", "Defaulter", "SqliteStore", "TxnView", "open_local_store",
+    "Action",
+    "ApplyResult",
+    "ClusterIPAllocator",
+    "Conflict",
+    "Defaulter",
+    "EventType",
+    "Gone",
+    "Invalid",
+    "KindRef",
+    "NotFound",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "TxnView",
+    "WatchEvent",
+    "open_local_store",
 ]

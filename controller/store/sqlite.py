@@ -53,7 +53,7 @@ Defaulter = Callable[[Resource, "Resource | None", TxnView], Resource]
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _encode(resource: Resource) -> str:
@@ -326,7 +326,7 @@ class SqliteStore:
                 if not rows:
                     try:
                         await asyncio.wait_for(wakeup[1].wait(), self.poll_interval)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
         finally:
             self._wakeups.discard(wakeup)
@@ -340,7 +340,7 @@ class SqliteStore:
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=False)
 
-    async def __aenter__(self) -> "SqliteStore":
+    async def __aenter__(self) -> SqliteStore:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from meshlet.controller.cli.get import human_duration
 from meshlet.controller.cli.main import cli
 from meshlet.controller.model import ContainerStatus, PodStatus

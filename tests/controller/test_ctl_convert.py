@@ -7,7 +7,6 @@ from typing import Any, Literal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from meshlet.controller.model import (
     DEFAULT_REGISTRY,
     ConversionError,

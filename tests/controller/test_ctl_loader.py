@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import pytest
-
 from meshlet.controller.model import (
     Deployment,
     KindInfo,

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from ctl_support import make_store, ns, pod, summary, svc, take
-
-from meshlet.controller.model import PodStatus, Service, ServiceAccount, ObjectMeta
+from meshlet.controller.model import ObjectMeta, PodStatus, Service, ServiceAccount
 from meshlet.controller.store import Action, Conflict, EventType, Gone, Invalid, NotFound, SqliteStore, Store
 
 
