@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROXY_ANNOTATION = "meshlet.io/proxy"
+DEPLOYMENT_ANNOTATION = "meshlet.io/deployment"
 _GENERATED_SUFFIX = re.compile(r"^[a-z0-9]{4,10}$")
 
 
@@ -29,7 +30,7 @@ class PodInfo:
     meshed: bool
     labels: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
-    """Name of the controlling Deployment/ReplicaSet from ownerReferences, when present."""
+    """The pod's Deployment from the local runtime's annotation or ownerReferences, when present."""
 
     @property
     def key(self) -> str:
@@ -58,6 +59,9 @@ def _meshed(meta: Mapping[str, Any], spec: Mapping[str, Any], status: Mapping[st
 
 
 def _owner(meta: Mapping[str, Any]) -> str:
+    deployment = (meta.get("annotations") or {}).get(DEPLOYMENT_ANNOTATION)
+    if deployment:
+        return str(deployment)
     for ref in meta.get("ownerReferences") or []:
         if not isinstance(ref, Mapping):
             continue

@@ -53,3 +53,8 @@ def test_group_by_workload() -> None:
     groups = group_by_workload([info("sleep-abc12-1a2b3"), info("sleep-abc12-9z8y7"), info("ratings-v1-1a2b3c")],
                                ["sleep", "ratings-v1"])
     assert {k: len(v) for k, v in groups.items()} == {"sleep": 2, "ratings-v1": 1}
+
+
+def test_local_runtime_deployment_annotation() -> None:
+    pod = parse_pods(json.dumps([pod_obj("reviews-v2-0", annotations={"meshlet.io/deployment": "reviews-v2"})]))[0]
+    assert workload_of(pod) == "reviews-v2"

@@ -168,4 +168,4 @@ def serve(component: str, build: Any) -> None:
     logger.info("serve.started", host=settings.host, port=settings.port, version=settings.version,
                 pod=settings.pod_name)
     web.run_app(build(settings), host=settings.host, port=settings.port, print=None,
-                access_log_format='%a "%r" %s %b %Tf')
+                access_log_format='%a "%r" %s %b %Tf end-user=%{end-user}i x-request-id=%{x-request-id}i')

@@ -1,0 +1,6 @@
+"""The Bookinfo e2e scenarios (e2e/scenarios/test_bookinfo.py) as part of the main suite.
+
+They skip when not root or while `meshlet up` does not exist yet; otherwise
+they bring up a real local mesh (slow).
+"""
+from meshlet.e2e.scenarios.test_bookinfo import *  # noqa: F401,F403
