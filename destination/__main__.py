@@ -61,23 +61,33 @@ async def serve(settings: DestinationSettings) -> None:
     runner = await start_admin(admin_app(ready=lambda: serving and watcher.ready, registry=registry),
                                *settings.admin_listen)
     watch_task = asyncio.create_task(watcher.run(store), name="endpoints-watcher")
+    stopped = asyncio.create_task(stop.wait())
     try:
-        await server.start(*settings.listen)
-        serving = True
-        log.info("destination.started", listen=f"{settings.listen[0]}:{settings.listen[1]}",
-                 admin=f"{settings.admin_listen[0]}:{settings.admin_listen[1]}", trust_domain=settings.trust_domain)
-        stopped = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({stopped, watch_task}, return_when=asyncio.FIRST_COMPLETED)
-        if watch_task in done:
-            stopped.cancel()
+        # Serve only once the initial list is loaded: an early caller would
+        # otherwise be told "not a mesh service" for services that exist.
+        synced = asyncio.create_task(watcher.wait_ready())
+        await asyncio.wait({synced, stopped, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+        synced.cancel()
+        if watch_task.done():
             watch_task.result()  # the watcher never ends on its own: surface why it did
+        if not stopped.done():
+            await server.start(*settings.listen)
+            serving = True
+            log.info("destination.started", listen=f"{settings.listen[0]}:{settings.listen[1]}",
+                     admin=f"{settings.admin_listen[0]}:{settings.admin_listen[1]}",
+                     trust_domain=settings.trust_domain)
+            await asyncio.wait({stopped, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+            if watch_task.done():
+                watch_task.result()
         log.info("destination.stopping")
     finally:
+        stopped.cancel()
         watch_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watch_task
-        server.close()
-        await server.wait_closed()
+        if serving:
+            server.close()
+            await server.wait_closed()
         await runner.cleanup()
         await store.close()
 

@@ -96,9 +96,16 @@ class EndpointsWatcher:
         self.index = EndpointIndex(trust_domain)
         self._publishers: dict[Target, _Publisher] = {}
         self._log = log.bind(component="endpoints-watcher")
-        self.ready = False
-        """True once the initial list has been loaded."""
+        self._synced = asyncio.Event()
         self._publish_scheduled = False
+
+    @property
+    def ready(self) -> bool:
+        """True once the initial list has been loaded."""
+        return self._synced.is_set()
+
+    async def wait_ready(self) -> None:
+        await self._synced.wait()
 
     def __repr__(self) -> str:
         return f"<EndpointsWatcher ready={self.ready} publishers={len(self._publishers)} {self.index!r}>"
@@ -202,5 +209,5 @@ class EndpointsWatcher:
         self.load(list(services), list(pods))
         if not self.ready:
             self._log.info("watcher.ready", services=len(services), pods=len(pods))
-        self.ready = True
+        self._synced.set()
         return {SERVICE: rv_services, POD: rv_pods}

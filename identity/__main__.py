@@ -83,8 +83,9 @@ async def serve(settings: IdentitySettings) -> None:
         await stop.wait()
         log.info("identity.stopping")
     finally:
-        server.close()
-        await server.wait_closed()
+        if started:
+            server.close()
+            await server.wait_closed()
         await runner.cleanup()
         await store.close()
 
