@@ -11,7 +11,7 @@ OHA_JSON = {
     "latencyPercentiles": {"p10": 0.0002, "p25": 0.0003, "p50": 0.000412, "p75": 0.0005, "p90": 0.0006,
                            "p95": 0.0007, "p99": 0.00123, "p99.9": 0.0042, "p99.99": 0.008},
     "statusCodeDistribution": {"200": 4990, "503": 10},
-    "errorDistribution": {"connection closed": 2},
+    "errorDistribution": {"connection closed": 2, "aborted due to deadline": 3},
 }
 
 WRK_OUT = """\
