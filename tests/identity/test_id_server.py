@@ -5,13 +5,12 @@ from grpclib import GRPCError
 from grpclib.const import Status
 from grpclib.testing import ChannelFor
 from identity_helpers import ALICE, TD, make_csr
-from prometheus_client import CollectorRegistry
-
 from meshlet.api import identity_pb
 from meshlet.identity.errors import InvalidToken
 from meshlet.identity.issuer import ensure_ca
 from meshlet.identity.server import IdentityMetrics, IdentityService
 from meshlet.identity.spiffe import WorkloadIdentity
+from prometheus_client import CollectorRegistry
 
 
 class Validator:
