@@ -130,9 +130,9 @@ COLUMNS: dict[str, list[Column]] = {
 }
 
 
-def render_table(info: KindInfo, items: list[Resource], *, wide: bool, all_namespaces: bool,
-                 now: datetime.datetime, header: bool = True, kind_prefix: bool = False) -> str:
-    """A kubectl-style table; kind_prefix names rows `service/x` (when several kinds are shown)."""
+def table_rows(info: KindInfo, items: list[Resource], *, wide: bool, all_namespaces: bool,
+               now: datetime.datetime, header: bool = True, kind_prefix: bool = False) -> list[list[str]]:
+    """Cells of a kubectl-style table; kind_prefix names rows `service/x` (when several kinds are shown)."""
     columns = [c for c in COLUMNS.get(info.kind, [NAME, AGE]) if wide or not c.wide_only]
     rows: list[list[str]] = []
     if header:
@@ -143,8 +143,22 @@ def render_table(info: KindInfo, items: list[Resource], *, wide: bool, all_names
         if kind_prefix and columns and columns[0] is NAME:
             cells[0] = f"{info.display}/{cells[0]}"
         rows.append(prefix + cells)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
+    return rows
+
+
+def column_widths(rows: list[list[str]]) -> list[int]:
+    return [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
+
+
+def format_rows(rows: list[list[str]], widths: list[int]) -> str:
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def render_table(info: KindInfo, items: list[Resource], *, wide: bool, all_namespaces: bool,
+                 now: datetime.datetime, header: bool = True, kind_prefix: bool = False) -> str:
+    rows = table_rows(info, items, wide=wide, all_namespaces=all_namespaces, now=now, header=header,
+                      kind_prefix=kind_prefix)
+    return format_rows(rows, column_widths(rows))
 
 
 def render_objects(items: list[Resource], fmt: str, single: bool) -> str:
@@ -155,19 +169,40 @@ def render_objects(items: list[Resource], fmt: str, single: bool) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip("\n")
 
 
-async def _fetch(cfg: LocalConfig, infos: list[KindInfo], name: str | None,
-                 namespace: str | None) -> list[tuple[KindInfo, list[Resource]]]:
+@dataclass(frozen=True)
+class Query:
+    infos: list[KindInfo]
+    name: str | None
+    namespace: str | None
+    """None: all namespaces."""
+
+    def matches(self, resource: Resource) -> bool:
+        if self.name is not None and resource.metadata.name != self.name:
+            return False
+        return self.namespace is None or not resource.namespaced or resource.metadata.namespace == self.namespace
+
+
+async def _fetch(cfg: LocalConfig, query: Query) -> list[tuple[KindInfo, list[Resource], int]]:
     store = open_local_store(cfg, create=False)
     try:
         out = []
-        for info in infos:
-            if name is not None:
-                obj = await store.get(info.kind, namespace, name)
-                out.append((info, [obj] if obj is not None else []))
-            else:
-                items, _ = await store.list(info.kind, namespace)
-                out.append((info, items))
+        for info in query.infos:
+            items, rv = await store.list(info.kind, query.namespace)
+            out.append((info, [i for i in items if query.matches(i)], rv))
         return out
+    finally:
+        await store.close()
+
+
+async def _watch(cfg: LocalConfig, query: Query, listed: dict[str, int],
+                 show: Callable[[KindInfo, Resource], None]) -> None:
+    """Show every change after the listing until interrupted."""
+    store = open_local_store(cfg, create=False)
+    try:
+        async for event in store.watch({i.kind for i in query.infos}, since=min(listed.values())):
+            resource = event.resource
+            if event.resource_version > listed[resource.kind] and query.matches(resource):
+                show(DEFAULT_REGISTRY.for_kind(resource.kind), resource)
     finally:
         await store.close()
 
@@ -183,13 +218,13 @@ def _fail(message: str) -> None:
 @click.option("-n", "--namespace", default=None, help="Namespace (default: default).")
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
 @click.option("-o", "--output", type=click.Choice(["json", "yaml", "wide", "name"]), default=None)
+@click.option("-w", "--watch", is_flag=True, help="After listing, keep showing changes (Ctrl-C ends).")
 @click.pass_obj
 def get(cfg: LocalConfig, kind: str, name: str | None, namespace: str | None, all_namespaces: bool,
-        output: str | None) -> None:
-    """Show resources: `get pods`, `get svc reviews -n bookinfo -o yaml`, `get deploy,svc -A`."""
+        output: str | None, watch: bool) -> None:
+    """Show resources: `get pods`, `get svc reviews -n bookinfo -o yaml`, `get deploy,svc -A`, `get po -w`."""
     try:
-        infos = [info for k in kind.split(",") if k
-                 for info in ([DEFAULT_REGISTRY.resolve(a) for a in ALL] if k == "all" else [DEFAULT_REGISTRY.resolve(k)])]
+        infos = [DEFAULT_REGISTRY.resolve(a) for k in kind.split(",") if k for a in (ALL if k == "all" else [k])]
     except UnknownKind as e:
         _fail(str(e))
         return
@@ -199,32 +234,60 @@ def get(cfg: LocalConfig, kind: str, name: str | None, namespace: str | None, al
         _fail("a resource cannot be retrieved by name across all namespaces")
     if not cfg.db_path.exists():
         _fail(f"no local mesh at {cfg.state_dir}: run `meshlet up`")
-    ns = None if all_namespaces else (namespace or "default")
+    query = Query(infos, name, None if all_namespaces else (namespace or "default"))
     try:
-        results = asyncio.run(_fetch(cfg, infos, name, ns))
+        results = asyncio.run(_fetch(cfg, query))
     except StoreError as e:
         _fail(str(e))
         return
-    found = [(info, items) for info, items in results if items]
-    if name is not None and not found:
+    found = [(info, items) for info, items, _ in results if items]
+    if name is not None and not found and not watch:
         click.echo(f'Error from server (NotFound): {infos[0].plural} "{name}" not found', err=True)
         sys.exit(1)
     if not found:
-        where = "" if all_namespaces or all(not i.namespaced for i in infos) else f" in {ns} namespace"
+        where = "" if query.namespace is None or all(not i.namespaced for i in infos) else f" in {query.namespace} namespace"
         click.echo(f"No resources found{where}.", err=True)
+    show = _show_listing(found, output, single=name is not None, all_namespaces=all_namespaces)
+    if not watch:
         return
+    try:
+        asyncio.run(_watch(cfg, query, {info.kind: rv for info, _, rv in results}, show))
+    except StoreError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        pass
+
+
+def _show_listing(found: list[tuple[KindInfo, list[Resource]]], output: str | None, *, single: bool,
+                  all_namespaces: bool) -> Callable[[KindInfo, Resource], None]:
+    """Print the listing; return how to print one more object (for --watch) in the same format."""
     if output in ("json", "yaml"):
         items = [item for _, items in found for item in items]
-        click.echo(render_objects(items, output, single=name is not None and len(items) == 1))
-        return
+        if items:
+            click.echo(render_objects(items, output, single=single and len(items) == 1))
+        return lambda info, item: click.echo(render_objects([item], output, single=True)
+                                             if output == "json" else "---\n" + render_objects([item], "yaml", True))
     if output == "name":
         for info, items in found:
             for item in items:
                 click.echo(f"{info.display}/{item.metadata.name}")
-        return
+        return lambda info, item: click.echo(f"{info.display}/{item.metadata.name}")
+    wide, prefix = output == "wide", len(found) > 1
     now = datetime.datetime.now(datetime.UTC)
+    widths: dict[str, list[int]] = {}
     blocks = []
     for info, items in found:
-        blocks.append(render_table(info, items, wide=output == "wide", all_namespaces=all_namespaces, now=now,
-                                   kind_prefix=len(found) > 1))
-    click.echo("\n\n".join(blocks))
+        rows = table_rows(info, items, wide=wide, all_namespaces=all_namespaces, now=now, kind_prefix=prefix)
+        widths[info.kind] = column_widths(rows)
+        blocks.append(format_rows(rows, widths[info.kind]))
+    if blocks:
+        click.echo("\n\n".join(blocks))
+
+    def show(info: KindInfo, item: Resource) -> None:
+        header = info.kind not in widths
+        rows = table_rows(info, [item], wide=wide, all_namespaces=all_namespaces, header=header,
+                          now=datetime.datetime.now(datetime.UTC), kind_prefix=prefix)
+        known = widths.get(info.kind, [])
+        widths[info.kind] = [max(a, b) for a, b in zip(column_widths(rows), known + [0] * len(rows[0]))]
+        click.echo(format_rows(rows, widths[info.kind]))
+    return show

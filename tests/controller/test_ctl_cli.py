@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,30 @@ def test_real_meshlet_executable(state: Path, manifests: Path) -> None:
     assert got.returncode == 0 and "198.19.0.2" in got.stdout
     bad = meshlet("apply", "-f", str(manifests / "nope.yaml"))
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "no such file" in bad.stderr
+
+
+def test_get_watch_shows_changes_as_they_happen(state: Path, manifests: Path) -> None:
+    """`meshlet get svc -w` as a real process: the listing, then a line per change made by another process."""
+    assert run(state, "apply", "-f", str(manifests)).exit_code == 0
+    env = {**os.environ, "MESHLET_STATE_DIR": str(state), "PYTHONUNBUFFERED": "1"}
+    installed = shutil.which("meshlet")
+    exe = [installed] if installed else [sys.executable, "-m", "meshlet.controller.cli.main"]
+    proc = subprocess.Popen([*exe, "get", "svc", "-n", "bookinfo", "-w"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    guard = threading.Timer(90, proc.kill)  # a missing line ends readline() with "" instead of hanging
+    guard.start()
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().split()[:2] == ["NAME", "TYPE"]
+        assert proc.stdout.readline().split()[:3] == ["reviews", "ClusterIP", "198.19.0.2"]
+        changed = MANIFEST.replace("port: 9080, name: http", "port: 9081, name: http")
+        assert run(state, "apply", "-f", "-", input=changed).exit_code == 0
+        assert run(state, "apply", "-f", "-", input=MANIFEST.replace("name: reviews, namespace: bookinfo, labels",
+                                                                   "name: ratings, namespace: bookinfo, labels")
+                   ).exit_code == 0
+        assert proc.stdout.readline().split()[3] == "9081/TCP"
+        assert proc.stdout.readline().split()[:3] == ["ratings", "ClusterIP", "198.19.0.3"]
+    finally:
+        guard.cancel()
+        proc.terminate()
+        proc.wait(timeout=30)
