@@ -3,6 +3,8 @@ import dataclasses
 
 import structlog
 from dst_helpers import TD, Recorder, pod, service
+from hypothesis import given
+from hypothesis import strategies as st
 from meshlet.destination.address import Address, AddressSet
 from meshlet.destination.targets import ExternalTarget, IpTarget, ServiceTarget
 from meshlet.destination.watcher import (
@@ -203,3 +205,39 @@ async def test_run_relists_after_error_and_coalesces_batches():
             await task
         except asyncio.CancelledError:
             pass
+
+
+def _client_view(state, updates):
+    """What a proxy holds after applying `updates` (as the proto semantics say) to `state`."""
+    kind, addrs = state
+    for u in updates:
+        if isinstance(u, Add):
+            kind, addrs = "endpoints", {**addrs, **dict(u.addresses.addresses)}
+        elif isinstance(u, Remove):
+            addrs = {k: v for k, v in addrs.items() if k not in u.addresses.addresses}
+        else:
+            kind, addrs = ("exists" if u.exists else "missing"), {}
+    return kind, addrs
+
+
+def _expected(state):
+    if state is None:
+        return "missing", {}
+    if not state:
+        return "exists", {}
+    return "endpoints", dict(state.addresses)
+
+
+_addr = st.builds(lambda i, pod: Address(f"10.0.0.{i}", 80, pod=pod), st.integers(1, 6), st.sampled_from(["a", "b"]))
+_state = st.one_of(st.none(), st.lists(_addr, max_size=5).map(AddressSet.of))
+
+
+@given(st.lists(_state, min_size=1, max_size=6))
+def test_snapshot_plus_transitions_reproduce_every_state(states):
+    from meshlet.destination.watcher import snapshot
+
+    view = _client_view(("unknown", {}), [snapshot(states[0])])
+    assert view == _expected(states[0])
+    for old, new in zip(states, states[1:]):
+        view = _client_view(view, transition(old, new))
+        assert view == _expected(new)
