@@ -116,6 +116,15 @@ class Service(Resource):
     spec: ServiceSpec = field(default_factory=ServiceSpec)
     status: Any = None
 
+    def validate(self) -> Iterable[tuple[str, str]]:
+        # the name becomes a host name (<svc>.<ns>.svc.cluster.local): a DNS-1035 label
+        name = self.metadata.name
+        problem = check_label(name, "service name")
+        if problem is None and not name[0].isalpha():
+            problem = f"service name {name!r} is invalid: it must start with a letter"
+        if problem:
+            yield "metadata.name", problem
+
 
 # === Pod ===
 

@@ -125,6 +125,13 @@ def test_validate_hooks_report_semantic_errors() -> None:
     text = issues(e)
     assert any(t.startswith("metadata.name: name 'Bad_Name' is invalid") for t in text)
     assert "spec.ports[0].port: port must be between 1 and 65535, got 70000" in text
+    with pytest.raises(ConversionError) as e:
+        from_obj(Service, {"metadata": {"name": "1st.svc"}})
+    assert issues(e) == ["metadata.name: service name '1st.svc' is invalid: use lower-case letters, digits and '-', "
+                         "starting and ending with a letter or digit"]
+    with pytest.raises(ConversionError) as e:
+        from_obj(Service, {"metadata": {"name": "1st"}})
+    assert issues(e) == ["metadata.name: service name '1st' is invalid: it must start with a letter"]
     # checks of a whole object run once its parts are valid
     with pytest.raises(ConversionError) as e:
         from_obj(Service, {"metadata": {"name": "x"}, "spec": {"ports": [{"port": 81, "name": "a"},
