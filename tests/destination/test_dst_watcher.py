@@ -1,5 +1,6 @@
 import asyncio
 import dataclasses
+import itertools
 
 import structlog
 from dst_helpers import TD, Recorder, pod, service
@@ -238,6 +239,6 @@ def test_snapshot_plus_transitions_reproduce_every_state(states):
 
     view = _client_view(("unknown", {}), [snapshot(states[0])])
     assert view == _expected(states[0])
-    for old, new in zip(states, states[1:]):
+    for old, new in itertools.pairwise(states):
         view = _client_view(view, transition(old, new))
         assert view == _expected(new)
