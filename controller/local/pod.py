@@ -101,6 +101,8 @@ class LocalPod:
         self.applied_names = ("", "")
         self.render = render
         self.started_at = now_rfc3339()
+        self.failed_at: float | None = None
+        """Loop time when start-up failed (the runtime replaces the pod a little later)."""
         """Current (hosts, resolv.conf, iptables payload) of this pod, from the runtime."""
         self._net_lock = asyncio.Lock()
         self._network_up = False
@@ -149,6 +151,7 @@ class LocalPod:
             raise
         except (netns.NetnsError, OSError) as e:
             self.log.error("pod.failed", error=str(e))
+            self.failed_at = asyncio.get_running_loop().time()
             self._set(phase="Failed", message=str(e))
 
     async def refresh_network(self) -> None:

@@ -111,11 +111,8 @@ class Supervised:
                 await proc.wait()
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    raise
+            # return_exceptions: the task's own CancelledError is collected, ours still propagates
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 def _killpg(pid: int, sig: int) -> None:

@@ -41,6 +41,8 @@ from meshlet.proxy.init.iptables import CaptureConfig, nat_table
 POD_SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 RESYNC_SECONDS = 5.0
 STOP_CONCURRENCY = 8
+FAILED_POD_GRACE = 5.0
+"""A pod whose start failed (netns/iptables error) is replaced after this many seconds."""
 WATCHED_KINDS = {"Namespace", "Deployment", "Service"}
 """Pods the user deletes from the store are noticed on the periodic resync."""
 
@@ -209,6 +211,12 @@ class Runtime:
 
     async def _reconcile_deployment(self, spec: DeploymentSpec, namespace_labels: dict[str, str]) -> None:
         meshed = decide(namespace_labels, spec.labels, spec.annotations).inject
+        now = asyncio.get_running_loop().time()
+        for key in [k for k, o in self.owners.items() if o.deployment == spec.key]:
+            failed_at = self.pods[key].failed_at
+            if failed_at is not None and now - failed_at >= FAILED_POD_GRACE:
+                self.log.info("pod.replacing_failed", pod=f"{key[0]}/{key[1]}")
+                await self.stop_pod(key)
         mine = [k for k, o in self.owners.items() if o.deployment == spec.key]
         current = [k for k in mine if self.owners[k].template_hash == spec.template_hash and self.owners[k].meshed == meshed]
         old = [k for k in mine if k not in current]

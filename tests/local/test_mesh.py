@@ -221,6 +221,83 @@ def test_scale_update_and_delete_are_reconciled(mesh):
     assert curl(mesh, "plain", "deploy/client", "http://web.meshed/") == "200"
 
 
+def test_crashed_app_is_restarted_and_counted(mesh):
+    client = next(p for p in pods(mesh) if p.namespace == "plain")
+    netns = f"{mesh.prefix}plain-{client.name}"
+    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+    assert pids, f"no processes in {netns}"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+
+    def restarted():
+        p = next(p for p in pods(mesh) if p.name == client.name)
+        return p.status.ready and p.status.container_statuses[0].restart_count >= 1
+    wait_for(restarted, 60, "the app to be restarted and ready again")
+    assert curl(mesh, "plain", "deploy/client", "http://client/") == "200"
+
+
+def test_services_and_pod_changes_are_reconciled(mesh):
+    from dataclasses import replace
+
+    from meshlet.controller.model import load_text
+
+    extra = load_text("""
+apiVersion: v1
+kind: Service
+metadata: {name: client2, namespace: plain}
+spec:
+  selector: {app: client}
+  ports: [{port: 81, targetPort: 8080}]
+""")
+
+    async def add(store):
+        await store.apply(extra)
+    store_call(mesh, add)
+    # the hosts files are rewritten and the DNAT chain follows
+    wait_for(lambda: exec_(mesh, "plain", "deploy/client", "getent", "hosts", "client2").returncode == 0,
+             30, "client2 to resolve")
+    assert curl(mesh, "meshed", "deploy/web", "http://client2.plain:81/") == "200"
+
+    # a Pod deleted from the store is replaced
+    victim = next(p for p in pods(mesh) if p.namespace == "plain")
+
+    async def delete(store):
+        await store.delete("Pod", "plain", victim.name)
+    store_call(mesh, delete)
+    wait_for(lambda: [p.name for p in pods(mesh) if p.namespace == "plain" and p.status.ready
+                      and p.name != victim.name], 90, "a replacement pod")
+    assert not Path(f"/run/netns/{mesh.prefix}plain-{victim.name}").exists()
+
+    # a template change rolls the Deployment to new pods
+    old = {p.name for p in pods(mesh) if p.namespace == "plain"}
+
+    async def update(store):
+        d = await store.get("Deployment", "plain", "client")
+        tpl = d.spec.template
+        c = replace(tpl.spec.containers[0], env=(*tpl.spec.containers[0].env, _env("ROLL", "1")))
+        await store.apply([replace(d.with_meta(resource_version=0), spec=replace(
+            d.spec, template=replace(tpl, spec=replace(tpl.spec, containers=(c,)))))])
+    store_call(mesh, update)
+
+    def rolled():
+        now = [p for p in pods(mesh) if p.namespace == "plain"]
+        return len(now) == 1 and now[0].name not in old and now[0].status.ready
+    wait_for(rolled, 90, "the rollout")
+    assert curl(mesh, "meshed", "deploy/web", "http://client.plain/") == "200"
+
+
+def _env(name: str, value: str):
+    from meshlet.controller.model import EnvVar
+
+    return EnvVar(name=name, value=value)
+
+
+def test_up_on_a_running_mesh_only_applies(mesh):
+    up = mesh.meshlet("up", "-f", str(DATA / "mesh.yaml"), timeout=READY_TIMEOUT + 60)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "already running" in up.stdout
+
+
 def test_check_fails_when_destination_dies_and_up_recovers_from_state(mesh):
     rt = json.loads((mesh.state_dir / "runtime.json").read_text())
     os.kill(rt["processes"]["destination"]["pid"], signal.SIGKILL)
@@ -232,7 +309,8 @@ def test_check_fails_when_destination_dies_and_up_recovers_from_state(mesh):
     up = mesh.meshlet("up", "--timeout", str(READY_TIMEOUT), timeout=READY_TIMEOUT + 60)
     assert up.returncode == 0, up.stdout + up.stderr
     got = pods(mesh)
-    assert sorted(p.namespace for p in got) == ["meshed", "plain"] and all(p.status.ready for p in got)
+    # replicas as last applied (mesh.yaml again, by the previous test): 2 web, 1 client
+    assert sorted(p.namespace for p in got) == ["meshed", "meshed", "plain"] and all(p.status.ready for p in got)
     assert curl(mesh, "plain", "deploy/client", "http://web.meshed/") == "200"
 
 
@@ -244,3 +322,12 @@ def test_down_leaves_nothing_behind_and_state_survives(mesh):
     # the rules lived in the pods' namespaces, which are gone; the host nat table has nothing of ours
     host_rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     assert mesh.bridge not in host_rules and f"198.18.{mesh.octet}." not in host_rules
+
+
+def test_up_refuses_a_bad_manifest_before_starting_anything(tmp_path):
+    env = new_mesh_env(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: two}\n")
+    out = env.meshlet("up", "-f", str(bad), timeout=60)
+    assert out.returncode == 1 and "error:" in out.stderr and "replicas" in out.stderr
+    assert ours(env) == {}
