@@ -29,7 +29,8 @@ class Sink(Protocol):
 
 
 class Upstream(asyncio.Protocol):
-    __slots__ = ("transport", "framer", "sink", "alive", "reused", "got_bytes", "idle_since", "metrics", "pool")
+    __slots__ = ("transport", "framer", "sink", "alive", "reused", "got_bytes", "idle_since", "metrics", "pool",
+                 "reading", "write_blocked")
 
     def __init__(self, metrics: TcpMetrics | None, pool: "Pool | None" = None) -> None:
         self.transport: asyncio.Transport | None = None
@@ -41,6 +42,16 @@ class Upstream(asyncio.Protocol):
         self.idle_since = 0.0
         self.metrics = metrics
         self.pool = pool
+        self.reading = True
+        self.write_blocked = False
+
+    def set_reading(self, on: bool) -> None:
+        if on != self.reading and self.transport is not None and not self.transport.is_closing():
+            self.reading = on
+            if on:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -107,10 +118,12 @@ class Upstream(asyncio.Protocol):
                 sink.up_end(self, b"")
 
     def pause_writing(self) -> None:
+        self.write_blocked = True
         if self.sink is not None:
             self.sink.up_pause(True)
 
     def resume_writing(self) -> None:
+        self.write_blocked = False
         if self.sink is not None:
             self.sink.up_pause(False)
 
@@ -196,6 +209,7 @@ class Pool:
     def release(self, up: Upstream) -> None:
         up.sink = None
         up.got_bytes = False
+        up.set_reading(True)
         if up.alive and up.framer.idle and len(self.idle) < self.max_idle and up.transport is not None \
                 and not up.transport.is_closing():
             up.idle_since = time.monotonic()

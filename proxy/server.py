@@ -84,6 +84,12 @@ class HttpServer(asyncio.Protocol):
         self.eof = False
         self.draining = False
         self.paused = False
+        """Reading paused for a backlog (pipelined requests, buffered body)."""
+        self.up_blocked = False
+        """Reading paused because the upstream's write buffer is full."""
+        self.write_blocked = False
+        """Our write buffer towards the client is full: the upstream must not be read."""
+        self._reading = True
         self.input_dead = False
         self._conns = conns
         self._log = log
@@ -95,10 +101,10 @@ class HttpServer(asyncio.Protocol):
         self.transport = transport
         self._conns.add(self)
         transport.set_protocol(self)
+        self._reading = False  # Sniff.take() paused it
         if initial:
             self.data_received(initial)
-        if not self.closed:
-            transport.resume_reading()
+        self._set_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.metrics is not None:
@@ -137,7 +143,7 @@ class HttpServer(asyncio.Protocol):
                     self._start(ex)
                 elif not self.paused:
                     self.paused = True
-                    self.transport.pause_reading()  # type: ignore[union-attr]
+                    self._set_reading()
             elif t is RequestEnd:
                 ex = self.reading
                 assert ex is not None
@@ -176,14 +182,16 @@ class HttpServer(asyncio.Protocol):
         self.queue.clear()
 
     def pause_writing(self) -> None:
+        self.write_blocked = True
         ex = self.queue[0] if self.queue else None
-        if ex is not None and ex.upstream is not None and ex.upstream.transport is not None:
-            ex.upstream.transport.pause_reading()
+        if ex is not None and ex.upstream is not None:
+            ex.upstream.set_reading(False)
 
     def resume_writing(self) -> None:
+        self.write_blocked = False
         ex = self.queue[0] if self.queue else None
-        if ex is not None and ex.upstream is not None and ex.upstream.transport is not None:
-            ex.upstream.transport.resume_reading()
+        if ex is not None and ex.upstream is not None:
+            ex.upstream.set_reading(True)
 
     def drain(self) -> None:
         """Graceful shutdown: close now when idle, else after the current response."""
@@ -196,7 +204,16 @@ class HttpServer(asyncio.Protocol):
     def _maybe_pause(self, buffered: int) -> None:
         if buffered > MAX_BUFFERED and not self.paused:
             self.paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
+            self._set_reading()
+
+    def _set_reading(self) -> None:
+        want = not (self.paused or self.up_blocked)
+        if want != self._reading and self.transport is not None and not self.closed:
+            self._reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
 
     def _start(self, ex: Exchange) -> None:
         ex.start = time.monotonic()
@@ -234,6 +251,11 @@ class HttpServer(asyncio.Protocol):
         ex.route = route
         ex.upstream = up
         up.sink = self
+        if self.write_blocked:
+            up.set_reading(False)
+        if up.write_blocked:
+            self.up_blocked = True
+            self._set_reading()
         head = ex.head
         up.framer.start(head_request=head.method == b"HEAD")
         if ex.replay is None:
@@ -260,7 +282,7 @@ class HttpServer(asyncio.Protocol):
             ex.upgrade_buf = b""
         if self.paused and len(self.queue) == 1:
             self.paused = False
-            self.transport.resume_reading()  # type: ignore[union-attr]
+            self._set_reading()
 
     # === upstream events (Sink) ===
 
@@ -283,6 +305,7 @@ class HttpServer(asyncio.Protocol):
 
     def up_end(self, up: Upstream, leftover: bytes) -> None:
         ex = self.queue.popleft()
+        self.up_blocked = False
         route = ex.route
         assert route is not None
         keep_client = ex.head.keep_alive and up.framer.keep_alive and ex.body_done and not self.draining
@@ -325,12 +348,8 @@ class HttpServer(asyncio.Protocol):
         self._local_error(ex, ConnectError(msg), counted=True)
 
     def up_pause(self, paused: bool) -> None:
-        if self.transport is None or self.closed:
-            return
-        if paused:
-            self.transport.pause_reading()
-        elif not self.paused:
-            self.transport.resume_reading()
+        self.up_blocked = paused
+        self._set_reading()
 
     # === helpers ===
 
@@ -340,11 +359,12 @@ class HttpServer(asyncio.Protocol):
             self.metrics.write.inc(len(data))
 
     def _next(self) -> None:
+        self.up_blocked = False
         if self.queue:
             self._start(self.queue[0])
-        elif self.paused:
+        else:
             self.paused = False
-            self.transport.resume_reading()  # type: ignore[union-attr]
+        self._set_reading()
         if self.draining and not self.queue:
             self._close()
 
