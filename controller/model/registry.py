@@ -98,9 +98,12 @@ class Registry:
     def for_api(self, api_version: str, kind: str) -> KindInfo:
         info = self._by_kind.get(kind)
         if info is None:
-            hint = suggest(kind, list(self._by_kind))
+            group = api_version.rpartition("/")[0]
+            same_group = [i.kind for i in self if any(v.rpartition("/")[0] == group for v in i.api_versions)]
+            hint = suggest(kind, same_group)
             raise UnknownKind(f"unknown kind {kind!r} (apiVersion {api_version})"
-                              + (f"; did you mean {hint!r}?" if hint else ""))
+                              + (f"; did you mean {hint!r}?" if hint else
+                                 f"; meshlet knows {', '.join(sorted(self._by_kind))}"))
         if api_version not in info.api_versions:
             raise UnknownKind(f"kind {kind} does not exist in apiVersion {api_version!r}; "
                               f"use apiVersion: {info.api_version}")

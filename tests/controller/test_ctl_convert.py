@@ -220,6 +220,10 @@ def test_registry_decode_checks_kind_and_api_version() -> None:
     with pytest.raises(ConversionError) as e:
         DEFAULT_REGISTRY.decode({"apiVersion": "v1", "kind": "Servic", "metadata": {"name": "x"}})
     assert issues(e) == ["kind: unknown kind 'Servic' (apiVersion v1); did you mean 'Service'?"]
+    with pytest.raises(ConversionError) as e:  # no look-alike suggested from another API group
+        DEFAULT_REGISTRY.decode({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService"})
+    assert issues(e) == ["kind: unknown kind 'VirtualService' (apiVersion networking.istio.io/v1); meshlet knows "
+                         "Deployment, Namespace, Pod, Service, ServiceAccount, WorkloadToken"]
     with pytest.raises(ConversionError) as e:
         DEFAULT_REGISTRY.decode({"metadata": {"name": "x"}})
     assert issues(e) == ["apiVersion: missing required field", "kind: missing required field"]
