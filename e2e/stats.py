@@ -162,7 +162,8 @@ def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None
 
 @dataclass(frozen=True)
 class WorkloadStat:
-    """One row of the table. Values are None where the stat is unknown (no traffic, unmeshed)."""
+    """One row of the table. Values are None where the stat is unknown (no traffic, unmeshed),
+    shown as `-` like `linkerd viz stat` does."""
 
     name: str
     meshed: int
@@ -187,7 +188,7 @@ def workload_stat(name: str, *, meshed: int, pods: int, window: ProxyCounters | 
         meshed=meshed,
         pods=pods,
         success_rate=(window.success / total) if total > 0 else None,
-        rps=(total / seconds) if seconds > 0 else None,
+        rps=(total / seconds) if seconds > 0 and total > 0 else None,
         p50_ms=histogram_quantile(0.5, window.buckets),
         p95_ms=histogram_quantile(0.95, window.buckets),
         p99_ms=histogram_quantile(0.99, window.buckets),

@@ -1,17 +1,20 @@
 """What every e2e scenario needs: a throw-away local mesh running Bookinfo, and polling helpers.
 
 `isolated_settings()` gives a test mesh its own state dir, bridge, netns
-prefix and /24 pod and service ranges inside 198.18.0.0/15, derived from the
-process id so concurrent runs (and a developer's default mesh) do not collide.
+prefix and /24 pod and service ranges inside 198.18.0.0/15: a slot derived
+from the process id, skipping slots whose bridge or range is already on the
+host, so concurrent runs (and a developer's default mesh) do not collide.
 `BookinfoMesh` brings Bookinfo up through a `MeshTarget`, waits for the pods
 and tears everything down again.
 """
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +31,8 @@ LEGACY_NAMESPACE = "legacy"
 BOOKINFO_PODS = 7  # details, ratings, reviews v1/v2/v3, productpage, sleep
 LEGACY_PODS = 1
 UP_TIMEOUT = 240.0
+SLOT_BASE = 50
+SLOTS = 200
 
 T = TypeVar("T")
 
@@ -41,14 +46,56 @@ def mesh_unavailable_reason() -> str | None:
     return None
 
 
+def host_networks() -> list[ipaddress.IPv4Network]:
+    """Networks of the host's IPv4 interface addresses (`ip -o -4 addr`)."""
+    try:
+        out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    nets = []
+    for line in out.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            try:
+                nets.append(ipaddress.IPv4Interface(parts[parts.index("inet") + 1]).network)
+            except (ValueError, IndexError):
+                continue
+    return nets
+
+
+def host_links() -> set[str]:
+    try:
+        out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.count(":") >= 2}
+
+
+def pick_slot(seed: int, taken_networks: list[ipaddress.IPv4Network], taken_links: set[str]) -> int:
+    """First slot from `seed` on whose bridge name is free and whose /24 no narrower-or-equal host network overlaps.
+
+    A default mesh's 198.18.0.0/16 on its bridge does not count: our /24 is the
+    more specific route and its addresses (allocated from .0.2 up) stay clear.
+    """
+    for i in range(SLOTS):
+        n = (seed + i) % SLOTS
+        net = ipaddress.IPv4Network(f"198.18.{SLOT_BASE + n}.0/24")
+        if f"mle2e{n}" in taken_links:
+            continue
+        if any(t.prefixlen >= net.prefixlen and t.overlaps(net) for t in taken_networks):
+            continue
+        return n
+    raise RuntimeError("no free 198.18.x.0/24 slot for a test mesh")
+
+
 def isolated_settings(state_dir: Path, seed: int | None = None) -> LocalTargetSettings:
-    n = (os.getpid() if seed is None else seed) % 200
+    n = pick_slot(os.getpid() if seed is None else seed, host_networks(), host_links())
     return LocalTargetSettings(
         state_dir=state_dir,
         bridge=f"mle2e{n}",
         netns_prefix=f"e{n}-",
-        pod_cidr=f"198.18.{50 + n}.0/24",
-        service_cidr=f"198.19.{50 + n}.0/24",
+        pod_cidr=f"198.18.{SLOT_BASE + n}.0/24",
+        service_cidr=f"198.19.{SLOT_BASE + n}.0/24",
         command_timeout=UP_TIMEOUT,
     )
 

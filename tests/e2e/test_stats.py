@@ -133,3 +133,8 @@ def test_workload_stat_and_table() -> None:
                                 "TCP_CONN"]
     assert lines[1].split() == ["productpage-v1", "1/1", "99.00%", "10.0rps", "5ms", "9.5ms", "9.9ms", "2"]
     assert lines[2].split() == ["sleep", "0/1", "-", "-", "-", "-", "-", "-"]
+
+
+def test_no_traffic_is_dash_not_zero() -> None:
+    idle = workload_stat("sleep", meshed=1, pods=1, window=ProxyCounters(tcp_open=0), seconds=5)
+    assert render_table([idle]).splitlines()[1].split() == ["sleep", "1/1", "-", "-", "-", "-", "-", "0"]
