@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +113,25 @@ def parse_wrk(connections: int, text: str) -> ClosedLoop:
         connections=connections, requests=int(total.group(1)), rps=float(rps.group(1)),
         p50_ms=_wrk_duration_ms(p50.group(1)), p99_ms=_wrk_duration_ms(p99.group(1)), errors=errors,
     )
+
+
+def combine_fixed(runs: list[FixedRate]) -> FixedRate:
+    """Rounds of one rate as one result: the median of each percentile, summed counts."""
+    if not runs:
+        raise ValueError("no runs to combine")
+    med = lambda attr: statistics.median(getattr(r, attr) for r in runs)  # noqa: E731
+    errors: Counter[str] = Counter()
+    for r in runs:
+        errors.update(r.errors)
+    return FixedRate(rate=runs[0].rate, requests=sum(r.requests for r in runs),
+                     achieved_rps=statistics.fmean(r.achieved_rps for r in runs),
+                     success_rate=statistics.fmean(r.success_rate for r in runs),
+                     p50_ms=med("p50_ms"), p99_ms=med("p99_ms"), p999_ms=med("p999_ms"), errors=dict(errors))
+
+
+def combine_closed(runs: list[ClosedLoop]) -> ClosedLoop:
+    if not runs:
+        raise ValueError("no runs to combine")
+    med = lambda attr: statistics.median(getattr(r, attr) for r in runs)  # noqa: E731
+    return ClosedLoop(connections=runs[0].connections, requests=sum(r.requests for r in runs), rps=med("rps"),
+                      p50_ms=med("p50_ms"), p99_ms=med("p99_ms"), errors=sum(r.errors for r in runs))

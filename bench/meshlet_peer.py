@@ -281,8 +281,8 @@ class MeshletPair:
             vip = service_ip_from_hosts(hosts.read_text() if hosts.exists() else "", SERVER)
             if vip is None:
                 raise MeshletPeerError(f"no address for {SERVER} in {hosts}")
-            sidecars = (Sidecar(side="server", pid=server.proxy, start_to_ready_ms=float("nan")),
-                        Sidecar(side="client", pid=client.proxy, start_to_ready_ms=float("nan")))
+            sidecars = (Sidecar(side="server", pid=server.proxy, start_to_ready_ms=None),
+                        Sidecar(side="client", pid=client.proxy, start_to_ready_ms=None))
             yield RunningPeer(name=self.name, url=f"http://{vip}:{PORT}/", sidecars=sidecars,
                               client_netns=client.netns)
         finally:

@@ -12,7 +12,7 @@ from bench.load import ClosedLoop, FixedRate
 @dataclass(frozen=True)
 class SidecarStats:
     side: str
-    start_to_ready_ms: float
+    start_to_ready_ms: float | None
     rss_idle_mb: float
     rss_load_mb: float
     """Peak RSS sampled during the fixed-rate and closed-loop runs."""
@@ -47,6 +47,9 @@ class Machine:
 class Settings:
     rates: tuple[int, ...]
     seconds: int
+    """Length of one run."""
+    rounds: int
+    """Runs per (peer, rate), interleaved across peers; percentiles are the median of the rounds."""
     warmup_seconds: int
     connections: int
     """oha connections at fixed rate."""
@@ -64,6 +67,9 @@ class RunResult:
     machine: Machine
     settings: Settings
     peers: tuple[PeerResult, ...]
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """The machine's load average (1, 5, 15 min) when the run started and ended: other work on it."""
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def peer(self, name: str) -> PeerResult | None:
         return next((p for p in self.peers if p.name == name), None)
@@ -88,4 +94,6 @@ class RunResult:
         settings = dict(doc["settings"])
         settings["rates"] = tuple(settings["rates"])
         return cls(date=doc["date"], command=doc["command"], machine=Machine(**doc["machine"]),
-                   settings=Settings(**settings), peers=peers)
+                   settings=Settings(**settings), peers=peers,
+                   load_before=tuple(doc.get("load_before", (0.0, 0.0, 0.0))),  # type: ignore[arg-type]
+                   load_after=tuple(doc.get("load_after", (0.0, 0.0, 0.0))))  # type: ignore[arg-type]

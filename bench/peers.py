@@ -62,7 +62,8 @@ class Sidecar:
     """'client' or 'server'."""
     pid: int
     """Root of the sidecar's process tree (measured together)."""
-    start_to_ready_ms: float
+    start_to_ready_ms: float | None
+    """None when the peer measures it otherwise (the meshlet pair: after the load)."""
     proc: Proc | None = None
     """Set when the harness spawned it (and so stops it)."""
 

@@ -22,6 +22,7 @@ from typing import TypeVar
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 class ProcessError(RuntimeError):
@@ -159,28 +160,49 @@ def tree_cpu_seconds(root: int) -> float:
     return total / CLK_TCK
 
 
-class PeakSampler:
-    """Samples a function (e.g. a session's RSS) in a thread and keeps the maximum."""
+def _statm_rss(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
 
-    def __init__(self, sample: Callable[[], int], interval: float = 0.1) -> None:
-        self._sample = sample
-        self._interval = interval
+
+class RssPeaks:
+    """Peak RSS of several process trees, sampled in one thread while a block runs.
+
+    The trees are re-discovered every `refresh` seconds (a /proc scan); in
+    between only the known pids' statm is read, so sampling stays cheap on a
+    busy machine. `peaks` persists across blocks (enter it once per load run).
+    """
+
+    def __init__(self, roots: dict[str, int], interval: float = 0.2, refresh: float = 2.0) -> None:
+        self.roots = dict(roots)
+        self.peaks: dict[str, int] = {k: 0 for k in roots}
+        self._interval, self._refresh = interval, refresh
         self._stop = threading.Event()
-        self.peak = 0
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread: threading.Thread | None = None
 
     def _loop(self) -> None:
+        trees: dict[str, list[int]] = {}
+        refreshed = 0.0
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
+            if time.monotonic() - refreshed > self._refresh:
+                trees = {k: tree_pids(pid) for k, pid in self.roots.items()}
+                refreshed = time.monotonic()
+            for key, pids in trees.items():
+                self.peaks[key] = max(self.peaks[key], sum(_statm_rss(p) for p in pids))
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> "PeakSampler":
+    def __enter__(self) -> "RssPeaks":
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="rss-peaks")
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
 
 # --- doing things from inside a network namespace ---------------------------------

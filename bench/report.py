@@ -29,6 +29,10 @@ class TargetCheck:
         return {True: "met", False: "MISSED", None: "not measured"}[self.met]
 
 
+def _load(values: tuple[float, ...]) -> str:
+    return " / ".join(f"{v:.1f}" for v in values)
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -58,7 +62,7 @@ def targets(run: RunResult) -> list[TargetCheck]:
     idle = max((s.rss_idle_mb for s in sidecars), default=None)
     checks.append(TargetCheck("idle proxy RSS (largest of the pair)", "< 40 MB", f"{_fmt(idle, 1)} MB",
                               None if idle is None else idle < 40.0))
-    ready = max((s.start_to_ready_ms for s in sidecars), default=None)
+    ready = max((s.start_to_ready_ms for s in sidecars if s.start_to_ready_ms is not None), default=None)
     checks.append(TargetCheck("proxy start to ready (slowest of the pair)", "< 1000 ms", f"{_fmt(ready, 0)} ms",
                               None if ready is None else ready < 1000.0))
     return checks
@@ -128,9 +132,11 @@ def _failures(run: RunResult) -> list[str]:
 
 def render_text(run: RunResult) -> str:
     parts = [
-        f"Fixed rate ({run.settings.seconds} s each, oha, coordinated omission corrected; +pXX = added over direct, ms)",
+        f"Fixed rate (oha, coordinated omission corrected, median of {run.settings.rounds} × {run.settings.seconds} s; "
+        "+pXX = added over direct, ms)",
         _text_table(LATENCY_HEAD, _latency_rows(run)),
-        f"\nMaximum throughput (wrk, closed loop, {run.settings.wrk_connections} connections, {run.settings.seconds} s)",
+        f"\nMaximum throughput (wrk, closed loop, {run.settings.wrk_connections} connections, "
+        f"median of {run.settings.rounds} × {run.settings.seconds} s)",
         _text_table(THROUGHPUT_HEAD, _throughput_rows(run)),
         "\nSidecars",
         _text_table(SIDECAR_HEAD, _sidecar_rows(run)),
@@ -153,8 +159,12 @@ def render_markdown(run: RunResult) -> str:
         f"- tools: {tools}",
         f"- server: {s.server}; client side (load tool, client-side sidecar) on CPU {s.client_cpus}, "
         f"server side (server, server-side sidecar) on CPU {s.server_cpus}",
-        f"- fixed rate: {', '.join(str(r) for r in s.rates)} req/s, {s.seconds} s each after {s.warmup_seconds} s warm-up, "
-        f"{s.connections} connections; closed loop: wrk, {s.wrk_connections} connections, {s.seconds} s",
+        f"- fixed rate: {', '.join(str(r) for r in s.rates)} req/s, {s.connections} connections, "
+        f"{s.rounds} rounds of {s.seconds} s per peer and rate (after {s.warmup_seconds} s warm-up), "
+        f"interleaved across peers, percentiles = median of the rounds; "
+        f"closed loop: wrk, {s.wrk_connections} connections, {s.rounds} × {s.seconds} s, median",
+        f"- load average of the machine (1/5/15 min) at start {_load(run.load_before)}, "
+        f"at end {_load(run.load_after)} (2 CPUs: above 2 means other work competed)",
         "",
         "### Latency at fixed rate (ms; +pXX is added over direct)",
         "",

@@ -1,7 +1,8 @@
 """`python -m bench.run` (as root, from the repository root): the whole benchmark.
 
-Creates the two namespaces, the throw-away PKI and the backend server, then
-measures each peer in turn (direct, meshlet, nginx, haproxy), prints the tables,
+Creates the two namespaces, the throw-away PKI and the backend server, starts
+every peer (direct, meshlet, nginx, haproxy), runs the load interleaved across
+them (rounds; see bench.measure), prints the tables,
 writes bench/results/<date>.json and regenerates the results section of
 docs/benchmarks.md. A peer that fails is reported as such; the others still run.
 """
@@ -11,6 +12,7 @@ import argparse
 import datetime as dt
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -21,8 +23,8 @@ if __package__ in (None, ""):  # `python bench/run.py`
 
 from bench import report  # noqa: E402
 from bench.certs import generate  # noqa: E402
-from bench.measure import LoadPlan, measure  # noqa: E402
-from bench.model import PeerResult, RunResult, Settings  # noqa: E402
+from bench.measure import LoadPlan, measure_all  # noqa: E402
+from bench.model import RunResult, Settings  # noqa: E402
 from bench.peers import BenchEnv, DirectPeer, HaproxyPair, NginxPair, Peer, start_backend  # noqa: E402
 from bench.procs import stop  # noqa: E402
 from bench.tools import find_oha, machine, require  # noqa: E402
@@ -65,7 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--peers", type=_csv_peers, default=PEER_NAMES, help="comma-separated, default: all")
     ap.add_argument("--rates", type=_csv_ints, default=(500, 2000), help="fixed rates in req/s (default 500,2000)")
-    ap.add_argument("--seconds", type=int, default=10, help="length of each measured run (default 10)")
+    ap.add_argument("--seconds", type=int, default=4, help="length of one run (default 4)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs per peer and rate, interleaved across peers (default 3)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds before the fixed-rate runs (default 2)")
     ap.add_argument("--connections", type=int, default=32, help="oha connections (default 32)")
     ap.add_argument("--wrk-connections", type=int, default=32, help="wrk connections (default 32)")
@@ -84,37 +88,31 @@ def run(args: argparse.Namespace, command: str) -> RunResult:
     require("ip", "taskset", "nginx", "haproxy", "wrk")
     oha = find_oha()
     mach = machine(oha)
-    plan = LoadPlan(rates=args.rates, seconds=args.seconds, warmup_seconds=args.warmup,
+    plan = LoadPlan(rates=args.rates, seconds=args.seconds, rounds=args.rounds, warmup_seconds=args.warmup,
                     connections=args.connections, wrk_connections=args.wrk_connections)
     workdir = Path(tempfile.mkdtemp(prefix="meshlet-bench-"))
     topo = Topology()
-    results: list[PeerResult] = []
+    load_before = os.getloadavg()
     with created(topo):
         env = BenchEnv(topo=topo, workdir=workdir, pki=generate(workdir / "pki"), client_cpus=args.client_cpus,
                        server_cpus=args.server_cpus)
         backend = start_backend(env)
         try:
-            for name in args.peers:
-                try:
-                    results.append(measure(env, _peer(name), oha, plan, log))
-                except Exception as exc:  # one broken peer must not hide the others' numbers
-                    log(f"[{name}] FAILED: {exc}")
-                    results.append(PeerResult(name=name, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+            results = measure_all(env, [_peer(name) for name in args.peers], oha, plan, log)
         finally:
             stop(backend)
             env.close_workers()
     if args.keep_workdir:
         log(f"configs and logs kept in {workdir}")
     else:
-        import shutil
-
         shutil.rmtree(workdir, ignore_errors=True)
-    settings = Settings(rates=plan.rates, seconds=plan.seconds, warmup_seconds=plan.warmup_seconds,
+    settings = Settings(rates=plan.rates, seconds=plan.seconds, rounds=plan.rounds, warmup_seconds=plan.warmup_seconds,
                         connections=plan.connections, wrk_connections=plan.wrk_connections,
                         client_cpus=args.client_cpus, server_cpus=args.server_cpus,
                         server=SERVER_DESCRIPTION.format(version=mach.tools.get("nginx", "?")))
     return RunResult(date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), command=command,
-                     machine=mach, settings=settings, peers=tuple(results))
+                     machine=mach, settings=settings, peers=tuple(results), load_before=load_before,
+                     load_after=os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,3 +67,18 @@ def test_commands_ask_for_corrected_fixed_rate_and_closed_loop():
     assert ["-q", "2000", "--latency-correction"] == cmd[cmd.index("-q"):cmd.index("-q") + 3]
     assert "--no-tui" in cmd and cmd[-1] == "http://a/"
     assert wrk_cmd("http://a/", seconds=10, connections=32) == ["wrk", "-t1", "-c32", "-d10s", "--latency", "http://a/"]
+
+
+def test_rounds_combine_to_medians_and_sums():
+    from bench.load import ClosedLoop, FixedRate, combine_closed, combine_fixed
+
+    runs = [FixedRate(rate=500, requests=2000, achieved_rps=r, success_rate=1.0, p50_ms=p, p99_ms=p * 2,
+                      p999_ms=p * 3, errors=e) for r, p, e in ((499.0, 0.5, {}), (501.0, 0.4, {"x": 1}),
+                                                               (500.0, 9.0, {"x": 2, "y": 1}))]
+    c = combine_fixed(runs)
+    assert (c.requests, c.achieved_rps, c.p50_ms, c.p99_ms, c.p999_ms) == (6000, 500.0, 0.5, 1.0, 1.5)
+    assert c.errors == {"x": 3, "y": 1}
+    closed = combine_closed([ClosedLoop(32, 10, 100.0, 1.0, 5.0, 0), ClosedLoop(32, 30, 300.0, 3.0, 9.0, 2)])
+    assert (closed.requests, closed.rps, closed.p99_ms, closed.errors) == (40, 200.0, 7.0, 2)
+    with pytest.raises(ValueError):
+        combine_fixed([])

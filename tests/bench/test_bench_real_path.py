@@ -2,12 +2,13 @@
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 
 import pytest
 
 from bench.certs import generate
-from bench.measure import LoadPlan, closed_loop, measure, verify
-from bench.peers import BenchEnv, HaproxyPair, NginxPair, start_backend
+from bench.measure import LoadPlan, closed_loop, measure_all, verify
+from bench.peers import BenchEnv, HaproxyPair, NginxPair, RunningPeer, start_backend
 from bench.procs import session_pids, stop
 from bench.tools import TOOLS_DIR
 from bench.topology import Side, Topology, created, teardown
@@ -54,13 +55,39 @@ def test_sidecar_pair_forwards_over_mtls_and_is_stopped(env, peer):
     assert all(not session_pids(pid) for pid in pids)
 
 
-def test_measure_whole_peer_with_oha_when_available(env):
+class BrokenPeer:
+    """Starts, but nothing answers: must be reported as failed and still be stopped."""
+
+    name = "broken"
+    stopped = False
+
+    @contextmanager
+    def start(self, env):
+        try:
+            yield RunningPeer(name=self.name, url="http://127.0.0.1:1/", sidecars=())
+        finally:
+            self.stopped = True
+
+
+def test_measure_all_with_oha_when_available(env, monkeypatch):
+    import bench.measure
+
+    def fast_verify(env, running):
+        if running.name == "broken":
+            raise bench.measure.VerifyError("nothing listens")
+        verify(env, running)
+
+    monkeypatch.setattr(bench.measure, "verify", fast_verify)
     oha = shutil.which("oha") or str(TOOLS_DIR / "bin" / "oha")
     if not os.path.exists(oha):
         pytest.skip("oha not built (make bench builds it)")
-    plan = LoadPlan(rates=(100,), seconds=1, warmup_seconds=0, connections=2, wrk_connections=2,
+    plan = LoadPlan(rates=(100,), seconds=1, rounds=2, warmup_seconds=0, connections=2, wrk_connections=2,
                     idle_settle_seconds=0.0)
-    result = measure(env, NginxPair(), oha, plan, log=lambda m: None)  # type: ignore[arg-type]
+    broken = BrokenPeer()
+    results = measure_all(env, [NginxPair(), broken], oha, plan, log=lambda m: None)  # type: ignore[arg-type]
+    assert [r.name for r in results] == ["nginx", "broken"]
+    result, failed = results
+    assert failed.error == "VerifyError: nothing listens" and broken.stopped
     assert result.error is None and result.fixed[0].requests > 0
     assert result.closed is not None and result.closed.rps > 0
     assert all(s.rss_idle_mb > 0 and s.rss_load_mb >= s.rss_idle_mb for s in result.sidecars)

@@ -30,7 +30,7 @@ def _run(mesh_p50=0.9, mesh_idle=30.0, mesh_rps=3000.0, with_mesh=True):
     return RunResult(
         date="2026-11-25 22:00 UTC", command="make bench",
         machine=Machine(nproc=2, cpu_model="AMD EPYC", kernel="6.1", python="3.11.7", tools={"oha": "1.16.0"}),
-        settings=Settings(rates=(500, 2000), seconds=10, warmup_seconds=2, connections=32, wrk_connections=32,
+        settings=Settings(rates=(500, 2000), seconds=10, rounds=3, warmup_seconds=2, connections=32, wrk_connections=32,
                           client_cpus="0", server_cpus="1", server="nginx"),
         peers=tuple(peers),
     )
