@@ -109,9 +109,10 @@ class DeploymentSpec:
 def _container(where: str, index: int, c: Mapping[str, Any]) -> Container:
     name = str(c.get("name") or f"c{index}")
     path = f"{where}: spec.template.spec.containers[{index}] ({name})"
-    argv = tuple(str(a) for a in (c.get("command") or [])) + tuple(str(a) for a in (c.get("args") or []))
-    if not argv:
-        raise SpecError(f"{path}: local mode runs command+args, and both are empty")
+    command = tuple(str(a) for a in (c.get("command") or []))
+    if not command:
+        raise SpecError(f"{path}: command is empty; local mode runs command+args (there is no image entrypoint)")
+    argv = command + tuple(str(a) for a in (c.get("args") or []))
     env: list[EnvVar] = []
     for e in c.get("env") or []:
         field_path = (((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")) or ""
