@@ -236,4 +236,4 @@ def test_get_watch_shows_changes_as_they_happen(state: Path, manifests: Path) ->
     finally:
         guard.cancel()
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)  # also closes the pipes
