@@ -22,7 +22,6 @@ from pathlib import Path
 
 import aiohttp
 import click
-
 from meshlet.e2e.pods import PodInfo, group_by_workload
 from meshlet.e2e.stats import (
     MetricsParseError,
@@ -35,7 +34,13 @@ from meshlet.e2e.stats import (
     render_table,
     workload_stat,
 )
-from meshlet.e2e.target import LocalMeshTarget, LocalTargetSettings, MeshTarget, TargetError, wait_for_pods
+from meshlet.e2e.target import (
+    LocalMeshTarget,
+    LocalTargetSettings,
+    MeshTarget,
+    TargetError,
+    wait_for_pods,
+)
 
 METRICS_PORT = 15090
 
@@ -65,19 +70,20 @@ class DriveResult:
 async def drive(config: DriveConfig) -> DriveResult:
     """Send at most `max_requests` GETs over `concurrency` workers until `duration_s` passes."""
     statuses: collections.Counter[str] = collections.Counter()
-    budget = [config.max_requests]
+    budget = config.max_requests
     start = time.monotonic()
     deadline = start + config.duration_s
     timeout = aiohttp.ClientTimeout(total=config.request_timeout_s)
 
     async def worker(session: aiohttp.ClientSession) -> None:
-        while time.monotonic() < deadline and budget[0] > 0:
-            budget[0] -= 1
+        nonlocal budget
+        while time.monotonic() < deadline and budget > 0:
+            budget -= 1
             try:
                 async with session.get(config.url, headers=dict(config.headers)) as resp:
                     await resp.read()
                     statuses[str(resp.status)] += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 statuses[type(exc).__name__] += 1
 
     connector = aiohttp.TCPConnector(limit=config.concurrency)
@@ -93,7 +99,7 @@ async def scrape(session: aiohttp.ClientSession, url: str) -> ProxyCounters | No
             if resp.status != 200:
                 return None
             text = await resp.text()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return None
     try:
         return inbound_counters(parse_samples(text))
@@ -130,8 +136,8 @@ def collect_stats(
 
 def summary(result: DriveResult, stats: Sequence[WorkloadStat]) -> str:
     codes = ", ".join(f"{k}: {v}" for k, v in sorted(result.statuses.items())) or "none"
-    lines = [f"traffic: {result.sent} requests in {result.elapsed_s:.1f}s "
-             f"({result.sent / result.elapsed_s if result.elapsed_s else 0:.1f} rps; {codes})"]
+    rate = result.sent / result.elapsed_s if result.elapsed_s else 0.0
+    lines = [f"traffic: {result.sent} requests in {result.elapsed_s:.1f}s ({rate:.1f} rps; {codes})"]
     tls = [f"{s.name} {s.tls_rate * 100:.0f}%" for s in sorted(stats, key=lambda s: s.name) if s.tls_rate is not None]
     if tls:
         lines.append("inbound requests over mTLS: " + ", ".join(tls))

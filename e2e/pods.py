@@ -107,6 +107,19 @@ def parse_pods(text: str) -> list[PodInfo]:
     return [pod_from_obj(item) for item in data if isinstance(item, Mapping)]
 
 
+def parse_names(text: str) -> list[str]:
+    """`metadata.name` of every object in a JSON List (e.g. `meshlet get deployments -o json`)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise PodListError(f"listing is not JSON: {exc}") from None
+    items = data.get("items", [data]) if isinstance(data, Mapping) else data
+    if not isinstance(items, list):
+        raise PodListError(f"listing is neither a list nor a List object: {type(items).__name__}")
+    return [str(i["metadata"]["name"]) for i in items
+            if isinstance(i, Mapping) and isinstance(i.get("metadata"), Mapping) and i["metadata"].get("name")]
+
+
 def workload_of(pod: PodInfo, deployments: Iterable[str] = ()) -> str:
     """The Deployment a pod belongs to.
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from meshlet.e2e.pods import PodInfo, PodListError, parse_pods
+from meshlet.e2e.pods import PodInfo, PodListError, parse_names, parse_pods
 
 
 class TargetError(RuntimeError):
@@ -80,7 +80,7 @@ class LocalMeshTarget:
         argv = [*self.settings.meshlet_argv, *args]
         try:
             proc = subprocess.run(argv, env=self.settings.env(), capture_output=True, text=True, input=input,
-                                  timeout=timeout or self.settings.command_timeout)
+                                  check=False, timeout=timeout or self.settings.command_timeout)
         except subprocess.TimeoutExpired as exc:
             raise TargetError(f"`meshlet {' '.join(args)}` did not finish in {exc.timeout}s") from None
         if check and proc.returncode != 0:
@@ -109,7 +109,7 @@ class LocalMeshTarget:
         if proc.returncode != 0:
             return []
         try:
-            return [p.name for p in parse_pods(proc.stdout)]  # same metadata.name shape
+            return parse_names(proc.stdout)
         except PodListError:
             return []
 

@@ -13,6 +13,7 @@ import importlib.util
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +24,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from meshlet.e2e.pods import PodInfo
-from meshlet.e2e.target import LocalMeshTarget, LocalTargetSettings, MeshTarget, TargetError, wait_for_pods
+from meshlet.e2e.target import (
+    LocalMeshTarget,
+    LocalTargetSettings,
+    MeshTarget,
+    TargetError,
+    wait_for_pods,
+)
 
 BOOKINFO_DIR = Path(__file__).resolve().parent.parent / "apps" / "bookinfo"
 NAMESPACE = "bookinfo"
@@ -49,7 +56,8 @@ def mesh_unavailable_reason() -> str | None:
 def host_networks() -> list[ipaddress.IPv4Network]:
     """Networks of the host's IPv4 interface addresses (`ip -o -4 addr`)."""
     try:
-        out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=10,
+                             check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
     nets = []
@@ -65,7 +73,8 @@ def host_networks() -> list[ipaddress.IPv4Network]:
 
 def host_links() -> set[str]:
     try:
-        out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=10,
+                             check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return set()
     return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.count(":") >= 2}
@@ -141,8 +150,8 @@ class BookinfoMesh:
 
     def curl_json_lines(self, pod: PodInfo, url: str, count: int, *headers: str) -> list[dict]:
         """`count` sequential GETs from one `sh` loop inside `pod`; the JSON bodies that parsed."""
-        hdrs = " ".join(f"-H '{h}'" for h in headers)
-        script = f"for i in $(seq {count}); do curl -s -m 10 {hdrs} '{url}'; echo; done"
+        hdrs = " ".join(f"-H {shlex.quote(h)}" for h in headers)
+        script = f"for i in $(seq {int(count)}); do curl -s -m 10 {hdrs} {shlex.quote(url)}; echo; done"
         proc = self.target.exec(pod.namespace, pod.name, ["sh", "-c", script], timeout=30 + count * 2)
         out = []
         for line in proc.stdout.splitlines():

@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-
 from e2e_support import StartApp
 
 

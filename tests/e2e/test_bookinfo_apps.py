@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-
-from meshlet.e2e.apps.bookinfo import details, productpage, ratings, reviews
-from meshlet.e2e.apps.bookinfo.common import ConfigError, ServiceSettings, forward_headers
-from meshlet.e2e.apps.bookinfo.page import render_productpage
-
 from e2e_support import Recorder, StartApp
+from meshlet.e2e.apps.bookinfo import details, productpage, ratings, reviews
+from meshlet.e2e.apps.bookinfo.common import (
+    ConfigError,
+    ServiceSettings,
+    forward_headers,
+)
+from meshlet.e2e.apps.bookinfo.page import render_productpage
 
 REVIEW1 = "An extremely entertaining play by Shakespeare. The slapstick humour is refreshing!"
 DEAD_URL = "http://127.0.0.1:9"  # discard port: nothing listens, connection refused at once
@@ -19,15 +21,13 @@ def settings(**kw: str) -> ServiceSettings:
 
 
 async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, str]:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(url, headers=headers or {}) as r:
-            return r.status, r.headers.get("Content-Type", ""), await r.text()
+    async with aiohttp.ClientSession() as s, s.get(url, headers=headers or {}) as r:
+        return r.status, r.headers.get("Content-Type", ""), await r.text()
 
 
 async def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, object]:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(url, headers=headers or {}) as r:
-            return r.status, await r.json(content_type=None)
+    async with aiohttp.ClientSession() as s, s.get(url, headers=headers or {}) as r:
+        return r.status, await r.json(content_type=None)
 
 
 async def test_details_json(start_app: StartApp) -> None:

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
-
 from e2e_support import StartApp
 from meshlet.e2e.demo import DriveConfig, drive, run_demo, summary
 from meshlet.e2e.pods import PodInfo
@@ -105,3 +104,11 @@ async def test_drive_bounds_requests_and_counts_errors() -> None:
     result = await drive(DriveConfig(url="http://127.0.0.1:9/", duration_s=5, concurrency=3, max_requests=6))
     assert result.sent == 6 and result.ok == 0
     assert sum(v for k, v in result.statuses.items() if not k.isdigit()) == 6
+
+
+def test_demo_cli_without_a_mesh_fails_clearly(tmp_path: Path) -> None:
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "meshlet.e2e.demo", "--state-dir", str(tmp_path / "none"),
+                           "--duration", "1"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("demo: ") and "no local mesh" in proc.stderr

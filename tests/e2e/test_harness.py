@@ -4,7 +4,12 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from meshlet.e2e.scenarios.harness import host_links, host_networks, isolated_settings, pick_slot
+from meshlet.e2e.scenarios.harness import (
+    host_links,
+    host_networks,
+    isolated_settings,
+    pick_slot,
+)
 
 N = ipaddress.IPv4Network
 

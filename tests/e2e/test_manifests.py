@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from meshlet.controller.local.spec import DeploymentSpec
 from meshlet.controller.model import to_obj
 from meshlet.controller.model.loader import load_paths
@@ -40,4 +39,4 @@ def test_namespace_labels_and_versions() -> None:
             assert env["SERVICE_VERSION"] == d["metadata"]["labels"]["version"]
             assert d["spec"]["template"]["spec"]["serviceAccountName"] == "bookinfo-reviews"
     # kubectl applies a directory in file-name order: the namespace file must come first
-    assert sorted(p.name for p in Path(BOOKINFO_DIR).glob("*.yaml"))[0] == "bookinfo-namespace.yaml"
+    assert min(p.name for p in Path(BOOKINFO_DIR).glob("*.yaml")) == "bookinfo-namespace.yaml"

@@ -3,4 +3,4 @@
 They skip when not root or while `meshlet up` does not exist yet; otherwise
 they bring up a real local mesh (slow).
 """
-from meshlet.e2e.scenarios.test_bookinfo import *  # noqa: F401,F403
+from meshlet.e2e.scenarios.test_bookinfo import *

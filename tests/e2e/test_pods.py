@@ -4,8 +4,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from meshlet.e2e.pods import PodInfo, PodListError, group_by_workload, parse_pods, workload_of
+from meshlet.e2e.pods import (
+    PodInfo,
+    PodListError,
+    group_by_workload,
+    parse_pods,
+    workload_of,
+)
 
 
 def pod_obj(name: str, **kw: object) -> dict:
@@ -58,3 +63,10 @@ def test_group_by_workload() -> None:
 def test_local_runtime_deployment_annotation() -> None:
     pod = parse_pods(json.dumps([pod_obj("reviews-v2-0", annotations={"meshlet.io/deployment": "reviews-v2"})]))[0]
     assert workload_of(pod) == "reviews-v2"
+
+
+def test_parse_names() -> None:
+    from meshlet.e2e.pods import parse_names
+    assert parse_names(json.dumps({"items": [{"metadata": {"name": "a"}}, {"metadata": {}}]})) == ["a"]
+    with pytest.raises(PodListError):
+        parse_names("{")

@@ -6,7 +6,6 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from meshlet.e2e.stats import (
     INF,
     MetricsParseError,

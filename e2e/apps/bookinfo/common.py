@@ -6,7 +6,6 @@ service at loopback ports) and passes it down explicitly.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Mapping
@@ -16,7 +15,6 @@ from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
-
 from meshlet.controller import log
 
 DEFAULT_PORT = 9080
@@ -69,7 +67,7 @@ class ServiceSettings:
     ratings_url: str = "http://ratings:9080"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "ServiceSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
         env = os.environ if env is None else env
         port_text = env.get("BOOKINFO_PORT") or env.get("PORT") or str(DEFAULT_PORT)
         try:
@@ -133,7 +131,7 @@ async def fetch_json(
                 await resp.read()
                 return resp.status, None
             return 200, json.loads(await resp.read())
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, ValueError):
         return 500, None
 
 

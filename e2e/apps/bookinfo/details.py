@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-
 from meshlet.e2e.apps.bookinfo.common import (
     SETTINGS_KEY,
     ServiceSettings,

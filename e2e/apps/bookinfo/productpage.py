@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-
 from meshlet.e2e.apps.bookinfo.common import (
     SESSION_KEY,
     SETTINGS_KEY,

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-
 from meshlet.e2e.apps.bookinfo.common import (
     SETTINGS_KEY,
     ServiceSettings,

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-
 from meshlet.e2e.apps.bookinfo.common import (
     SESSION_KEY,
     SETTINGS_KEY,
@@ -47,7 +46,7 @@ class ReviewsFlavor:
         return 10.0 if self.star_color == "black" else 2.5
 
     @classmethod
-    def for_version(cls, version: str, env: Mapping[str, str] | None = None) -> "ReviewsFlavor":
+    def for_version(cls, version: str, env: Mapping[str, str] | None = None) -> ReviewsFlavor:
         env = os.environ if env is None else env
         enabled = version in ("v2", "v3")
         color = "red" if version == "v3" else "black"
