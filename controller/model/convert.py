@@ -148,6 +148,35 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType)
 
 
+@functools.cache
+def _shape(tp: Any) -> str:
+    """How the decoder treats a type (cached: decoding is on the store's hot path)."""
+    if tp is Any:
+        return "any"
+    if _is_union(tp):
+        return "union"
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "literal"
+    if origin in (tuple, list):
+        return "sequence"
+    if origin is dict:
+        return "mapping"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "enum"
+    if dataclasses.is_dataclass(tp):
+        return "dataclass"
+    if tp in _SCALAR_NAMES:
+        return "scalar"
+    raise TypeError(f"meshlet.model cannot convert type {tp!r}")
+
+
+@functools.cache
+def _lookup(cls: type) -> tuple[dict[str, _FieldInfo], dict[str, _FieldInfo]]:
+    infos = _fields(cls)
+    return {fi.yaml: fi for fi in infos}, {alias: fi for fi in infos for alias in fi.aliases}
+
+
 class _Decoder:
     def __init__(self, warnings: list[str] | None, envelope: bool, strict: bool = True) -> None:
         self.issues: list[FieldIssue] = []
@@ -160,30 +189,30 @@ class _Decoder:
         return None
 
     def decode(self, tp: Any, data: Any, path: str) -> Any:
-        if tp is Any:
+        shape = _shape(tp)
+        if shape == "scalar":
+            if type(data) is tp:  # the common case, without building messages
+                return data
+            return self._scalar(tp, data, path)
+        if shape == "dataclass":
+            return self._dataclass(tp, data, path)
+        if shape == "any":
             return data
-        if _is_union(tp):
+        if shape == "union":
             return self._union(tp, data, path)
-        origin = typing.get_origin(tp)
-        if origin is typing.Literal:
+        if shape == "literal":
             choices = typing.get_args(tp)
             if data in choices and type(data) is type(choices[0]):
                 return data
             return self.fail(path, f"must be one of {', '.join(map(str, choices))}; got {describe(data)}")
-        if origin in (tuple, list):
-            return self._sequence(tp, origin, data, path)
-        if origin is dict:
+        if shape == "sequence":
+            return self._sequence(tp, typing.get_origin(tp), data, path)
+        if shape == "mapping":
             return self._mapping(tp, data, path)
-        if isinstance(tp, type) and issubclass(tp, enum.Enum):
-            try:
-                return tp(data)
-            except ValueError:
-                return self.fail(path, f"must be one of {', '.join(str(m.value) for m in tp)}; got {describe(data)}")
-        if dataclasses.is_dataclass(tp):
-            return self._dataclass(tp, data, path)
-        if tp in _SCALAR_NAMES:
-            return self._scalar(tp, data, path)
-        raise TypeError(f"meshlet.model cannot convert type {tp!r} (at {path or 'top level'})")
+        try:  # enum
+            return tp(data)
+        except ValueError:
+            return self.fail(path, f"must be one of {', '.join(str(m.value) for m in tp)}; got {describe(data)}")
 
     def _scalar(self, tp: type, data: Any, path: str) -> Any:
         ok = isinstance(data, tp) and not (tp is not bool and isinstance(data, bool))
@@ -238,8 +267,7 @@ class _Decoder:
         if not isinstance(data, Mapping):
             return self.fail(path, f"expected a mapping, got {describe(data)}")
         infos = _fields(cls)
-        by_yaml = {fi.yaml: fi for fi in infos}
-        by_alias = {alias: fi for fi in infos for alias in fi.aliases}
+        by_yaml, by_alias = _lookup(cls)
         before = len(self.issues)
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
