@@ -298,6 +298,34 @@ def test_up_on_a_running_mesh_only_applies(mesh):
     assert "already running" in up.stdout
 
 
+def test_up_times_out_with_the_failing_pods_log(mesh, tmp_path):
+    crash = tmp_path / "crash.yaml"
+    crash.write_text("""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: crasher, namespace: plain}
+spec:
+  selector: {matchLabels: {app: crasher}}
+  template:
+    metadata: {labels: {app: crasher}}
+    spec:
+      containers:
+      - name: app
+        command: [python, -c, "print('boom: no config'); raise SystemExit(3)"]
+        ports: [{containerPort: 9000}]
+""")
+    try:
+        up = mesh.meshlet("up", "-f", str(crash), "--timeout", "8", timeout=120)
+        assert up.returncode == 1
+        assert "deployment plain/crasher: 0/1 ready" in up.stderr
+        assert "boom: no config" in up.stderr and "app.log" in up.stderr
+    finally:
+        async def delete(store):
+            await store.delete("Deployment", "plain", "crasher")
+        store_call(mesh, delete)
+    wait_for(lambda: not [p for p in pods(mesh) if p.name.startswith("crasher")], 60, "crasher pods to go")
+
+
 def test_check_fails_when_destination_dies_and_up_recovers_from_state(mesh):
     rt = json.loads((mesh.state_dir / "runtime.json").read_text())
     os.kill(rt["processes"]["destination"]["pid"], signal.SIGKILL)
@@ -331,3 +359,14 @@ def test_up_refuses_a_bad_manifest_before_starting_anything(tmp_path):
     out = env.meshlet("up", "-f", str(bad), timeout=60)
     assert out.returncode == 1 and "error:" in out.stderr and "replicas" in out.stderr
     assert ours(env) == {}
+
+
+def test_local_verbs_require_root(monkeypatch):
+    from click.testing import CliRunner
+
+    from meshlet.controller.cli.main import cli
+
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    for verb in (["up", "-f", str(DATA)], ["down"], ["exec", "x", "--", "true"]):
+        out = CliRunner().invoke(cli, verb)
+        assert out.exit_code == 1 and "must run as root" in out.output, (verb, out.output)
