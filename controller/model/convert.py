@@ -302,7 +302,7 @@ class _Decoder:
         if len(self.issues) > before:
             return None
         instance = cls(**kwargs)
-        validate = getattr(instance, "validate", None)
+        validate = getattr(instance, "validate", None) if self.strict else None
         if callable(validate):
             for rel, message in validate():
                 self.fail(join(path, rel), message)
@@ -315,7 +315,8 @@ def from_obj(cls: type[T], data: Any, path: str = "", *, warnings: list[str] | N
 
     Warnings (aliases used) are appended to `warnings` when given. The top-level
     mapping may carry `apiVersion`/`kind` (checked by the registry, not here).
-    strict=False ignores unknown fields (for stored data, which another version may have written).
+    strict=False ignores unknown fields and skips `validate` hooks (for stored data: validated when
+    written, possibly by another version of meshlet with other rules).
     """
     decoder = _Decoder(warnings, envelope=True, strict=strict)
     value = decoder.decode(cls, data, path)

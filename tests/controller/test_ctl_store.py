@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 from ctl_support import make_store, ns, pod, summary, svc, take
 from meshlet.controller.model import ObjectMeta, PodStatus, Service, ServiceAccount
-from meshlet.controller.store import Action, Conflict, EventType, Gone, Invalid, NotFound, SqliteStore, Store
+from meshlet.controller.store import (
+    Action,
+    Conflict,
+    EventType,
+    Gone,
+    Invalid,
+    NotFound,
+    SqliteStore,
+    Store,
+    StoreError,
+)
 
 
 @pytest.fixture
@@ -241,5 +251,31 @@ async def test_own_writes_wake_watchers_without_waiting_for_the_poll(tmp_path: P
         await store.apply([svc("a")])
         assert summary(await waiter) == [("ADDED", "Service", "a")]
         await events.aclose()
+    finally:
+        await store.close()
+
+
+async def test_rows_written_by_another_meshlet_version(tmp_path: Path) -> None:
+    """Unknown fields in stored rows are ignored; rows this version cannot read give a StoreError naming them."""
+    import json
+    import sqlite3
+
+    store = make_store(tmp_path / "s.db")
+    try:
+        (r,) = await store.apply([svc("a")])
+        conn = sqlite3.connect(tmp_path / "s.db")
+        body = json.loads(conn.execute("SELECT body FROM resources WHERE name = 'a'").fetchone()[0])
+        body["spec"]["futureField"] = {"x": 1}
+        body["metadata"]["name"] = "A_not_valid_any_more"  # validation rules may have changed since
+        conn.execute("UPDATE resources SET body = ? WHERE name = 'a'", (json.dumps(body),))
+        conn.commit()
+        got = await store.get("Service", "default", "a")
+        assert got is not None and got.spec == r.resource.spec
+        body["spec"]["ports"] = "not a list"
+        conn.execute("UPDATE resources SET body = ? WHERE name = 'a'", (json.dumps(body),))
+        conn.commit()
+        conn.close()
+        with pytest.raises(StoreError, match="stored Service default/A_not_valid_any_more cannot be read"):
+            await store.list("Service")
     finally:
         await store.close()
