@@ -285,8 +285,7 @@ class SqliteStore:
         return stored
 
     async def update_status(self, resource: Resource) -> Resource:
-        resource = default_resource(resource)
-        self._info(resource.kind)
+        (resource,) = self._prepare([resource])  # a bad status must not reach readers
         return await self._run_write(lambda conn: self._status_txn(conn, resource))
 
     # === watch ===

@@ -109,6 +109,8 @@ async def test_update_status_keeps_generation_and_apply_keeps_status(store: Sqli
     assert again.action is Action.UNCHANGED and again.resource.status == status
     with pytest.raises(NotFound):
         await store.update_status(pod("ghost").with_status(status))
+    with pytest.raises(Invalid, match="status.phase: must be one of"):
+        await store.update_status(updated.with_status(PodStatus(phase="Sleeping")))  # type: ignore[arg-type]
     with pytest.raises(Conflict):
         await store.update_status(r.resource.with_status(PodStatus(phase="Failed")))
 
