@@ -39,7 +39,6 @@ from meshlet.e2e.target import (
     LocalTargetSettings,
     MeshTarget,
     TargetError,
-    wait_for_pods,
 )
 
 METRICS_PORT = 15090
@@ -150,17 +149,23 @@ class DemoResult:
     stats: list[WorkloadStat]
 
 
+async def settled_pods(target: MeshTarget, namespace: str, wait_s: float, interval: float = 1.0) -> list[PodInfo]:
+    """The namespace's pods once all are ready with an address, or as they are after `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        pods = await asyncio.to_thread(target.pods, namespace)
+        if (pods and all(p.ready and p.ip for p in pods)) or time.monotonic() >= deadline:
+            return pods
+        await asyncio.sleep(interval)
+
+
 async def run_demo(target: MeshTarget, *, namespace: str, service: str, port: int, path: str,
                    duration_s: float, concurrency: int, max_requests: int, wait_s: float) -> DemoResult:
-    pods = await asyncio.to_thread(target.pods, namespace)
-    entry = [p for p in pods if p.labels.get("app") == service]
-    if not any(p.ready and p.ip for p in entry):
-        await asyncio.to_thread(wait_for_pods, target, namespace, expect=max(1, len(pods)), timeout=wait_s)
-        pods = await asyncio.to_thread(target.pods, namespace)
-        entry = [p for p in pods if p.labels.get("app") == service]
-    entry = [p for p in entry if p.ready and p.ip]
+    pods = await settled_pods(target, namespace, wait_s)
+    entry = [p for p in pods if p.labels.get("app") == service and p.ready and p.ip]
     if not entry:
-        raise TargetError(f"no ready pod with label app={service} in namespace {namespace}")
+        raise TargetError(f"no ready pod with label app={service} in namespace {namespace} after {wait_s:.0f}s "
+                          f"(pods: {', '.join(p.name for p in pods) or 'none'})")
     deployments = await asyncio.to_thread(target.deployments, namespace)
     groups = group_by_workload(pods, deployments)
     meshed = [p for p in pods if p.meshed and p.ip]

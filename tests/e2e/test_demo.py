@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from e2e_support import StartApp
 from meshlet.e2e.demo import DriveConfig, drive, run_demo, summary
 from meshlet.e2e.pods import PodInfo
 from meshlet.e2e.stats import render_table
+from meshlet.e2e.target import TargetError
 
 
 class FakeProxiedPod:
@@ -107,8 +110,14 @@ async def test_drive_bounds_requests_and_counts_errors() -> None:
 
 
 def test_demo_cli_without_a_mesh_fails_clearly(tmp_path: Path) -> None:
-    import sys
     proc = subprocess.run([sys.executable, "-m", "meshlet.e2e.demo", "--state-dir", str(tmp_path / "none"),
                            "--duration", "1"], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1
     assert proc.stderr.startswith("demo: ") and "no local mesh" in proc.stderr
+
+
+async def test_run_demo_names_the_missing_entry_pod() -> None:
+    sleep = PodInfo("bookinfo", "sleep-abc12-q1w2e", "198.18.0.10", "Running", True, False, {"app": "sleep"})
+    with pytest.raises(TargetError, match="app=productpage.*sleep-abc12-q1w2e"):
+        await run_demo(FakeTarget([sleep], {}), namespace="bookinfo", service="productpage", port=9080,
+                       path="/productpage", duration_s=0.1, concurrency=1, max_requests=1, wait_s=0)
