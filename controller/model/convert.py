@@ -5,7 +5,7 @@ place that knows how to read and write them, so adding a kind is only writing
 its dataclasses (see `meshlet.controller.model.kinds`).
 
 Naming: a snake_case field is spelled camelCase in YAML (`service_account_name`
-→ `serviceAccountName`); `yfield(name="clusterIP")` overrides the spelling and
+→ `serviceAccountName`, `from_` → `from`); `yfield(name="clusterIP")` overrides the spelling and
 `yfield(warn_aliases=("mTLS",))` accepts a second spelling with a warning; an
 alias may come with an adapter for a differently shaped value, e.g.
 `warn_aliases=(("headers", lambda v: [{"name": h} for h in v]),)`.
@@ -90,6 +90,8 @@ class _FieldInfo:
     required: bool
     aliases: Mapping[str, Callable[[Any], Any] | None]
     """accepted other spellings -> adapter of their value (None: same shape)"""
+    empty_default: bool
+    """the default is None or an empty collection, so to_obj may leave such a value out"""
 
 
 @functools.cache
@@ -101,7 +103,10 @@ def _fields(cls: type) -> tuple[_FieldInfo, ...]:
             continue
         yaml = f.metadata.get(_YAML_NAME) or camel(f.name)
         required = f.default is MISSING and f.default_factory is MISSING
-        out.append(_FieldInfo(f.name, yaml, hints[f.name], required, f.metadata.get(_WARN_ALIASES, {})))
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        empty_default = default is None or (isinstance(default, (tuple, list, dict)) and not default)
+        out.append(_FieldInfo(f.name, yaml, hints[f.name], required, f.metadata.get(_WARN_ALIASES, {}),
+                              empty_default))
     return tuple(out)
 
 
@@ -340,7 +345,7 @@ def to_obj(instance: Any) -> Any:
             out["kind"] = kind
         for fi in _fields(type(instance)):
             value = getattr(instance, fi.attr)
-            if value is None or (isinstance(value, (tuple, list, dict)) and not value and not fi.required):
+            if value is None or (isinstance(value, (tuple, list, dict)) and not value and fi.empty_default):
                 continue
             out[fi.yaml] = to_obj(value)
         return out

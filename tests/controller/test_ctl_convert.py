@@ -208,6 +208,17 @@ def test_integer_keys_survive_json() -> None:
     assert issues(e) == ["portLevelMtls.http: keys must be integers, got 'http'"]
 
 
+@dataclass(frozen=True)
+class WithNonEmptyDefault:
+    methods: tuple[str, ...] = ("GET",)
+
+
+def test_empty_value_of_a_non_empty_default_round_trips() -> None:
+    assert to_obj(WithNonEmptyDefault(())) == {"methods": []}
+    assert from_obj(WithNonEmptyDefault, to_obj(WithNonEmptyDefault(()))) == WithNonEmptyDefault(())
+    assert to_obj(WithNonEmptyDefault()) == {"methods": ["GET"]}
+
+
 def test_any_fields_pass_through() -> None:
     spec = from_obj(PeerAuthLikeSpec, {"extra": {"free": ["form", 1]}})
     assert spec.extra == {"free": ["form", 1]}
