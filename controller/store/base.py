@@ -72,6 +72,8 @@ class Store(Protocol):
 
         Raises Gone if `since` is older than the retained change log (list again, then
         watch from the list's version). Kinds are names as for `get` ("Pod", "pods").
+        To know when the initial state is complete, `list` each kind, then
+        `watch(kinds, since=min(versions))` and skip events at or below a kind's list version.
         """
         ...
 
