@@ -51,6 +51,9 @@ async def ensure_bridge(bridge: str, gateway: ipaddress.IPv4Address, cidr: ipadd
     """Create the bridge with the gateway address (idempotent)."""
     if not await link_exists(bridge):
         await run("ip", "link", "add", bridge, "type", "bridge")
+    # pod-to-pod frames stay on the bridge: keep them out of the host's iptables
+    # (br_netfilter would otherwise run them through FORWARD, which may DROP)
+    await run("ip", "link", "set", bridge, "type", "bridge", "nf_call_iptables", "0", check=False)
     await run("ip", "addr", "replace", f"{gateway}/{cidr.prefixlen}", "dev", bridge)
     await run("ip", "link", "set", bridge, "up")
 
