@@ -30,6 +30,10 @@ def make_app(name: str) -> web.Application:
         await resp.write_eof()
         return resp
 
+    async def sleep(request: web.Request) -> web.Response:
+        await asyncio.sleep(int(request.match_info["ms"]) / 1000)
+        return web.Response(text=f"slept from {name}\n")
+
     async def ws(request: web.Request) -> web.WebSocketResponse:
         sock = web.WebSocketResponse()
         await sock.prepare(request)
@@ -43,6 +47,7 @@ def make_app(name: str) -> web.Application:
     app.router.add_post("/echo", echo)
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/stream/{n}", stream)
+    app.router.add_get("/sleep/{ms}", sleep)
     app.router.add_route("*", "/{tail:.*}", info)
     return app
 

@@ -243,3 +243,22 @@ print(s.makefile("rb").readline().decode().strip())
                       client_id=CLIENT_ID) >= 3
     finally:
         mesh.start_destination()
+
+
+def test_shutdown_drains_in_flight_requests(mesh: Mesh) -> None:
+    """Last: stops the client proxy. POST /shutdown lets the in-flight request finish."""
+    import subprocess
+    import urllib.request
+
+    proxy = mesh.a.procs[-1]
+    slow = subprocess.Popen(["ip", "netns", "exec", mesh.a.netns, "curl", "-s", "-m", "20",
+                             f"http://{mesh.b.ip}:8080/sleep/1500"], stdout=subprocess.PIPE, text=True)
+    wait_for(lambda: metric(mesh.metrics(mesh.b), "request_total", direction="inbound",
+                            authority=f"{mesh.b.ip}:8080", client_id=CLIENT_ID) > 0, "slow request started")
+    time.sleep(0.3)  # let the request reach the app (not a timing assertion)
+    req = urllib.request.Request(f"http://{mesh.a.ip}:15000/shutdown", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+    out, _ = slow.communicate(timeout=30)
+    assert out.strip() == "slept from b"
+    assert proxy.wait(timeout=30) == 0
