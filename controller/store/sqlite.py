@@ -88,7 +88,7 @@ class SqliteStore:
             raise StoreError("store is closed")
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             raise StoreError(f"store {self.path}: {e}") from e
 
     async def _run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:

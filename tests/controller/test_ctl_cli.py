@@ -102,6 +102,18 @@ def test_apply_prints_kubectl_lines_and_is_idempotent(state: Path, manifests: Pa
     assert "service/reviews configured" in result.output.splitlines()
 
 
+def test_apply_to_an_unusable_state_dir_is_a_clear_error(tmp_path: Path, manifests: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run(blocker / "state", "apply", "-f", str(manifests))
+    assert result.exit_code == 1 and result.output.startswith(f"error: store {blocker}/state/store.db: ")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "store.db").write_bytes(b"this is not a database" * 100)
+    result = run(corrupt, "get", "pods")
+    assert result.exit_code == 1 and "file is not a database" in result.output
+
+
 def test_apply_error_changes_nothing(state: Path, manifests: Path) -> None:
     (manifests / "zz-bad.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: bad}\n"
                                            "spec:\n  ports:\n  - port: abc\n")
