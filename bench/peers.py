@@ -15,13 +15,12 @@ from typing import ContextManager, Protocol
 
 from bench import configs
 from bench.certs import Pki
-from bench.procs import NetnsWorker, Proc, spawn, stop, tcp_accepts, wait_until
+from bench.procs import NetnsWorker, Proc, ProcessError, spawn, stop, tcp_accepts, wait_until
 from bench.topology import Topology
 
-SIDECAR_PORT_IN = 15080
-"""Client-side sidecars (nginx, haproxy) listen here on the client's loopback."""
-SIDECAR_PORT_MTLS = 15443
-"""Server-side sidecars (nginx, haproxy) take mTLS here on the server's address."""
+SIDECAR_PORTS = {"nginx": (15080, 15443), "haproxy": (15081, 15444)}
+"""Per pair (all run at once): the client-side plaintext port on the client's loopback,
+and the server-side mTLS port on the server's address."""
 READY_TIMEOUT = 60.0
 
 
@@ -102,11 +101,14 @@ def _start_listening(env: BenchEnv, *, name: str, side: str, argv: list[str], ho
     """Start one sidecar; ready means its listener accepts connections."""
     netns = env.topo.client.netns if side == "client" else env.topo.server.netns
     cpus = env.client_cpus if side == "client" else env.server_cpus
-    proc = spawn(f"{name}-{side}", argv, log=workdir / f"{side}.log", netns=netns, cpus=cpus)
     worker = env.worker(netns)
+    if worker.call(tcp_accepts, host, port):
+        raise ProcessError(f"{host}:{port} in {netns} is already taken: {name} {side}-side cannot listen there")
+    proc = spawn(f"{name}-{side}", argv, log=workdir / f"{side}.log", netns=netns, cpus=cpus)
     try:
         ready_at = wait_until(lambda: worker.call(tcp_accepts, host, port),
                               what=f"{name} {side}-side listener {host}:{port}", timeout=READY_TIMEOUT, procs=[proc])
+        proc.check_alive()
     except BaseException:
         stop(proc)
         raise
@@ -134,8 +136,9 @@ class _PairPeer:
         return configs.TlsFiles(cert=own.cert, key=own.key, chain=own.chain, ca=env.pki.ca, peer_name=peer_name)
 
     def _hops(self, env: BenchEnv) -> tuple[configs.Hop, configs.Hop]:
-        client = configs.Hop("127.0.0.1", SIDECAR_PORT_IN, env.topo.server.ip, SIDECAR_PORT_MTLS)
-        server = configs.Hop(env.topo.server.ip, SIDECAR_PORT_MTLS, "127.0.0.1", env.backend_port)
+        plain, mtls = SIDECAR_PORTS[self.name]
+        client = configs.Hop("127.0.0.1", plain, env.topo.server.ip, mtls)
+        server = configs.Hop(env.topo.server.ip, mtls, "127.0.0.1", env.backend_port)
         return client, server
 
     def _argv(self, env: BenchEnv, side: str, hop: configs.Hop, workdir: Path) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 
 from bench.certs import generate
 from bench.measure import LoadPlan, closed_loop, measure_all, verify
-from bench.peers import BenchEnv, HaproxyPair, NginxPair, RunningPeer, start_backend
+from bench.peers import SIDECAR_PORTS, BenchEnv, HaproxyPair, NginxPair, RunningPeer, start_backend
 from bench.procs import session_pids, stop
 from bench.tools import TOOLS_DIR
 from bench.topology import Side, Topology, created, teardown
@@ -45,9 +45,10 @@ def test_sidecar_pair_forwards_over_mtls_and_is_stopped(env, peer):
         assert all(s.start_to_ready_ms > 0 for s in running.sidecars)
         verify(env, running)
         # The server side refuses a client without a certificate: the hop really is mutual TLS.
+        mtls_port = SIDECAR_PORTS[peer.name][1]
         curl = subprocess.run(
             ["ip", "netns", "exec", TOPO.client.netns, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
-             "--max-time", "5", f"https://{TOPO.server.ip}:15443/"], capture_output=True, text=True, timeout=30)
+             "--max-time", "5", f"https://{TOPO.server.ip}:{mtls_port}/"], capture_output=True, text=True, timeout=30)
         assert curl.stdout.strip() in ("000", "400")
         result = closed_loop(env, running, seconds=1, connections=4)
         assert result.requests > 0 and result.errors == 0
@@ -84,13 +85,17 @@ def test_measure_all_with_oha_when_available(env, monkeypatch):
     plan = LoadPlan(rates=(100,), seconds=1, rounds=2, warmup_seconds=0, connections=2, wrk_connections=2,
                     idle_settle_seconds=0.0)
     broken = BrokenPeer()
-    results = measure_all(env, [NginxPair(), broken], oha, plan, log=lambda m: None)  # type: ignore[arg-type]
-    assert [r.name for r in results] == ["nginx", "broken"]
-    result, failed = results
+    # Both pairs run at the same time (the load is interleaved), so they must not share ports.
+    results = measure_all(env, [NginxPair(), broken, HaproxyPair()], oha, plan, log=lambda m: None)  # type: ignore[arg-type]
+    assert [r.name for r in results] == ["nginx", "broken", "haproxy"]
+    failed = results[1]
     assert failed.error == "VerifyError: nothing listens" and broken.stopped
-    assert result.error is None and result.fixed[0].requests > 0
-    assert result.closed is not None and result.closed.rps > 0
-    assert all(s.rss_idle_mb > 0 and s.rss_load_mb >= s.rss_idle_mb for s in result.sidecars)
+    for result in (results[0], results[2]):
+        assert result.error is None and result.fixed[0].requests > 0
+        assert result.closed is not None and result.closed.rps > 0
+        assert len(result.sidecars) == 2
+        assert all(s.rss_idle_mb > 0 and s.rss_load_mb >= s.rss_idle_mb for s in result.sidecars)
+        assert all(s.cpu_us_per_request is not None for s in result.sidecars)  # 10 ms ticks: may be 0
 
 
 def test_teardown_is_idempotent():
