@@ -19,10 +19,27 @@ from meshlet.controller.model.kinds import DEFAULT_REGISTRY
 from meshlet.controller.model.meta import Resource
 from meshlet.controller.model.registry import Registry
 
-try:  # the C loader is much faster on big manifests
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser is much faster on big manifests
+
+
+class _Loader(_Base):  # type: ignore[misc,valid-type]
+    """Safe loader that refuses duplicate keys (PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r} (first at line {seen[key].start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -89,16 +106,17 @@ def expand_paths(paths: list[str], stdin: IO[str] | None = None) -> tuple[list[S
 def parse_documents(text: str, source: str) -> tuple[list[tuple[int, Any]], list[ManifestProblem]]:
     """(1-based index, data) of each non-empty YAML document, or the parse problem."""
     docs: list[tuple[int, Any]] = []
+    index = 0
     try:
-        for index, data in enumerate(yaml.load_all(io.StringIO(text), Loader=_Loader), start=1):
+        for data in yaml.load_all(io.StringIO(text), Loader=_Loader):
+            index += 1
             if data is not None:
                 docs.append((index, data))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         what = " ".join(str(x) for x in (e.context, e.problem) if x)
-        return docs, [ManifestProblem(source, len(docs) + 1 if docs else None, "",
-                                      f"{where}invalid YAML: {what}")]
+        return docs, [ManifestProblem(source, index + 1, "", f"{where}invalid YAML: {what}")]
     except yaml.YAMLError as e:
         return docs, [ManifestProblem(source, None, "", f"invalid YAML: {e}")]
     return docs, []

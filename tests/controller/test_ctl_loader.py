@@ -137,6 +137,14 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
     assert "line 16" in problem.message and "invalid YAML" in problem.message
 
 
+def test_duplicate_keys_are_an_error() -> None:
+    text = SERVICE + "  ports:\n  - port: 81\n"
+    with pytest.raises(ManifestError) as e:
+        load_text(text, "dup.yaml")
+    assert str(e.value) == ("dup.yaml: document 1: line 11, column 3: invalid YAML: while constructing a mapping "
+                            "found duplicate key 'ports' (first at line 8)")
+
+
 def test_empty_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="no \\*.yaml or \\*.yml files"):
         load_paths([str(tmp_path)])
