@@ -127,6 +127,9 @@ class Runtime:
                 except (StoreError, OSError, netns.NetnsError, IpamError) as e:
                     self.log.error("reconcile.failed", error=str(e))
                     await asyncio.sleep(1)
+                except Exception:  # a bug must not take every pod down with the daemon
+                    self.log.exception("reconcile.crashed")
+                    await asyncio.sleep(1)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -141,6 +144,8 @@ class Runtime:
                 raise
             except StoreError as e:
                 self.log.warning("watch.restart", error=str(e))
+            except Exception:  # the periodic resync still runs; log and watch again
+                self.log.exception("watch.crashed")
             await asyncio.sleep(1)
 
     async def startup_cleanup(self) -> None:

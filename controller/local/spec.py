@@ -164,8 +164,12 @@ class ServiceSpec:
             if not isinstance(port, int):
                 raise SpecError(f"Service {ns}/{name}: ports: port must be an integer, got {port!r}")
             target = p.get("targetPort")
+            protocol = str(p.get("protocol") or "TCP").lower()
+            if protocol not in ("tcp", "udp"):
+                raise SpecError(f"Service {ns}/{name}: port {port}: protocol {protocol.upper()} is not supported "
+                                "in local mode (TCP, UDP)")
             ports.append(ServicePort(port=port, target_port=port if target in (None, "") else target,
-                                     protocol=str(p.get("protocol") or "TCP").lower(), name=str(p.get("name") or "")))
+                                     protocol=protocol, name=str(p.get("name") or "")))
         return cls(namespace=ns, name=name, cluster_ip=ip, selector=_labels(spec.get("selector")),
                    ports=tuple(ports))
 

@@ -186,6 +186,27 @@ def test_logs(mesh):
     assert bad.returncode == 1 and "no 'proxy' log" in bad.stderr
 
 
+def test_logs_follow(mesh):
+    import select
+    import sys
+
+    follow = subprocess.Popen([sys.executable, "-m", "meshlet.controller.cli.main", "logs", "-f", "--tail", "0",
+                               "-n", "plain", "deploy/client"], env=mesh.env, stdout=subprocess.PIPE)
+    try:
+        # the follower may start after the request: keep asking until a new line shows up
+        deadline = time.monotonic() + 60
+        seen = b""
+        while b"/followed" not in seen:
+            assert time.monotonic() < deadline, f"no new log line seen; got {seen!r}"
+            curl(mesh, "plain", "deploy/client", "http://client/followed")
+            ready, _, _ = select.select([follow.stdout], [], [], 2.0)
+            if ready:
+                seen += os.read(follow.stdout.fileno(), 65536)  # type: ignore[union-attr]
+    finally:
+        follow.kill()
+        follow.wait()
+
+
 def test_check_passes_on_a_healthy_mesh(mesh):
     out = mesh.meshlet("check", timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -102,6 +102,9 @@ def test_service_rules_use_ready_selected_pods_and_named_ports():
     rules = service_rules([svc], pods)  # type: ignore[arg-type]
     assert [(r.port, [(str(e.ip), e.port) for e in r.endpoints]) for r in rules] == [
         (80, [("198.18.0.5", 8080)]), (81, []), (8080, [("198.18.0.5", 8080)])]
+    with pytest.raises(SpecError, match="SCTP"):
+        ServiceSpec.from_obj({"metadata": {"name": "s", "namespace": "demo"},
+                              "spec": {"ports": [{"port": 1, "protocol": "SCTP"}]}})
     no_vip = ServiceSpec.from_obj({"metadata": {"name": "h", "namespace": "demo"}, "spec": {"selector": {"app": "web"}}})
     assert service_rules([no_vip], pods) == []  # type: ignore[arg-type]
 
