@@ -30,6 +30,10 @@ class MeshTarget(Protocol):
 
     def down(self) -> None: ...
 
+    def apply(self, manifests: Path) -> None: ...
+
+    def delete(self, kind: str, namespace: str, name: str) -> None: ...
+
     def pods(self, namespace: str) -> list[PodInfo]: ...
 
     def deployments(self, namespace: str) -> list[str]: ...
@@ -96,6 +100,9 @@ class LocalMeshTarget:
 
     def down(self) -> None:
         self.run(["down"])
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self.run(["delete", kind, name, "-n", namespace])
 
     def pods(self, namespace: str) -> list[PodInfo]:
         out = self.run(["get", "pods", "-n", namespace, "-o", "json"]).stdout

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from meshlet.e2e.scenarios.harness import (
+    BOOKINFO_DIR,
     BOOKINFO_PODS,
     LEGACY_NAMESPACE,
     NAMESPACE,
@@ -154,3 +155,29 @@ def test_demo_driver_prints_sane_numbers(bookinfo_mesh: BookinfoMesh) -> None:
         assert rows[name][1] == "1/1", proc.stdout
     # productpage calls details once per page: details saw traffic too
     assert rows["details-v1"][3] != "-", proc.stdout
+
+
+# Keep this test last: it takes ratings away from the module's mesh.
+def test_ratings_down_shows_bookinfo_error(bookinfo_mesh: BookinfoMesh) -> None:
+    sleep = bookinfo_mesh.pod("sleep")
+    bookinfo_mesh.target.delete("deployment", NAMESPACE, "ratings-v1")
+    try:
+        def rating_error() -> dict | None:
+            for body in bookinfo_mesh.curl_json_lines(sleep, REVIEWS_API, 6):
+                if body.get("version") in ("v2", "v3"):
+                    rating = body["reviews"][0].get("rating") or {}
+                    if "error" in rating:
+                        return body
+            return None
+
+        body = poll(rating_error, timeout=90, interval=0.1, what="reviews v2/v3 reporting ratings unavailable")
+        assert body["reviews"][1]["rating"] == {"error": "Ratings service is currently unavailable"}
+
+        def page_error() -> str | None:
+            status, html = bookinfo_mesh.curl(sleep, "http://productpage:9080/productpage")
+            return html if status == 200 and "Ratings service is currently unavailable" in html else None
+
+        html = poll(page_error, timeout=60, what="the product page showing the ratings error")
+        assert "Book Reviews" in html
+    finally:
+        bookinfo_mesh.target.apply(BOOKINFO_DIR)

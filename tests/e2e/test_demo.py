@@ -64,6 +64,13 @@ class FakeTarget:
 
     def down(self) -> None: ...
 
+    def apply(self, manifests: Path) -> None: ...
+
+    def delete(self, kind: str, namespace: str, name: str) -> None: ...
+
+    def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
+        return ""
+
     def pods(self, namespace: str) -> list[PodInfo]:
         return [p for p in self._pods if p.namespace == namespace]
 
