@@ -1,8 +1,11 @@
 """Bookinfo services on loopback, without the mesh: JSON shapes, versions, failures, headers, HTML."""
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
+from aiohttp import web
 from e2e_support import Recorder, StartApp
 from meshlet.e2e.apps.bookinfo import details, productpage, ratings, reviews
 from meshlet.e2e.apps.bookinfo.common import (
@@ -201,3 +204,24 @@ def test_reviews_flavor_env_overrides() -> None:
     assert reviews.ReviewsFlavor.for_version("v3", {}).ratings_timeout_s == 2.5
     assert reviews.ReviewsFlavor.for_version("v1", {"ENABLE_RATINGS": "true", "STAR_COLOR": "blue"}) == \
         reviews.ReviewsFlavor(True, "blue")
+
+
+async def test_productpage_times_out_slow_reviews_twice(start_app: StartApp) -> None:
+    calls: list[float] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        calls.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(1.0)  # well past the 0.2 s timeout; short so clean-up does not wait long
+        return web.json_response({})
+
+    slow_app = web.Application()
+    slow_app.router.add_get("/reviews/{id}", slow)
+    reviews_url = await start_app(slow_app)
+    details_url = await start_app(details.build_app(settings()))
+    timeouts = productpage.UpstreamTimeouts(details_s=1.0, reviews_s=0.2, reviews_tries=2)
+    base = await start_app(productpage.build_app(settings(details_url=details_url, reviews_url=reviews_url),
+                                                 timeouts))
+    status, _, html = await get(f"{base}/productpage")
+    assert status == 200
+    assert "Book Details" in html and "Error fetching product reviews!" in html
+    assert len(calls) == 2
