@@ -6,7 +6,6 @@ import sys
 from typing import NoReturn
 
 import click
-
 from meshlet.controller.config import LocalConfig
 
 

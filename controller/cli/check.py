@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable
 
 import click
-
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local.checks import CheckContext, local_categories
 from meshlet.controller.local.healthcheck import CheckResult, Summary, run_checks

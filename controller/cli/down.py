@@ -12,7 +12,6 @@ import asyncio
 import shutil
 
 import click
-
 from meshlet.controller.cli._local import fail, require_root
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local import controlplane as cp

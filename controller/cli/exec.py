@@ -11,7 +11,6 @@ import asyncio
 import os
 
 import click
-
 from meshlet.controller.cli._local import fail, require_root, resolve_pod
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local.names import pod_names

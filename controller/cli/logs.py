@@ -6,7 +6,6 @@ import sys
 import time
 
 import click
-
 from meshlet.controller.cli._local import fail, resolve_pod
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local.pod import pod_dir

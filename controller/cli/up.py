@@ -13,14 +13,19 @@ import asyncio
 import time
 
 import click
-
 from meshlet.controller.cli._local import fail, require_root
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local import controlplane as cp
 from meshlet.controller.local import netns
 from meshlet.controller.local.pod import pod_dir
 from meshlet.controller.local.probe import http_ok
-from meshlet.controller.model import DEFAULT_REGISTRY, ManifestError, Pod, Resource, load_paths
+from meshlet.controller.model import (
+    DEFAULT_REGISTRY,
+    ManifestError,
+    Pod,
+    Resource,
+    load_paths,
+)
 from meshlet.controller.store import StoreError, open_local_store
 
 

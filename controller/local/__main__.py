@@ -13,7 +13,6 @@ import signal
 import sys
 
 import click
-
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local.pod import RuntimeSettings
 from meshlet.controller.local.runtime import Runtime

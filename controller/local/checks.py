@@ -15,11 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local import controlplane as cp
 from meshlet.controller.local import netns
-from meshlet.controller.local.healthcheck import Category, Checker, CheckFailed, CheckWarning, SkipCheck
+from meshlet.controller.local.healthcheck import (
+    Category,
+    Checker,
+    CheckFailed,
+    CheckWarning,
+    SkipCheck,
+)
 from meshlet.controller.local.probe import http_ok
 from meshlet.controller.local.resources import PROXY_ANNOTATION
 from meshlet.identity.certcheck import CertCheck, Status, check_ca_pem, verify_leaf

@@ -95,7 +95,7 @@ async def run_checks(categories: Sequence[Category[Any]], ctx: Any, observer: Ob
                 continue
             except CheckWarning as e:
                 result = CheckResult(category.name, checker.description, checker.hint_url, str(e), warning=True)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 result = CheckResult(category.name, checker.description, checker.hint_url,
                                      f"no answer within {timeout:.0f}s", warning=checker.warning)
             except CheckFailed as e:

@@ -59,7 +59,7 @@ class Ipam:
                 "allocations": {k: str(v) for k, v in sorted(self.allocations.items())}}
 
     @classmethod
-    def from_json(cls, cidr: ipaddress.IPv4Network, data: dict[str, object]) -> "Ipam":
+    def from_json(cls, cidr: ipaddress.IPv4Network, data: dict[str, object]) -> Ipam:
         if data.get("cidr") != str(cidr):
             # the CIDR changed: old allocations are meaningless
             return cls(cidr)
@@ -93,7 +93,7 @@ class IpamFile:
         self.ipam.release(key)
         self._save()
 
-    def keys(self) -> list[str]:
+    def allocated(self) -> list[str]:
         return list(self.ipam.allocations)
 
     def _save(self) -> None:

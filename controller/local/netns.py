@@ -33,7 +33,7 @@ async def run(*argv: str, stdin: bytes | None = None, check: bool = True,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         raise NetnsError(f"{' '.join(argv)}: timed out after {timeout}s") from None

@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
-
-from meshlet.controller.config import LocalConfig
+from meshlet.controller.config import LocalConfig, spiffe_id
 from meshlet.controller.local import netns
 from meshlet.controller.local.names import PodNames, pod_names
 from meshlet.controller.local.probe import http_ok
-from meshlet.controller.local.resources import now_rfc3339
 from meshlet.controller.local.process import (
-    ProcessSpec, Supervised, netns_argv, netns_listening_ports,
+    ProcessSpec,
+    Supervised,
+    netns_argv,
+    netns_listening_ports,
 )
+from meshlet.controller.local.resources import now_rfc3339
 from meshlet.controller.local.spec import Container, DeploymentSpec
 
 PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TZ")
@@ -81,7 +83,7 @@ class LocalPod:
     def __init__(self, settings: RuntimeSettings, deploy: DeploymentSpec, name: str, *,
                  ip: ipaddress.IPv4Address, meshed: bool, on_change: Callable[[], None],
                  log: structlog.stdlib.BoundLogger,
-                 render: Callable[["LocalPod"], tuple[str, str, str]]) -> None:
+                 render: Callable[[LocalPod], tuple[str, str, str]]) -> None:
         self.settings = settings
         self.cfg = settings.local
         self.deploy = deploy
@@ -189,8 +191,6 @@ class LocalPod:
 
     def _proxy_spec(self) -> ProcessSpec:
         cfg = self.cfg
-        from meshlet.controller.config import spiffe_id
-
         env = self._base_env() | {
             "MESHLET_PROXY_IDENTITY": spiffe_id(cfg.trust_domain, self.namespace, self.deploy.service_account),
             "MESHLET_PROXY_TOKEN_FILE": str(self.token_path),

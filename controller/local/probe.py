@@ -14,7 +14,7 @@ async def http_status(host: str, port: int, path: str = "/ready", timeout: float
         line = await asyncio.wait_for(reader.readline(), timeout)
         parts = line.split()
         return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
-    except (OSError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, OSError, ValueError):
         return None
     finally:
         if writer is not None:

@@ -106,7 +106,7 @@ class Supervised:
             _killpg(proc.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 _killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
         if self._task is not None:

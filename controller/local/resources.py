@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from meshlet.controller.model import (
-    Container, ContainerPort, ContainerStatus, DeploymentStatus, EnvVar, ObjectMeta, Pod, PodSpec,
-    PodStatus, WorkloadToken, WorkloadTokenSpec,
+    Container,
+    ContainerPort,
+    ContainerStatus,
+    DeploymentStatus,
+    EnvVar,
+    ObjectMeta,
+    Pod,
+    PodSpec,
+    PodStatus,
+    WorkloadToken,
+    WorkloadTokenSpec,
 )
 
 if TYPE_CHECKING:
@@ -20,10 +29,10 @@ TEMPLATE_HASH_LABEL = "pod-template-hash"
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def pod_resource(pod: "LocalPod") -> Pod:
+def pod_resource(pod: LocalPod) -> Pod:
     spec = pod.deploy
     annotations = dict(spec.annotations) | {DEPLOYMENT_ANNOTATION: spec.name}
     if pod.meshed:
@@ -50,16 +59,16 @@ def pod_resource(pod: "LocalPod") -> Pod:
                spec=PodSpec(containers=containers, service_account_name=spec.service_account), status=status)
 
 
-def workload_token(spec: "DeploymentSpec", pod: str, sha256_hex: str) -> WorkloadToken:
+def workload_token(spec: DeploymentSpec, pod: str, sha256_hex: str) -> WorkloadToken:
     return WorkloadToken(metadata=ObjectMeta(name=pod, namespace=spec.namespace),
                          spec=WorkloadTokenSpec(service_account=spec.service_account, pod=pod, token_sha256=sha256_hex))
 
 
-def deployment_status(owned: Sequence["LocalPod"], updated: Sequence["LocalPod"], generation: int) -> DeploymentStatus:
+def deployment_status(owned: Sequence[LocalPod], updated: Sequence[LocalPod], generation: int) -> DeploymentStatus:
     ready = sum(1 for p in owned if p.state.ready)
     return DeploymentStatus(replicas=len(owned), ready_replicas=ready,
                             updated_replicas=len(updated),
                             available_replicas=ready, observed_generation=generation)
 
 
-__all__ = ["pod_resource", "workload_token", "deployment_status", "PROXY_ANNOTATION", "now_rfc3339"]
+__all__ = ["PROXY_ANNOTATION", "deployment_status", "now_rfc3339", "pod_resource", "workload_token"]

@@ -25,12 +25,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import structlog
-
 from meshlet.controller.local import dnat, netns
 from meshlet.controller.local.hosts import ServiceName, render_hosts, render_resolv_conf
 from meshlet.controller.local.ipam import IpamError, IpamFile
 from meshlet.controller.local.pod import LocalPod, RuntimeSettings, pod_dir
-from meshlet.controller.local.resources import deployment_status, pod_resource, workload_token
+from meshlet.controller.local.resources import (
+    deployment_status,
+    pod_resource,
+    workload_token,
+)
 from meshlet.controller.local.spec import DeploymentSpec, ServiceSpec, SpecError
 from meshlet.controller.model import DeploymentStatus, to_obj
 from meshlet.controller.store.base import Store
@@ -119,7 +122,7 @@ class Runtime:
             while True:
                 try:
                     await asyncio.wait_for(self._dirty.wait(), RESYNC_SECONDS)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 self._dirty.clear()
                 try:
@@ -157,7 +160,7 @@ class Runtime:
             objs, _ = await self.store.list(kind)
             for obj in objs:
                 await self.store.delete(kind, obj.namespace, obj.name)
-        for key in self.ipam.keys():
+        for key in self.ipam.allocated():
             self.ipam.release(key)
         deps, _ = await self.store.list("Deployment")
         for d in deps:  # statuses of the previous run describe pods that are gone
@@ -247,6 +250,7 @@ class Runtime:
 
     def render(self, pod: LocalPod) -> tuple[str, str, str]:
         names = [ServiceName(s.name, s.namespace, s.cluster_ip) for s in self.services if s.cluster_ip is not None]
+        # the cluster domain is the trust domain, as in a default Kubernetes/Istio install
         hosts = render_hosts(pod=pod.name, namespace=pod.namespace, pod_ip=pod.ip, services=names,
                              cluster_domain=self.cfg.trust_domain)
         capture = CaptureConfig(proxy_ports=self.cfg.proxy_ports, proxy_gid=self.cfg.proxy_gid) if pod.meshed else None
@@ -263,15 +267,19 @@ class Runtime:
                        log=self.log, render=self.render)
         self.pods[key] = pod
         self.owners[key] = Owner(spec.key, spec.template_hash, meshed)
-        token = secrets.token_urlsafe(32)
-        d = pod_dir(self.cfg, spec.namespace, name)
-        d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / "token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token)
-        await self.store.apply([workload_token(spec, name, hashlib.sha256(token.encode()).hexdigest())])
-        await self.store.apply([pod_resource(pod)])
         self.written[key] = None
+        try:
+            token = secrets.token_urlsafe(32)
+            d = pod_dir(self.cfg, spec.namespace, name)
+            d.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d / "token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token)
+            await self.store.apply([workload_token(spec, name, hashlib.sha256(token.encode()).hexdigest())])
+            await self.store.apply([pod_resource(pod)])
+        except (StoreError, OSError):
+            await self.stop_pod(key)  # never keep a pod that was only half created
+            raise
         self.log.info("pod.starting", pod=f"{spec.namespace}/{name}", ip=str(ip), meshed=meshed)
         pod.start()
         return key

@@ -35,7 +35,7 @@ class NamespaceSpec:
     labels: dict[str, str]
 
     @classmethod
-    def from_obj(cls, obj: Mapping[str, Any]) -> "NamespaceSpec":
+    def from_obj(cls, obj: Mapping[str, Any]) -> NamespaceSpec:
         _, name, labels, _ = _meta(obj)
         return cls(name=name, labels=labels)
 
@@ -85,7 +85,7 @@ class DeploymentSpec:
         return (self.namespace, self.name)
 
     @classmethod
-    def from_obj(cls, obj: Mapping[str, Any]) -> "DeploymentSpec":
+    def from_obj(cls, obj: Mapping[str, Any]) -> DeploymentSpec:
         ns, name, _, _ = _meta(obj)
         where = f"Deployment {ns}/{name}"
         spec = obj.get("spec") or {}
@@ -148,7 +148,7 @@ class ServiceSpec:
     ports: tuple[ServicePort, ...]
 
     @classmethod
-    def from_obj(cls, obj: Mapping[str, Any]) -> "ServiceSpec":
+    def from_obj(cls, obj: Mapping[str, Any]) -> ServiceSpec:
         ns, name, _, _ = _meta(obj)
         spec = obj.get("spec") or {}
         raw_ip = spec.get("clusterIP") or spec.get("cluster_ip")

@@ -9,8 +9,13 @@ import subprocess
 import sys
 
 import click
-
-from meshlet.proxy.init.iptables import CaptureConfig, RuleError, nat_table, parse_cidrs, parse_ports
+from meshlet.proxy.init.iptables import (
+    CaptureConfig,
+    RuleError,
+    nat_table,
+    parse_cidrs,
+    parse_ports,
+)
 
 
 @click.command()
@@ -35,7 +40,7 @@ def main(proxy_gid: int, exclude_inbound_ports: str, exclude_outbound_ports: str
     if dry_run:
         click.echo(payload, nl=False)
         return
-    proc = subprocess.run(["iptables-restore"], input=payload.encode(), capture_output=True, timeout=30)
+    proc = subprocess.run(["iptables-restore"], check=False, input=payload.encode(), capture_output=True, timeout=30)
     if proc.returncode != 0:
         click.echo(f"iptables-restore failed: {proc.stderr.decode().strip()}", err=True)
         sys.exit(1)

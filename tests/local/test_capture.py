@@ -4,8 +4,6 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -29,7 +27,7 @@ while True:
 
 
 def sh(*argv: str, **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30, **kw)
+    return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30, **kw)
 
 
 @pytest.fixture
@@ -45,7 +43,7 @@ def netns():
         yield name
     finally:
         for pid in sh("ip", "netns", "pids", name).stdout.split():
-            subprocess.run(["kill", "-9", pid])
+            subprocess.run(["kill", "-9", pid], check=False)
         sh("ip", "netns", "del", name)
 
 

@@ -65,9 +65,9 @@ def pods(mesh: MeshEnv) -> list:
 
 def ours(mesh: MeshEnv) -> dict[str, list[str]]:
     """Every kernel object and process of this mesh that is still around."""
-    netns = [l.split()[0] for l in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
+    netns = [l.split()[0] for l in subprocess.run(["ip", "netns", "list"], check=False, capture_output=True, text=True).stdout.splitlines()
              if l.startswith(mesh.prefix)]
-    links = [l for l in subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout.splitlines()
+    links = [l for l in subprocess.run(["ip", "-o", "link", "show"], check=False, capture_output=True, text=True).stdout.splitlines()
              if f": {mesh.prefix}" in l or f": {mesh.bridge}" in l]
     etc = [p.name for p in Path("/etc/netns").glob(f"{mesh.prefix}*")] if Path("/etc/netns").exists() else []
     procs = []
@@ -79,7 +79,7 @@ def ours(mesh: MeshEnv) -> dict[str, list[str]]:
                 continue
             if str(mesh.state_dir) in cmd and "pytest" not in cmd:
                 procs.append(f"{entry.name}: {cmd}")
-    routes = [l for l in subprocess.run(["ip", "route"], capture_output=True, text=True).stdout.splitlines()
+    routes = [l for l in subprocess.run(["ip", "route"], check=False, capture_output=True, text=True).stdout.splitlines()
               if mesh.bridge in l]
     return {k: v for k, v in {"netns": netns, "links": links, "etc": etc, "procs": procs, "routes": routes}.items() if v}
 
@@ -104,8 +104,8 @@ def mesh(tmp_path_factory):
         env.meshlet("down", "--purge", timeout=120)
         # belt and braces: never leave anything behind, even if down is broken
         for ns in ours(env).get("netns", []):
-            subprocess.run(["ip", "netns", "del", ns])
-        subprocess.run(["ip", "link", "del", env.bridge], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+        subprocess.run(["ip", "link", "del", env.bridge], check=False, capture_output=True)
 
 
 def test_up_gives_every_pod_an_address(mesh):
@@ -245,7 +245,7 @@ def test_scale_update_and_delete_are_reconciled(mesh):
 def test_crashed_app_is_restarted_and_counted(mesh):
     client = next(p for p in pods(mesh) if p.namespace == "plain")
     netns = f"{mesh.prefix}plain-{client.name}"
-    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+    pids = subprocess.run(["ip", "netns", "pids", netns], check=False, capture_output=True, text=True).stdout.split()
     assert pids, f"no processes in {netns}"
     for pid in pids:
         os.kill(int(pid), signal.SIGKILL)
@@ -369,7 +369,7 @@ def test_down_leaves_nothing_behind_and_state_survives(mesh):
     assert ours(mesh) == {}
     assert (mesh.state_dir / "store.db").exists() and (mesh.state_dir / "identity" / "ca.crt").exists()
     # the rules lived in the pods' namespaces, which are gone; the host nat table has nothing of ours
-    host_rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    host_rules = subprocess.run(["iptables-save"], check=False, capture_output=True, text=True).stdout
     assert mesh.bridge not in host_rules and f"198.18.{mesh.octet}." not in host_rules
 
 
@@ -384,7 +384,6 @@ def test_up_refuses_a_bad_manifest_before_starting_anything(tmp_path):
 
 def test_local_verbs_require_root(monkeypatch):
     from click.testing import CliRunner
-
     from meshlet.controller.cli.main import cli
 
     monkeypatch.setattr("os.geteuid", lambda: 1000)

@@ -6,11 +6,16 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from meshlet.controller.local import dnat, hosts, names
 from meshlet.controller.local.ipam import Ipam, IpamError, IpamFile
 from meshlet.injector.decide import InjectionError, decide
-from meshlet.proxy.init.iptables import CaptureConfig, RuleError, nat_table, parse_cidrs, parse_ports
+from meshlet.proxy.init.iptables import (
+    CaptureConfig,
+    RuleError,
+    nat_table,
+    parse_cidrs,
+    parse_ports,
+)
 
 IP = ipaddress.IPv4Address
 
@@ -69,10 +74,10 @@ def test_dnat_probabilities_spread_evenly():
                                 tuple(dnat.Endpoint(IP(f"198.18.0.{i}"), 8080) for i in (4, 2, 3)))
     lines = dnat.nat_rules([rule])
     assert lines == [
-        "-A MESHLET_SERVICES -d 198.19.0.10/32 -p tcp -m tcp --dport 80 -m statistic --mode random "
-        "--probability 0.33333333333 -j DNAT --to-destination 198.18.0.2:8080",
-        "-A MESHLET_SERVICES -d 198.19.0.10/32 -p tcp -m tcp --dport 80 -m statistic --mode random "
-        "--probability 0.50000000000 -j DNAT --to-destination 198.18.0.3:8080",
+        ("-A MESHLET_SERVICES -d 198.19.0.10/32 -p tcp -m tcp --dport 80 -m statistic --mode random "
+         "--probability 0.33333333333 -j DNAT --to-destination 198.18.0.2:8080"),
+        ("-A MESHLET_SERVICES -d 198.19.0.10/32 -p tcp -m tcp --dport 80 -m statistic --mode random "
+         "--probability 0.50000000000 -j DNAT --to-destination 198.18.0.3:8080"),
         "-A MESHLET_SERVICES -d 198.19.0.10/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.0.4:8080",
     ]
     # overall probability of each endpoint is 1/n

@@ -6,10 +6,14 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
-
 from meshlet.controller.cli.check import TableObserver, render_json
 from meshlet.controller.local.healthcheck import (
-    Category, Checker, CheckFailed, CheckWarning, SkipCheck, run_checks,
+    Category,
+    Checker,
+    CheckFailed,
+    CheckWarning,
+    SkipCheck,
+    run_checks,
 )
 from meshlet.controller.local.process import Backoff, listening_ports, netns_argv
 from meshlet.controller.local.runtime import service_rules
