@@ -61,11 +61,11 @@ class Upstream(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         self.transport.write(data)  # type: ignore[union-attr]
         if self.metrics is not None:
-            self.metrics.write.inc(len(data))
+            self.metrics.write_bytes += len(data)
 
     def data_received(self, data: bytes) -> None:
         if self.metrics is not None:
-            self.metrics.read.inc(len(data))
+            self.metrics.read_bytes += len(data)
         sink = self.sink
         if sink is None:  # bytes while idle: not reusable
             self.close()
@@ -77,18 +77,29 @@ class Upstream(asyncio.Protocol):
             self.alive = False
             sink.up_error(self, e)
             return
+        # forward the raw bytes of one read in one write (one syscall, one TLS record)
+        parts: list[bytes] = []
         for ev in events:
-            if self.sink is not sink:
-                return
-            if type(ev) is ResponseData:
-                sink.up_data(self, ev.raw)
-            elif type(ev) is ResponseHead:
-                sink.up_head(self, ev)
-            elif type(ev) is ResponseEnd:
-                sink.up_end(self, ev.leftover)
-            elif type(ev) is Upgraded:
+            t = type(ev)
+            if t is ResponseData:
+                parts.append(ev.raw)  # type: ignore[union-attr]
+            elif t is ResponseHead:
+                parts.append(ev.raw)  # type: ignore[union-attr]
+                sink.up_head(self, ev)  # type: ignore[arg-type]
+            elif t is ResponseEnd:
+                if parts:
+                    sink.up_data(self, parts[0] if len(parts) == 1 else b"".join(parts))
+                    parts = []
+                sink.up_end(self, ev.leftover)  # type: ignore[union-attr]
+                if self.sink is not sink:
+                    return
+            elif t is Upgraded:
+                if parts:
+                    sink.up_data(self, b"".join(parts))
                 sink.up_upgraded(self)
                 return
+        if parts:
+            sink.up_data(self, parts[0] if len(parts) == 1 else b"".join(parts))
 
     def eof_received(self) -> bool:
         self._ended(None)

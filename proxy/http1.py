@@ -12,6 +12,7 @@ Malformed input raises `ProtocolError` naming what is wrong.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 import httptools
@@ -314,33 +315,26 @@ class ResponseFramer:
         raise ProtocolError("connection closed before the response was complete")
 
     def _on_head(self, raw: bytes) -> ResponseHead:
-        lines = raw[:-4].split(b"\r\n")
-        status_line = lines[0]
-        parts = status_line.split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
+        nl = raw.find(b"\r\n")
+        status_line = raw[:nl]
+        if not _STATUS_LINE.fullmatch(status_line):
             raise ProtocolError(f"malformed status line {status_line[:60]!r}")
-        status = int(parts[1])
-        http10 = parts[0] == b"HTTP/1.0"
+        if not _HEADER_BLOCK.fullmatch(raw, nl + 2, len(raw) - 2):
+            raise ProtocolError(f"malformed response header block {raw[nl + 2:nl + 62]!r}")
+        status = int(status_line[9:12])
+        http10 = status_line[5:8] == b"1.0"
+        lower = raw.lower()
         length = -1
-        chunked = False
-        conn = b""
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise ProtocolError(f"malformed header line {line[:60]!r}")
-            n = name.strip().lower()
-            if n == b"content-length":
-                try:
-                    v = int(value.strip())
-                except ValueError:
-                    raise ProtocolError(f"bad content-length {value.strip()[:20]!r}") from None
-                if v < 0 or (length >= 0 and v != length):
-                    raise ProtocolError("bad content-length")
-                length = v
-            elif n == b"transfer-encoding":
-                chunked = value.strip().lower().endswith(b"chunked")
-            elif n == b"connection":
-                conn = value.strip().lower()
+        values = _header_values(raw, lower, b"\r\ncontent-length:")
+        for v in values:
+            if not v.isdigit():
+                raise ProtocolError(f"bad content-length {v[:20]!r}")
+            if length >= 0 and int(v) != length:
+                raise ProtocolError("conflicting content-length headers")
+            length = int(v)
+        te = _header_values(raw, lower, b"\r\ntransfer-encoding:")
+        chunked = bool(te) and te[-1].lower().endswith(b"chunked")
+        conn = b",".join(_header_values(raw, lower, b"\r\nconnection:")).lower()
         keep_alive = (b"keep-alive" in conn) if http10 else (b"close" not in conn)
         self.status = status
         if 100 <= status < 200 and status != 101:
@@ -361,3 +355,19 @@ class ResponseFramer:
             self._state = _S.UNTIL_CLOSE
             self.keep_alive = False
         return ResponseHead(status, self.keep_alive, raw, False)
+
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] [0-9]{3}(?: [^\r\n]*)?")
+_HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*\r\n)*")
+
+
+def _header_values(raw: bytes, lower: bytes, needle: bytes) -> list[bytes]:
+    """Values of one header (found case-insensitively in the head, which ends with CRLF CRLF)."""
+    out = []
+    i = lower.find(needle)
+    while i >= 0:
+        start = i + len(needle)
+        end = raw.find(b"\r\n", start)
+        out.append(raw[start:end].strip())
+        i = lower.find(needle, end)
+    return out

@@ -1,16 +1,22 @@
 """Prometheus metrics with Linkerd's names, one explicit registry per process.
 
-Label children are looked up once per connection/target and cached in small
-objects (`TcpMetrics`, `RouteMetrics`), so the per-request cost is a couple of
-`inc()`/`observe()` calls.
+The hot path only adds to plain ints: per connection-leg `TcpMetrics` and per
+target `RouteMetrics` objects are looked up once (per connection / target)
+and a custom collector turns them into samples at scrape time. Rare events
+(handshake failures, identity, discovery) use ordinary prometheus-client
+metrics.
 
 Handshake failures on the inbound side are counted in
 `inbound_tls_handshake_failure_total{reason}` (reason: `no_client_cert`,
-`unknown_ca`, `timeout`, `other`).
+`unknown_ca`, `timeout`, `no_identity`, `other`).
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 LATENCY_BUCKETS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000,
                    5000, 10000, 20000, 30000, 40000, 50000)
@@ -18,6 +24,57 @@ BASE = ("direction", "authority", "tls", "client_id", "server_id", "dst_service"
         "namespace", "pod")
 TCP = BASE + ("peer",)
 """TCP metrics are per leg: peer="src" (the accepted connection) or "dst" (the proxy's own)."""
+MAX_SERIES = 10000
+
+
+class TcpMetrics:
+    __slots__ = ("labels", "open_total", "open_conns", "read_bytes", "write_bytes", "closes")
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.labels = labels
+        self.open_total = 0
+        self.open_conns = 0
+        self.read_bytes = 0
+        self.write_bytes = 0
+        self.closes: dict[str, int] = {}
+
+    def opened(self) -> None:
+        self.open_total += 1
+        self.open_conns += 1
+
+    def closed(self, errno: str = "") -> None:
+        self.open_conns -= 1
+        self.closes[errno] = self.closes.get(errno, 0) + 1
+
+
+class StatusStats:
+    __slots__ = ("count", "sum", "buckets")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum = 0.0
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+
+
+class RouteMetrics:
+    __slots__ = ("labels", "requests", "by_status")
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.labels = labels
+        self.requests = 0
+        self.by_status: dict[int, StatusStats] = {}
+
+    def response(self, status: int, latency_ms: float) -> None:
+        s = self.by_status.get(status)
+        if s is None:
+            s = self.by_status[status] = StatusStats()
+        s.count += 1
+        s.sum += latency_ms
+        s.buckets[bisect_left(LATENCY_BUCKETS, latency_ms)] += 1
+
+
+def classify(status: int) -> str:
+    return "failure" if status >= 500 or status == 0 else "success"
 
 
 class ProxyMetrics:
@@ -26,17 +83,6 @@ class ProxyMetrics:
         self.namespace = namespace
         self.pod = pod
         r = self.registry
-        self.request_total = Counter("request_total", "HTTP requests", BASE, registry=r)
-        self.response_total = Counter("response_total", "HTTP responses",
-                                      BASE + ("status_code", "classification"), registry=r)
-        self.response_latency = Histogram("response_latency_ms", "Time to response headers (ms)",
-                                          BASE + ("status_code",), buckets=LATENCY_BUCKETS, registry=r)
-        self.tcp_open_total = Counter("tcp_open_total", "TCP connections opened", TCP, registry=r)
-        self.tcp_open_connections = Gauge("tcp_open_connections", "Open TCP connections", TCP, registry=r)
-        self.tcp_close_total = Counter("tcp_close_total", "TCP connections closed", TCP + ("errno",),
-                                       registry=r)
-        self.tcp_read_bytes = Counter("tcp_read_bytes_total", "Bytes read from peers", TCP, registry=r)
-        self.tcp_write_bytes = Counter("tcp_write_bytes_total", "Bytes written to peers", TCP, registry=r)
         self.handshake_failures = Counter("inbound_tls_handshake_failure_total",
                                           "Inbound TLS handshakes refused", ("reason", "namespace", "pod"),
                                           registry=r)
@@ -50,73 +96,69 @@ class ProxyMetrics:
                                               registry=r)
         self._tcp: dict[tuple[str, ...], TcpMetrics] = {}
         self._routes: dict[tuple[str, ...], RouteMetrics] = {}
+        r.register(_HotCollector(self))
 
     def base(self, direction: str, *, authority: str = "", tls: bool = False, client_id: str = "",
              server_id: str = "", dst_service: str = "", dst_namespace: str = "") -> tuple[str, ...]:
         return (direction, authority, "true" if tls else "false", client_id, server_id, dst_service,
                 dst_namespace, self.namespace, self.pod)
 
-    def tcp(self, labels: tuple[str, ...]) -> "TcpMetrics":
+    def tcp(self, labels: tuple[str, ...]) -> TcpMetrics:
         m = self._tcp.get(labels)
         if m is None:
-            if len(self._tcp) > 10000:
-                self._tcp.clear()
-            m = self._tcp[labels] = TcpMetrics(self, labels)
+            if len(self._tcp) >= MAX_SERIES:
+                self._tcp = {k: v for k, v in self._tcp.items() if v.open_conns > 0}
+            m = self._tcp[labels] = TcpMetrics(labels)
         return m
 
-    def route(self, labels: tuple[str, ...]) -> "RouteMetrics":
+    def route(self, labels: tuple[str, ...]) -> RouteMetrics:
         m = self._routes.get(labels)
         if m is None:
-            if len(self._routes) > 10000:
+            if len(self._routes) >= MAX_SERIES:
                 self._routes.clear()
-            m = self._routes[labels] = RouteMetrics(self, labels)
+            m = self._routes[labels] = RouteMetrics(labels)
         return m
 
     def handshake_failed(self, reason: str) -> None:
         self.handshake_failures.labels(reason, self.namespace, self.pod).inc()
 
 
-class TcpMetrics:
-    __slots__ = ("open_total", "open_conns", "read", "write", "_close", "_m", "_labels")
+class _HotCollector:
+    """Turns the int counters into samples at scrape time."""
 
-    def __init__(self, m: ProxyMetrics, labels: tuple[str, ...]) -> None:
+    def __init__(self, m: ProxyMetrics) -> None:
         self._m = m
-        self._labels = labels
-        self.open_total = m.tcp_open_total.labels(*labels)
-        self.open_conns = m.tcp_open_connections.labels(*labels)
-        self.read = m.tcp_read_bytes.labels(*labels)
-        self.write = m.tcp_write_bytes.labels(*labels)
-        self._close: dict[str, Counter] = {}
 
-    def opened(self) -> None:
-        self.open_total.inc()
-        self.open_conns.inc()
-
-    def closed(self, errno: str = "") -> None:
-        self.open_conns.dec()
-        c = self._close.get(errno)
-        if c is None:
-            c = self._close[errno] = self._m.tcp_close_total.labels(*self._labels, errno)
-        c.inc()
-
-
-class RouteMetrics:
-    __slots__ = ("requests", "_by_status", "_m", "_labels")
-
-    def __init__(self, m: ProxyMetrics, labels: tuple[str, ...]) -> None:
-        self._m = m
-        self._labels = labels
-        self.requests = m.request_total.labels(*labels)
-        self._by_status: dict[int, tuple[Counter, Histogram]] = {}
-
-    def response(self, status: int, latency_ms: float) -> None:
-        pair = self._by_status.get(status)
-        if pair is None:
-            s = str(status)
-            cls = "failure" if status >= 500 or status == 0 else "success"
-            pair = self._by_status[status] = (
-                self._m.response_total.labels(*self._labels, s, cls),
-                self._m.response_latency.labels(*self._labels, s),
-            )
-        pair[0].inc()
-        pair[1].observe(latency_ms)
+    def collect(self) -> Iterator[Metric]:
+        routes = list(self._m._routes.values())  # noqa: SLF001
+        tcps = list(self._m._tcp.values())  # noqa: SLF001
+        req = CounterMetricFamily("request_total", "HTTP requests", labels=BASE)
+        resp = CounterMetricFamily("response_total", "HTTP responses",
+                                   labels=BASE + ("status_code", "classification"))
+        lat = HistogramMetricFamily("response_latency_ms", "Time to response headers (ms)",
+                                    labels=BASE + ("status_code",))
+        for r in routes:
+            req.add_metric(r.labels, r.requests)
+            for status, s in list(r.by_status.items()):
+                code = str(status)
+                resp.add_metric(r.labels + (code, classify(status)), s.count)
+                cumulative, buckets = 0, []
+                for bound, n in zip(LATENCY_BUCKETS, s.buckets):
+                    cumulative += n
+                    buckets.append((str(bound), cumulative))
+                buckets.append(("+Inf", s.count))
+                lat.add_metric(r.labels + (code,), buckets, s.sum)
+        yield from (req, resp, lat)
+        opened = CounterMetricFamily("tcp_open_total", "TCP connections opened", labels=TCP)
+        conns = GaugeMetricFamily("tcp_open_connections", "Open TCP connections", labels=TCP)
+        closed = CounterMetricFamily("tcp_close_total", "TCP connections closed", labels=TCP + ("errno",))
+        read = CounterMetricFamily("tcp_read_bytes_total", "Bytes read from peers", labels=TCP)
+        written = CounterMetricFamily("tcp_write_bytes_total", "Bytes written to peers", labels=TCP)
+        for t in tcps:
+            opened.add_metric(t.labels, t.open_total)
+            conns.add_metric(t.labels, t.open_conns)
+            read.add_metric(t.labels, t.read_bytes)
+            written.add_metric(t.labels, t.write_bytes)
+            for errno, n in list(t.closes.items()):
+                closed.add_metric(t.labels + (errno,), n)
+        yield from (opened, conns, closed, read, written)

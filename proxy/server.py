@@ -108,7 +108,7 @@ class HttpServer(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.metrics is not None:
-            self.metrics.read.inc(len(data))
+            self.metrics.read_bytes += len(data)
         if self.closed or self.input_dead:
             return
         if self.upgrading:
@@ -259,7 +259,7 @@ class HttpServer(asyncio.Protocol):
         head = ex.head
         up.framer.start(head_request=head.method == b"HEAD")
         if ex.replay is None:
-            route.metrics.requests.inc()
+            route.metrics.requests += 1
             if route.load is not None:
                 route.load.start()
             parts = [head.serialize()]
@@ -287,8 +287,8 @@ class HttpServer(asyncio.Protocol):
     # === upstream events (Sink) ===
 
     def up_head(self, up: Upstream, head: ResponseHead) -> None:
+        """Metrics and balancer feedback; the head's bytes come with the next `up_data`."""
         ex = self.queue[0]
-        self._write(head.raw)
         if head.informational:
             return
         ex.resp_started = True
@@ -356,7 +356,7 @@ class HttpServer(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         self.transport.write(data)  # type: ignore[union-attr]
         if self.metrics is not None:
-            self.metrics.write.inc(len(data))
+            self.metrics.write_bytes += len(data)
 
     def _next(self) -> None:
         self.up_blocked = False
@@ -377,7 +377,7 @@ class HttpServer(asyncio.Protocol):
         status = err.status
         m = ex.route.metrics if ex.route is not None else self.router.error_metrics(ex.head, self.ctx)
         if not counted:
-            m.requests.inc()
+            m.requests += 1
         m.response(status, (time.monotonic() - ex.start) * 1000.0)
         close = not (ex.body_done and ex.head.keep_alive and not ex.head.upgrade) or self.draining
         self._log.debug("request.failed", error=str(err), status=status, authority=ex.head.host.decode("latin-1"))
@@ -403,7 +403,7 @@ class HttpServer(asyncio.Protocol):
             self.draining = True
             return
         m = self.router.error_metrics(None, self.ctx)
-        m.requests.inc()
+        m.requests += 1
         m.response(400, 0.0)
         self._log.info("request.malformed", error=str(err), direction=self.ctx.direction)
         self._write(error_response(400, str(err), close=True))

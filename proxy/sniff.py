@@ -48,7 +48,7 @@ class Sniff(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.metrics is not None:
-            self.metrics.read.inc(len(data))
+            self.metrics.read_bytes += len(data)
         self.buf += data
         if not self.decided:
             verdict = detect(self.buf)

@@ -24,11 +24,11 @@ class SpliceEnd(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         peer = self.peer
         if self.metrics is not None:
-            self.metrics.read.inc(len(data))
+            self.metrics.read_bytes += len(data)
         if peer is not None and peer.transport is not None and not peer.closed:
             peer.transport.write(data)
             if peer.metrics is not None:
-                peer.metrics.write.inc(len(data))
+                peer.metrics.write_bytes += len(data)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -77,11 +77,11 @@ def join(a: asyncio.Transport, a_metrics: TcpMetrics | None, b: asyncio.Transpor
     if to_b:
         b.write(to_b)
         if b_metrics is not None:
-            b_metrics.write.inc(len(to_b))
+            b_metrics.write_bytes += len(to_b)
     if to_a:
         a.write(to_a)
         if a_metrics is not None:
-            a_metrics.write.inc(len(to_a))
+            a_metrics.write_bytes += len(to_a)
     for t, e in ((a, ea), (b, eb)):
         if t.is_closing():
             e.connection_lost(None)
@@ -109,7 +109,7 @@ class Holding(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.metrics is not None:
-            self.metrics.read.inc(len(data))
+            self.metrics.read_bytes += len(data)
         self.buf += data
         if len(self.buf) > 64 * 1024 and self.transport is not None:
             self.transport.pause_reading()
