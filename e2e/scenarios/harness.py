@@ -171,9 +171,55 @@ def start_bookinfo(target: LocalMeshTarget) -> BookinfoMesh:
     return BookinfoMesh(target=target, pods=pods, legacy_pods=legacy)
 
 
+OWNER_FILE = "e2e-owner.json"
+"""Written into each test mesh's state dir: the pid of the test process and the mesh's network settings."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(tmp_dir: Path | None = None) -> list[Path]:
+    """Take down test meshes whose test process died before its teardown (killed by a timeout, say).
+
+    Only `meshlet-e2e-*` temp dirs with an owner file naming a dead pid are
+    touched; a mesh being created (no owner file yet) or still owned is left alone.
+    """
+    reaped = []
+    for state_dir in sorted(Path(tmp_dir or tempfile.gettempdir()).glob("meshlet-e2e-*")):
+        try:
+            owner = json.loads((state_dir / OWNER_FILE).read_text())
+            pid = int(owner["pid"])
+            net = owner["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if _pid_alive(pid):
+            continue
+        settings = LocalTargetSettings(state_dir=state_dir, bridge=net.get("bridge"),
+                                       netns_prefix=net.get("netns_prefix"), pod_cidr=net.get("pod_cidr"),
+                                       service_cidr=net.get("service_cidr"), command_timeout=60)
+        try:
+            stop_local(LocalMeshTarget(settings))
+        except TargetError:
+            continue
+        reaped.append(state_dir)
+    return reaped
+
+
 def new_local_target() -> LocalMeshTarget:
+    reap_orphans()
     state_dir = Path(tempfile.mkdtemp(prefix="meshlet-e2e-"))
-    return LocalMeshTarget(isolated_settings(state_dir))
+    settings = isolated_settings(state_dir)
+    owner = {"pid": os.getpid(), "settings": {"bridge": settings.bridge, "netns_prefix": settings.netns_prefix,
+                                              "pod_cidr": settings.pod_cidr, "service_cidr": settings.service_cidr}}
+    (state_dir / OWNER_FILE).write_text(json.dumps(owner))
+    return LocalMeshTarget(settings)
 
 
 def stop_local(target: LocalMeshTarget) -> None:
