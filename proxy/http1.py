@@ -84,7 +84,9 @@ class RequestParser:
             offset = e.args[0] if e.args and isinstance(e.args[0], int) else len(data)
             events.append(Upgrade(data[offset:]))
         except httptools.HttpParserError as e:
-            raise ProtocolError(f"malformed HTTP request: {e}") from None
+            err = ProtocolError(f"malformed HTTP request: {e}")
+            err.events = events  # type: ignore[attr-defined]  # the requests parsed before the bad bytes
+            raise err from None
         return events
 
     # httptools callbacks

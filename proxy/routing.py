@@ -41,6 +41,8 @@ class OutboundRouter:
         self.metrics = metrics
         self.p2c = p2c or P2C()
         self._self_ports = (cfg.ports.outbound, cfg.ports.inbound)
+        self._cache: dict[tuple[str, int, str, int], tuple[Pool, RouteMetrics]] = {}
+        """(authority, endpoint-set version, endpoint) → pool and metrics: no label work per request."""
 
     def authority(self, head: RequestHead | None, ctx: ConnCtx) -> str:
         if head is not None and head.host:
@@ -71,12 +73,18 @@ class OutboundRouter:
         if kind is Kind.ENDPOINTS:
             b = self.p2c.choose(t.state.balanced(), time.monotonic())
             ep = b.endpoint
-            svc = _label(t.state.labels, "dst_service", "service")
-            ns = _label(t.state.labels, "dst_namespace", "namespace")
-            labels = m.base("outbound", authority=authority, tls=bool(ep.identity), server_id=ep.identity,
-                            dst_service=svc, dst_namespace=ns)
-            pool = self._pool(ep.ip, ep.port, ep.identity, ep.server_name, svc, ns)
-            return Route(pool, m.route(labels), b.load)
+            key = (authority, t.state.version, ep.ip, ep.port)
+            cached = self._cache.get(key)
+            if cached is None:
+                svc = _label(t.state.labels, "dst_service", "service")
+                ns = _label(t.state.labels, "dst_namespace", "namespace")
+                labels = m.base("outbound", authority=authority, tls=bool(ep.identity), server_id=ep.identity,
+                                dst_service=svc, dst_namespace=ns)
+                if len(self._cache) > 10000:
+                    self._cache.clear()
+                cached = self._cache[key] = (self._pool(ep.ip, ep.port, ep.identity, ep.server_name, svc, ns),
+                                             m.route(labels))
+            return Route(cached[0], cached[1], b.load)
         if kind is Kind.EMPTY:
             raise NoEndpoints(f"service {authority} has no ready endpoints")
         self._check_loop(ctx)

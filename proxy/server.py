@@ -91,6 +91,7 @@ class HttpServer(asyncio.Protocol):
         """Our write buffer towards the client is full: the upstream must not be read."""
         self._reading = True
         self.input_dead = False
+        self.pending_error: ProtocolError | None = None
         self._conns = conns
         self._log = log
         self._task: asyncio.Task[None] | None = None
@@ -122,8 +123,16 @@ class HttpServer(asyncio.Protocol):
         try:
             events = self.parser.feed(data)
         except ProtocolError as e:
-            self._bad_request(e)
+            self._process(getattr(e, "events", []))
+            if not self.closed:
+                self._bad_request(e)
             return
+        self._process(events)
+
+    def _process(self, events: list) -> None:  # type: ignore[type-arg]
+        # a request is dispatched after the whole batch, so a complete small request
+        # goes upstream in one write and can be replayed on a stale pooled connection
+        start: Exchange | None = None
         for ev in events:
             t = type(ev)
             if t is Body:
@@ -140,7 +149,7 @@ class HttpServer(asyncio.Protocol):
                 self.reading = ex
                 self.queue.append(ex)
                 if len(self.queue) == 1:
-                    self._start(ex)
+                    start = ex
                 elif not self.paused:
                     self.paused = True
                     self._set_reading()
@@ -158,6 +167,8 @@ class HttpServer(asyncio.Protocol):
                     ex.upstream.write(ev.rest)  # type: ignore[union-attr]
                 else:
                     ex.upgrade_buf += ev.rest  # type: ignore[union-attr]
+        if start is not None and not self.closed and self.queue and self.queue[0] is start:
+            self._start(start)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -309,7 +320,7 @@ class HttpServer(asyncio.Protocol):
         route = ex.route
         assert route is not None
         keep_client = ex.head.keep_alive and up.framer.keep_alive and ex.body_done and not self.draining
-        if not leftover and ex.head.keep_alive and ex.body_done:
+        if not leftover and ex.head.keep_alive and ex.body_done and up.framer.keep_alive:
             route.pool.release(up)
         else:
             up.close()
@@ -360,6 +371,9 @@ class HttpServer(asyncio.Protocol):
 
     def _next(self) -> None:
         self.up_blocked = False
+        if not self.queue and self.pending_error is not None:
+            self._answer_bad_request(self.pending_error)
+            return
         if self.queue:
             self._start(self.queue[0])
         else:
@@ -391,20 +405,22 @@ class HttpServer(asyncio.Protocol):
         self._next()
 
     def _bad_request(self, err: ProtocolError) -> None:
-        """Malformed input: 400 after the responses in progress, then close."""
+        """Malformed input: 400 (after the responses already in progress), then close."""
         self.upgrading = False
         self.input_dead = True
+        self._log.info("request.malformed", error=str(err), direction=self.ctx.direction)
         if self.queue:
-            # let the in-flight exchange finish, drop the rest, and close afterwards
+            # answer the requests parsed before the bad bytes, then the 400
             first = self.queue[0]
             self.queue.clear()
             self.queue.append(first)
-            first.head.keep_alive = False
-            self.draining = True
+            self.pending_error = err
             return
+        self._answer_bad_request(err)
+
+    def _answer_bad_request(self, err: ProtocolError) -> None:
         m = self.router.error_metrics(None, self.ctx)
         m.requests += 1
         m.response(400, 0.0)
-        self._log.info("request.malformed", error=str(err), direction=self.ctx.direction)
         self._write(error_response(400, str(err), close=True))
         self._close()
