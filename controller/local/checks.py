@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from meshlet.controller.config import LocalConfig
+from meshlet.controller.config import LocalConfig, spiffe_id
 from meshlet.controller.local import controlplane as cp
 from meshlet.controller.local import netns
 from meshlet.controller.local.healthcheck import (
@@ -212,7 +212,8 @@ async def _proxy_certs(ctx: CheckContext) -> None:
         except (OSError, ValueError, TimeoutError) as e:
             bad.append(f"{where}: cannot read /config_dump: {e}")
             continue
-        result = verify_leaf(leaf[0], [*leaf[1:], *issuer], anchors, expected_uri=ident.get("uri") or None)
+        expected = spiffe_id(ctx.cfg.trust_domain, p.namespace, p.spec.service_account_name or "default")
+        result = verify_leaf(leaf[0], [*leaf[1:], *issuer], anchors, expected_uri=expected)
         if result.status is Status.ERROR:
             bad.append(f"{where}: {result.message}")
     if bad:

@@ -85,12 +85,22 @@ async def apply_iptables(netns: str, payload: str) -> None:
 
 
 def write_name_files(netns: str, hosts: str, resolv_conf: str, etc_netns: Path = ETC_NETNS) -> None:
+    """Write /etc/netns/<netns>/{hosts,resolv.conf}.
+
+    Rewritten in place, never replaced: `ip netns exec` bind-mounts the file's
+    inode over /etc/hosts, so running processes only see changes made to that
+    same inode. One write of a small file, then truncate.
+    """
     d = etc_netns / netns
     d.mkdir(parents=True, exist_ok=True)
     for name, text in (("hosts", hosts), ("resolv.conf", resolv_conf)):
-        tmp = d / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, d / name)
+        data = text.encode()
+        fd = os.open(d / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
 
 
 async def netns_pids(netns: str) -> list[int]:

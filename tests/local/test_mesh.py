@@ -277,6 +277,12 @@ spec:
     # the hosts files are rewritten and the DNAT chain follows
     wait_for(lambda: exec_(mesh, "plain", "deploy/client", "getent", "hosts", "client2").returncode == 0,
              30, "client2 to resolve")
+    # processes already running see it too (their /etc/hosts is a bind mount of the same file)
+    web = next(p for p in pods(mesh) if p.namespace == "meshed")
+    app_pids = subprocess.run(["ip", "netns", "pids", f"{mesh.prefix}meshed-{web.name}"], check=False,
+                              capture_output=True, text=True).stdout.split()
+    views = [Path(f"/proc/{pid}/root/etc/hosts").read_text() for pid in app_pids]
+    assert views and all("client2.plain" in v for v in views)
     assert curl(mesh, "meshed", "deploy/web", "http://client2.plain:81/") == "200"
 
     # a Pod deleted from the store is replaced
