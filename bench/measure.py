@@ -49,7 +49,7 @@ def _client_netns(env: BenchEnv, running: RunningPeer) -> str:
 
 
 def _load(env: BenchEnv, netns: str, argv: list[str], timeout: float) -> str:
-    cmd = pinned(argv, netns=netns, cpus=env.client_cpus)
+    cmd = pinned(argv, netns=netns, cpus=env.client_cpus, nice=env.nice)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from bench import configs
 from bench.peers import BenchEnv, RunningPeer, Sidecar
-from bench.procs import CLK_TCK, http_get_status, wait_until
+from bench.procs import CLK_TCK, http_get_status, renice_tree, wait_until
 
 NAMESPACE = "mltbench"
 SERVER, CLIENT = "bench-server", "bench-client"
@@ -182,6 +182,14 @@ def pod_ip(netns: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _app_pids(netns: str, program: str) -> list[int]:
+    """Root processes in `netns` running `program` (the server pod's nginx master)."""
+    # nginx rewrites its command line ("nginx: master process ..."), so match words.
+    pids = [p for p in _netns_pids(netns)
+            if program in " ".join(_cmdline(p)).replace(":", " ").split() and "meshlet.proxy" not in _cmdline(p)]
+    return [p for p in pids if _ppid(p) not in pids]
+
+
 def _start_boot_seconds(pid: int) -> float:
     raw = Path(f"/proc/{pid}/stat").read_text()
     return int(raw[raw.rindex(")") + 2:].split()[19]) / CLK_TCK  # field 22: starttime
@@ -277,6 +285,9 @@ class MeshletPair:
             self._pods = {"server": server, "client": client}
             _pin(server.proxy, env.server_cpus)
             _pin(client.proxy, env.client_cpus)
+            if env.nice:
+                for pid in (server.proxy, client.proxy, *_app_pids(server.netns, "nginx")):
+                    renice_tree(pid, env.nice)
             hosts = Path(f"/etc/netns/{client.netns}/hosts")
             vip = service_ip_from_hosts(hosts.read_text() if hosts.exists() else "", SERVER)
             if vip is None:

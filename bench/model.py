@@ -58,6 +58,8 @@ class Settings:
     server_cpus: str
     server: str
     """What answers the requests."""
+    nice: int = 0
+    """Nice value of all measured processes (0: same priority as everything else on the machine)."""
 
 
 @dataclass(frozen=True)

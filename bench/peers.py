@@ -36,6 +36,8 @@ class BenchEnv:
     """Load tool and client-side sidecar."""
     server_cpus: str = "1"
     """Backend server and server-side sidecar."""
+    nice: int = 0
+    """Nice value of every measured process (load tools, servers, sidecars); negative = ahead of other work."""
     workers: dict[str, NetnsWorker] = field(default_factory=dict)
     """One thread inside each namespace (by netns name), for readiness probes."""
 
@@ -89,7 +91,7 @@ def start_backend(env: BenchEnv) -> Proc:
     conf = workdir / "nginx.conf"
     conf.write_text(configs.nginx_backend(workdir, env.backend_port))
     proc = spawn("backend", ["nginx", "-p", str(workdir), "-e", "stderr", "-c", str(conf)],
-                 log=workdir / "log", netns=env.topo.server.netns, cpus=env.server_cpus)
+                 log=workdir / "log", netns=env.topo.server.netns, cpus=env.server_cpus, nice=env.nice)
     worker = env.worker(env.topo.server.netns)
     wait_until(lambda: worker.call(tcp_accepts, env.topo.server.ip, env.backend_port),
                what="the backend server", timeout=READY_TIMEOUT, procs=[proc])
@@ -104,7 +106,7 @@ def _start_listening(env: BenchEnv, *, name: str, side: str, argv: list[str], ho
     worker = env.worker(netns)
     if worker.call(tcp_accepts, host, port):
         raise ProcessError(f"{host}:{port} in {netns} is already taken: {name} {side}-side cannot listen there")
-    proc = spawn(f"{name}-{side}", argv, log=workdir / f"{side}.log", netns=netns, cpus=cpus)
+    proc = spawn(f"{name}-{side}", argv, log=workdir / f"{side}.log", netns=netns, cpus=cpus, nice=env.nice)
     try:
         ready_at = wait_until(lambda: worker.call(tcp_accepts, host, port),
                               what=f"{name} {side}-side listener {host}:{port}", timeout=READY_TIMEOUT, procs=[proc])

@@ -29,9 +29,11 @@ class ProcessError(RuntimeError):
     """A benchmark process failed to start, exited early or never became ready."""
 
 
-def pinned(argv: Sequence[str], *, netns: str | None = None, cpus: str | None = None) -> list[str]:
-    """`argv` wrapped in `ip netns exec` and `taskset` (both exec, so the pid is the program's)."""
+def pinned(argv: Sequence[str], *, netns: str | None = None, cpus: str | None = None, nice: int = 0) -> list[str]:
+    """`argv` wrapped in `ip netns exec`, `taskset` and `nice` (all exec, so the pid is the program's)."""
     cmd = list(argv)
+    if nice:
+        cmd = ["nice", "-n", str(nice), *cmd]
     if cpus is not None:
         cmd = ["taskset", "-c", cpus, *cmd]
     if netns is not None:
@@ -65,13 +67,13 @@ def tail(path: Path, lines: int = 20) -> str:
 
 
 def spawn(name: str, argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None,
-          netns: str | None = None, cpus: str | None = None,
+          netns: str | None = None, cpus: str | None = None, nice: int = 0,
           preexec: Callable[[], None] | None = None) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         started = time.time()
         popen = subprocess.Popen(
-            pinned(argv, netns=netns, cpus=cpus), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            pinned(argv, netns=netns, cpus=cpus, nice=nice), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True, preexec_fn=preexec,
         )
     return Proc(name=name, popen=popen, started_at=started, log=log)
@@ -144,6 +146,20 @@ def tree_pids(root: int) -> list[int]:
         out.append(pid)
         todo.extend(children.get(pid, ()))
     return out
+
+
+def renice_tree(root: int, nice: int) -> None:
+    """Set the nice value of every thread of `root`'s process tree (nice is per thread on Linux)."""
+    for pid in tree_pids(root):
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+            except OSError:
+                pass
 
 
 def tree_rss(root: int) -> int:

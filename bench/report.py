@@ -163,6 +163,7 @@ def render_markdown(run: RunResult) -> str:
         f"{s.rounds} rounds of {s.seconds} s per peer and rate (after {s.warmup_seconds} s warm-up), "
         f"interleaved across peers, percentiles = median of the rounds; "
         f"closed loop: wrk, {s.wrk_connections} connections, {s.rounds} × {s.seconds} s, median",
+        f"- priority: {'nice ' + str(s.nice) + ' for every measured process (load tools, servers, sidecars), ahead of other work' if s.nice else 'nice 0, like everything else on the machine'}",
         f"- load average of the machine (1/5/15 min) at start {_load(run.load_before)}, "
         f"at end {_load(run.load_after)} (2 CPUs: above 2 means other work competed)",
         "",

@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--wrk-connections", type=int, default=32, help="wrk connections (default 32)")
     ap.add_argument("--client-cpus", default="0", help="taskset list for load tool + client-side sidecar")
     ap.add_argument("--server-cpus", default="1", help="taskset list for server + server-side sidecar")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="nice value for every measured process (e.g. -10 to run ahead of other work on a "
+                         "shared machine; default 0)")
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
     ap.add_argument("--keep-workdir", action="store_true", help="keep configs and logs (printed path)")
     return ap.parse_args(argv)
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace, command: str) -> RunResult:
     load_before = os.getloadavg()
     with created(topo):
         env = BenchEnv(topo=topo, workdir=workdir, pki=generate(workdir / "pki"), client_cpus=args.client_cpus,
-                       server_cpus=args.server_cpus)
+                       server_cpus=args.server_cpus, nice=args.nice)
         backend = start_backend(env)
         try:
             results = measure_all(env, [_peer(name) for name in args.peers], oha, plan, log)
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace, command: str) -> RunResult:
     settings = Settings(rates=plan.rates, seconds=plan.seconds, rounds=plan.rounds, warmup_seconds=plan.warmup_seconds,
                         connections=plan.connections, wrk_connections=plan.wrk_connections,
                         client_cpus=args.client_cpus, server_cpus=args.server_cpus,
-                        server=SERVER_DESCRIPTION.format(version=mach.tools.get("nginx", "?")))
+                        server=SERVER_DESCRIPTION.format(version=mach.tools.get("nginx", "?")), nice=args.nice)
     return RunResult(date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), command=command,
                      machine=mach, settings=settings, peers=tuple(results), load_before=load_before,
                      load_after=os.getloadavg())

@@ -35,3 +35,11 @@ def test_runtime_pids_only_from_pid_keys(tmp_path):
     path.write_text(json.dumps({"identity": {"pid": 4242, "port": 8080}, "pids": [77, 1], "runtime_pid": 99}))
     assert sorted(_runtime_pids(path)) == [77, 99, 4242]
     assert _runtime_pids(tmp_path / "missing.json") == []
+
+
+def test_priority_and_pinning_wrappers_exec_in_order():
+    from bench.procs import pinned
+
+    assert pinned(["oha", "x"], netns="ns", cpus="0", nice=-5) == [
+        "ip", "netns", "exec", "ns", "taskset", "-c", "0", "nice", "-n", "-5", "oha", "x"]
+    assert pinned(["wrk"]) == ["wrk"]
