@@ -369,7 +369,11 @@ def test_check_fails_when_destination_dies_and_up_recovers_from_state(mesh):
     assert curl(mesh, "plain", "deploy/client", "http://web.meshed/") == "200"
 
 
-def test_down_leaves_nothing_behind_and_state_survives(mesh):
+def test_down_leaves_nothing_behind_even_after_a_runtime_crash(mesh):
+    # the runtime dies without stopping its pods: their processes and namespaces are orphaned
+    rt = json.loads((mesh.state_dir / "runtime.json").read_text())
+    os.kill(rt["processes"]["runtime"]["pid"], signal.SIGKILL)
+    assert ours(mesh).get("netns")
     down = mesh.meshlet("down", timeout=180)
     assert down.returncode == 0, down.stdout + down.stderr
     assert ours(mesh) == {}
