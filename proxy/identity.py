@@ -1,9 +1,10 @@
 """The proxy's workload identity: key, CSR, Certify, renewal, TLS contexts.
 
-The EC P-256 key is generated in memory at start, never written, never sent;
-only a CSR leaves the process. The certificate is renewed at `renew_fraction`
-of its lifetime (retrying with backoff) and the SSL contexts are swapped
-atomically: new connections use the new ones, existing ones keep theirs.
+The EC P-256 key is generated in memory at start (through libcrypto, see
+`osslkey`), never written, never sent; only a CSR leaves the process. The
+certificate is renewed at `renew_fraction` of its lifetime (retrying with
+backoff) and the SSL contexts are swapped atomically: new connections use
+the new ones, existing ones keep theirs.
 """
 from __future__ import annotations
 
@@ -11,37 +12,59 @@ import asyncio
 import hashlib
 import random
 import ssl
+import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .config import ProxyConfig
 from .errors import IdentityError
 from .metrics import ProxyMetrics
-from .tlsctx import client_context, server_context
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from .tlsctx import client_context, memfile, server_context
 
 
-def generate_key() -> "EllipticCurvePrivateKey":
-    from cryptography.hazmat.primitives.asymmetric import ec
+class PrivateKey(Protocol):
+    def csr(self, uri: str) -> bytes: ...
+    def private_pem(self) -> bytes: ...
 
-    return ec.generate_private_key(ec.SECP256R1())
+
+class _CryptographyKey:
+    """Fallback when libcrypto cannot be driven directly (not OpenSSL 3)."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._key = ec.generate_private_key(ec.SECP256R1())
+
+    def csr(self, uri: str) -> bytes:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([]))
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        return csr.public_bytes(serialization.Encoding.PEM)
+
+    def private_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
 
 
-def build_csr(key: "EllipticCurvePrivateKey", identity: str) -> bytes:
+def generate_key() -> PrivateKey:
+    """A fresh EC P-256 key, in memory only."""
+    from . import osslkey
+
+    return osslkey.EcKey() if osslkey.available() else _CryptographyKey()
+
+
+def build_csr(key: PrivateKey, identity: str) -> bytes:
     """A PEM PKCS#10 request whose only SAN is the URI `identity`."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM)
+    return key.csr(identity)
 
 
 @dataclass(frozen=True)
@@ -65,46 +88,49 @@ class TlsMaterial:
                 "trust_anchor_fingerprint": self.trust_fingerprint}
 
 
-def material_from(key: "EllipticCurvePrivateKey", identity: str, leaf_der: bytes, intermediates: list[bytes],
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
+
+
+def _decode_cert(pem: bytes) -> dict[str, Any]:
+    """The fields `ssl` decodes from a certificate (subjectAltName, notBefore, notAfter)."""
+    import _ssl
+
+    with memfile(pem, "meshlet-leaf") as path:
+        try:
+            return _ssl._test_decode_cert(path)  # type: ignore[attr-defined,no-any-return]  # noqa: SLF001
+        except (ssl.SSLError, ValueError) as e:
+            raise IdentityError(f"identity returned an unreadable certificate: {e}") from None
+
+
+def material_from(key: PrivateKey, identity: str, leaf_der: bytes, intermediates: list[bytes],
                   trust_pem: bytes) -> TlsMaterial:
     """Check the issued leaf against our key and identity and build both contexts."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        leaf = x509.load_der_x509_certificate(leaf_der)
-        chain = [x509.load_der_x509_certificate(d) for d in intermediates]
-    except ValueError as e:
-        raise IdentityError(f"identity returned an unreadable certificate: {e}") from None
-    pub = serialization.PublicFormat.SubjectPublicKeyInfo
-    if leaf.public_key().public_bytes(serialization.Encoding.DER, pub) != key.public_key().public_bytes(
-            serialization.Encoding.DER, pub):
-        raise IdentityError("issued certificate is not for our key")
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
-    except x509.ExtensionNotFound:
-        uris = []
+    if not leaf_der:
+        raise IdentityError("identity returned an unreadable certificate: empty")
+    leaf_pem = ssl.DER_cert_to_PEM_cert(leaf_der).encode()
+    info = _decode_cert(leaf_pem)
+    uris = [v for k, v in info.get("subjectAltName", ()) if k == "URI"]
     if uris != [identity]:
         raise IdentityError(f"issued certificate names {uris}, expected [{identity!r}]")
-    anchors = x509.load_pem_x509_certificates(trust_pem)
+    anchors = _PEM_CERT.findall(trust_pem)
     if not anchors:
         raise IdentityError("trust anchors file holds no certificate")
-    pem = serialization.Encoding.PEM
-    leaf_pem = leaf.public_bytes(pem)
-    chain_pem = leaf_pem + b"".join(c.public_bytes(pem) for c in chain)
-    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    chain_pem = leaf_pem + b"".join(ssl.DER_cert_to_PEM_cert(d).encode() for d in intermediates)
+    key_pem = key.private_pem()
     try:
         server = server_context(chain_pem, key_pem, trust_pem)
         client = client_context(chain_pem, key_pem, trust_pem)
     except ssl.SSLError as e:
+        if "KEY_VALUES_MISMATCH" in str(e).upper():
+            raise IdentityError("issued certificate is not for our key") from None
         raise IdentityError(f"cannot build TLS contexts: {e}") from None
     finally:
         del key_pem
     return TlsMaterial(
         uri=identity, leaf_pem=leaf_pem, chain_pem=chain_pem,
-        not_before=leaf.not_valid_before_utc.timestamp(), not_after=leaf.not_valid_after_utc.timestamp(),
-        trust_fingerprint=hashlib.sha256(anchors[0].public_bytes(serialization.Encoding.DER)).hexdigest(),
+        not_before=float(ssl.cert_time_to_seconds(info["notBefore"])),
+        not_after=float(ssl.cert_time_to_seconds(info["notAfter"])),
+        trust_fingerprint=hashlib.sha256(ssl.PEM_cert_to_DER_cert(anchors[0].decode())).hexdigest(),
         server_ctx=server, client_ctx=client,
     )
 
@@ -118,7 +144,7 @@ class IdentityManager:
         self.ready = asyncio.Event()
         self._metrics = metrics
         self._log = log.bind(component="identity")
-        self._key: EllipticCurvePrivateKey | None = None
+        self._key: PrivateKey | None = None
         self.last_error = ""
 
     async def run(self) -> None:

@@ -9,14 +9,19 @@ from cryptography.x509.oid import NameOID
 
 from meshlet.proxy.config import ConfigError, ProxyConfig
 from meshlet.proxy.errors import IdentityError, error_response
-from meshlet.proxy.identity import build_csr, generate_key, material_from
+from meshlet.proxy.identity import _CryptographyKey, build_csr, generate_key, material_from
 from meshlet.proxy.tlsctx import memfile, peer_id
 
 ID = "spiffe://cluster.local/ns/demo/sa/web"
 
 
-def test_csr_has_only_the_identity_san() -> None:
-    key = generate_key()
+def public_key(key):  # noqa: ANN001, ANN201
+    return serialization.load_pem_private_key(key.private_pem(), None).public_key()
+
+
+@pytest.mark.parametrize("make_key", [generate_key, _CryptographyKey], ids=["libcrypto", "cryptography"])
+def test_csr_has_only_the_identity_san(make_key) -> None:  # noqa: ANN001
+    key = make_key()
     csr = x509.load_pem_x509_csr(build_csr(key, ID))
     assert csr.is_signature_valid
     san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -50,12 +55,20 @@ def test_material_builds_contexts_from_memory() -> None:
     ca_key, ca = _ca()
     key = generate_key()
     trust = ca.public_bytes(serialization.Encoding.PEM)
-    mat = material_from(key, ID, _sign(ca_key, ca, key.public_key(), ID), [], trust)
+    mat = material_from(key, ID, _sign(ca_key, ca, public_key(key), ID), [], trust)
     assert mat.uri == ID
     assert mat.server_ctx.verify_mode == ssl.CERT_REQUIRED
     assert mat.client_ctx.check_hostname is False
     assert mat.renew_at(0.7) < mat.not_after
     assert mat.dump()["cert_pem"].startswith("-----BEGIN CERTIFICATE-----")
+    assert abs(mat.not_after - mat.not_before - 24 * 3600 - 60) < 2
+    import hashlib
+    assert mat.trust_fingerprint == hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def test_csr_refuses_identities_that_could_inject_sans() -> None:
+    with pytest.raises(ValueError, match="plain spiffe"):
+        generate_key().csr(ID + ",DNS:evil.example")
 
 
 def test_material_refuses_wrong_key_or_identity() -> None:
@@ -63,9 +76,9 @@ def test_material_refuses_wrong_key_or_identity() -> None:
     key = generate_key()
     trust = ca.public_bytes(serialization.Encoding.PEM)
     with pytest.raises(IdentityError, match="not for our key"):
-        material_from(key, ID, _sign(ca_key, ca, generate_key().public_key(), ID), [], trust)
+        material_from(key, ID, _sign(ca_key, ca, public_key(generate_key()), ID), [], trust)
     with pytest.raises(IdentityError, match="expected"):
-        material_from(key, ID, _sign(ca_key, ca, key.public_key(), ID + "x"), [], trust)
+        material_from(key, ID, _sign(ca_key, ca, public_key(key), ID + "x"), [], trust)
     with pytest.raises(IdentityError, match="unreadable"):
         material_from(key, ID, b"garbage", [], trust)
 
