@@ -159,3 +159,51 @@ async def test_runner_observes_each_result_and_stops_after_a_fatal_failure():
 async def test_warnings_alone_do_not_fail():
     summary = await run_checks([Category("a", (Checker("w", "h", _raising(CheckWarning("x"))),))], None, lambda r: None)
     assert summary.success is True
+
+
+def _write_ca(d, *, issuer_days: int, foreign_issuer: bool = False):
+    import datetime as dt
+
+    from meshlet.identity.issuer import cert_pem, new_anchor, new_issuer
+
+    anchor, key = new_anchor("cluster.local")
+    signer, signer_key = new_anchor("cluster.local") if foreign_issuer else (anchor, key)
+    issuer, _ = new_issuer("cluster.local", signer, signer_key, lifetime=dt.timedelta(days=issuer_days))
+    d.mkdir(parents=True)
+    (d / "ca.crt").write_bytes(cert_pem(anchor))
+    (d / "issuer.crt").write_bytes(cert_pem(issuer))
+
+
+async def _identity_results(tmp_path):
+    from meshlet.controller.config import LocalConfig
+    from meshlet.controller.local.checks import CheckContext, local_categories
+
+    identity = [c for c in local_categories() if c.name == "meshlet-identity"]
+    seen = []
+    summary = await run_checks(identity, CheckContext(LocalConfig(state_dir=tmp_path)), seen.append)
+    return summary, {r.description: r for r in seen}
+
+
+async def test_identity_checks_warn_before_expiry(tmp_path):
+    _write_ca(tmp_path / "identity", issuer_days=30)
+    summary, results = await _identity_results(tmp_path)
+    soon = results["issuer certificate is valid for at least 60 days"]
+    assert soon.result == "warning" and "expires in" in (soon.error or "")
+    assert results["issuer certificate is issued by the trust anchor"].ok
+    assert summary.success  # a warning does not fail `meshlet check`
+
+
+async def test_identity_checks_fail_for_a_foreign_issuer(tmp_path):
+    _write_ca(tmp_path / "identity", issuer_days=365, foreign_issuer=True)
+    summary, results = await _identity_results(tmp_path)
+    bad = results["issuer certificate is issued by the trust anchor"]
+    assert bad.result == "error" and "not signed by any trust anchor" in (bad.error or "")
+    assert not summary.success
+
+
+async def test_identity_checks_fail_without_ca_files(tmp_path):
+    summary, results = await _identity_results(tmp_path)
+    assert not summary.success
+    # reported once, not once per certificate check
+    assert list(results) == ["trust anchor and issuer certificates can be read"]
+    assert "No such file" in (results["trust anchor and issuer certificates can be read"].error or "")
