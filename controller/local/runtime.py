@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -93,8 +93,11 @@ def service_rules(services: Iterable[ServiceSpec], pods: Iterable[LocalPod]) -> 
 
 
 class Runtime:
-    def __init__(self, settings: RuntimeSettings, store: Store, *, log: structlog.stdlib.BoundLogger) -> None:
+    def __init__(self, settings: RuntimeSettings, store: Store, *, log: structlog.stdlib.BoundLogger,
+                 pod_factory: Callable[..., LocalPod] = LocalPod) -> None:
         self.settings = settings
+        self.pod_factory = pod_factory
+        """Builds the pods (tests pass a fake that runs nothing)."""
         self.cfg = settings.local
         self.store = store
         self.log = log
@@ -263,8 +266,8 @@ class Runtime:
             name = f"{spec.name}-{random_suffix()}"
         key = (spec.namespace, name)
         ip = self.ipam.allocate(f"{spec.namespace}/{name}")
-        pod = LocalPod(self.settings, spec, name, ip=ip, meshed=meshed, on_change=self.mark_dirty,
-                       log=self.log, render=self.render)
+        pod = self.pod_factory(self.settings, spec, name, ip=ip, meshed=meshed, on_change=self.mark_dirty,
+                               log=self.log, render=self.render)
         self.pods[key] = pod
         self.owners[key] = Owner(spec.key, spec.template_hash, meshed)
         self.written[key] = None
