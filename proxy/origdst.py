@@ -6,6 +6,7 @@ import errno
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 SO_ORIGINAL_DST = 80
 SOL_IPV6 = 41
@@ -49,8 +50,20 @@ async def peek(sock: socket.socket, timeout: float) -> bytes:
         return b""
 
 
+async def _guarded(handle: Callable[[socket.socket], Awaitable[None]], sock: socket.socket, log: Any) -> None:
+    """The boundary of one accepted connection: a bug here closes it, never the listener."""
+    try:
+        await handle(sock)
+    except asyncio.CancelledError:
+        sock.close()
+        raise
+    except Exception as e:  # noqa: BLE001
+        log.warning("connection.setup_failed", error=f"{type(e).__name__}: {e}")
+        sock.close()
+
+
 async def accept_loop(lsock: socket.socket, handle: Callable[[socket.socket], Awaitable[None]],
-                      log: object) -> None:
+                      log: Any) -> None:
     """Accept forever, handing each socket to `handle` in its own task (cancel to stop)."""
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
@@ -66,6 +79,6 @@ async def accept_loop(lsock: socket.socket, handle: Callable[[socket.socket], Aw
             raise
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        task = loop.create_task(handle(sock))
+        task = loop.create_task(_guarded(handle, sock, log))
         tasks.add(task)
         task.add_done_callback(tasks.discard)

@@ -42,11 +42,18 @@ class OutboundRouter:
         self.p2c = p2c or P2C()
         self._self_ports = (cfg.ports.outbound, cfg.ports.inbound)
         self._cache: dict[tuple[str, int, str, int], tuple[Pool, RouteMetrics]] = {}
+        self._authorities: dict[tuple[bytes, int], str] = {}
         """(authority, endpoint-set version, endpoint) → pool and metrics: no label work per request."""
 
     def authority(self, head: RequestHead | None, ctx: ConnCtx) -> str:
         if head is not None and head.host:
-            a = normalize_authority(head.host, ctx.orig_port)
+            key = (head.host, ctx.orig_port)
+            a = self._authorities.get(key)
+            if a is None:
+                a = normalize_authority(head.host, ctx.orig_port)
+                if len(self._authorities) > 10000:
+                    self._authorities.clear()
+                self._authorities[key] = a
             if a:
                 return a
         return f"{ctx.orig_ip}:{ctx.orig_port}"
