@@ -171,13 +171,21 @@ class Runtime:
         await netns.ensure_bridge(self.cfg.bridge, self.cfg.gateway_ip, self.cfg.pod_cidr)
 
     async def shutdown(self) -> None:
+        await self.stop_pods(list(self.pods))
+
+    async def stop_pods(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Stop several pods concurrently (each stop waits for its processes to exit)."""
         sem = asyncio.Semaphore(STOP_CONCURRENCY)
 
         async def one(key: tuple[str, str]) -> None:
             async with sem:
                 await self.stop_pod(key)
 
-        await asyncio.gather(*(one(k) for k in list(self.pods)), return_exceptions=True)
+        keys = list(keys)
+        results = await asyncio.gather(*(one(k) for k in keys), return_exceptions=True)
+        for key, result in zip(keys, results):
+            if isinstance(result, Exception):
+                self.log.error("pod.stop_failed", pod=f"{key[0]}/{key[1]}", error=str(result))
 
     # --- reconcile -------------------------------------------------------
 
@@ -204,8 +212,7 @@ class Runtime:
             generations[spec.key] = o.metadata.generation
 
         await self._forget_pods_deleted_from_store()
-        for key in [k for k, o in self.owners.items() if o.deployment not in wanted]:
-            await self.stop_pod(key)
+        await self.stop_pods([k for k, o in self.owners.items() if o.deployment not in wanted])
         for spec in wanted.values():
             try:
                 await self._reconcile_deployment(spec, ns_labels.get(spec.namespace, {}))
@@ -223,11 +230,11 @@ class Runtime:
     async def _reconcile_deployment(self, spec: DeploymentSpec, namespace_labels: dict[str, str]) -> None:
         meshed = decide(namespace_labels, spec.labels, spec.annotations).inject
         now = asyncio.get_running_loop().time()
-        for key in [k for k, o in self.owners.items() if o.deployment == spec.key]:
-            failed_at = self.pods[key].failed_at
-            if failed_at is not None and now - failed_at >= FAILED_POD_GRACE:
-                self.log.info("pod.replacing_failed", pod=f"{key[0]}/{key[1]}")
-                await self.stop_pod(key)
+        failed = [k for k, o in self.owners.items() if o.deployment == spec.key
+                  and (t := self.pods[k].failed_at) is not None and now - t >= FAILED_POD_GRACE]
+        for key in failed:
+            self.log.info("pod.replacing_failed", pod=f"{key[0]}/{key[1]}")
+        await self.stop_pods(failed)
         mine = [k for k, o in self.owners.items() if o.deployment == spec.key]
         current = [k for k in mine if self.owners[k].template_hash == spec.template_hash and self.owners[k].meshed == meshed]
         old = [k for k in mine if k not in current]
@@ -236,18 +243,17 @@ class Runtime:
         if len(current) > spec.replicas:
             # least ready first, then newest
             order = sorted(current, key=lambda k: (self.pods[k].state.ready, -current.index(k)))
-            for key in order[: len(current) - spec.replicas]:
-                await self.stop_pod(key)
+            await self.stop_pods(order[: len(current) - spec.replicas])
         if old and all(self.pods[k].state.ready for k in current if k in self.pods):
-            for key in old:
-                await self.stop_pod(key)
+            await self.stop_pods(old)
 
     async def _forget_pods_deleted_from_store(self) -> None:
         objs, _ = await self.store.list("Pod")
         present = {(o.namespace, o.name) for o in objs}
-        for key in [k for k in self.written if k not in present and k in self.pods]:
+        gone = [k for k in self.written if k not in present and k in self.pods]
+        for key in gone:
             self.log.info("pod.deleted_from_store", pod=f"{key[0]}/{key[1]}")
-            await self.stop_pod(key)
+        await self.stop_pods(gone)
 
     # --- one pod ---------------------------------------------------------
 
