@@ -76,10 +76,24 @@ def machine(oha: Path) -> Machine:
             "haproxy": _version(["haproxy", "-v"], r"version (\S+)"),
             "oha": _version([str(oha), "--version"], r"oha (\S+)"),
             "wrk": _version(["wrk", "-v"], r"wrk (\S+)"),
+            "meshlet": _git_rev(),
             "uvloop": _pkg_version("uvloop"),
             "httptools": _pkg_version("httptools"),
         },
     )
+
+
+def _git_rev() -> str:
+    """The commit the meshlet pair ran from (+ "-dirty" with uncommitted changes in the tree)."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (rev or "?") + ("-dirty" if dirty else "")
 
 
 def _pkg_version(name: str) -> str:
