@@ -15,7 +15,8 @@ from .identity import IdentityManager
 from .metrics import ProxyMetrics, TcpMetrics
 from .origdst import original_dst, peek
 from .routing import InboundRouter, OutboundRouter, TcpRoute
-from .server import ConnCtx, HttpServer
+from .exchange import ConnCtx
+from .server import HttpServer
 from .sniff import Sniff
 from .tlsctx import peer_id
 
@@ -144,9 +145,14 @@ class DataPlane:
                                  self.metrics.base("inbound", tls=ctx.tls, client_id=ctx.client_id))
             hold = splice.Holding(self.metrics.tcp(route.labels + ("dst",)))
             up_t = await self.connector.connect(route.ip, route.port, route.identity, route.server_name, hold)
-        except ProxyError as e:
-            self.log.info("tcp.connect_failed", direction=ctx.direction, dst=f"{ctx.orig_ip}:{ctx.orig_port}",
-                          error=str(e))
+        except asyncio.CancelledError:
+            if sniff.transport is not None:
+                sniff.transport.close()
+            raise
+        except Exception as e:  # noqa: BLE001 - ProxyError or a bug: this connection fails, nothing else
+            level = self.log.info if isinstance(e, ProxyError) else self.log.warning
+            level("tcp.connect_failed", direction=ctx.direction, dst=f"{ctx.orig_ip}:{ctx.orig_port}",
+                  error=str(e) if isinstance(e, ProxyError) else f"{type(e).__name__}: {e}")
             if sniff.transport is not None:
                 sniff.transport.close()
             return

@@ -143,7 +143,7 @@ class _HotCollector:
                 code = str(status)
                 resp.add_metric(r.labels + (code, classify(status)), s.count)
                 cumulative, buckets = 0, []
-                for bound, n in zip(LATENCY_BUCKETS, s.buckets):
+                for bound, n in zip(LATENCY_BUCKETS, s.buckets[:-1], strict=True):
                     cumulative += n
                     buckets.append((str(bound), cumulative))
                 buckets.append(("+Inf", s.count))

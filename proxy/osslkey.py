@@ -37,32 +37,32 @@ def _libcrypto() -> Any:
                 break
     del _ssl
     lib = ctypes.CDLL(path)
-    P, I, C = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p  # noqa: N806
+    P, Int, C = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p  # noqa: N806
     for name, res, args in (
         ("EVP_PKEY_CTX_new_from_name", P, (P, C, C)),
-        ("EVP_PKEY_keygen_init", I, (P,)),
-        ("EVP_PKEY_CTX_set_group_name", I, (P, C)),
-        ("EVP_PKEY_generate", I, (P, ctypes.POINTER(P))),
+        ("EVP_PKEY_keygen_init", Int, (P,)),
+        ("EVP_PKEY_CTX_set_group_name", Int, (P, C)),
+        ("EVP_PKEY_generate", Int, (P, ctypes.POINTER(P))),
         ("EVP_PKEY_CTX_free", None, (P,)),
         ("EVP_PKEY_free", None, (P,)),
         ("X509_REQ_new", P, ()),
         ("X509_REQ_free", None, (P,)),
-        ("X509_REQ_set_version", I, (P, ctypes.c_long)),
-        ("X509_REQ_set_pubkey", I, (P, P)),
-        ("X509V3_EXT_conf_nid", P, (P, P, I, C)),
+        ("X509_REQ_set_version", Int, (P, ctypes.c_long)),
+        ("X509_REQ_set_pubkey", Int, (P, P)),
+        ("X509V3_EXT_conf_nid", P, (P, P, Int, C)),
         ("X509_EXTENSION_free", None, (P,)),
         ("OPENSSL_sk_new_null", P, ()),
-        ("OPENSSL_sk_push", I, (P, P)),
+        ("OPENSSL_sk_push", Int, (P, P)),
         ("OPENSSL_sk_free", None, (P,)),
-        ("X509_REQ_add_extensions", I, (P, P)),
+        ("X509_REQ_add_extensions", Int, (P, P)),
         ("EVP_sha256", P, ()),
-        ("X509_REQ_sign", I, (P, P, P)),
+        ("X509_REQ_sign", Int, (P, P, P)),
         ("BIO_s_mem", P, ()),
         ("BIO_new", P, (P,)),
-        ("BIO_free", I, (P,)),
-        ("BIO_ctrl", ctypes.c_long, (P, I, ctypes.c_long, P)),
-        ("PEM_write_bio_X509_REQ", I, (P, P)),
-        ("PEM_write_bio_PrivateKey", I, (P, P, P, P, I, P, P)),
+        ("BIO_free", Int, (P,)),
+        ("BIO_ctrl", ctypes.c_long, (P, Int, ctypes.c_long, P)),
+        ("PEM_write_bio_X509_REQ", Int, (P, P)),
+        ("PEM_write_bio_PrivateKey", Int, (P, P, P, P, Int, P, P)),
     ):
         fn = getattr(lib, name)
         fn.restype = res

@@ -12,7 +12,7 @@ from .errors import LoopDetected, NoEndpoints
 from .http1 import RequestHead
 from .metrics import ProxyMetrics, RouteMetrics
 from .resolve import Resolver, Target, normalize_authority, usable
-from .server import ConnCtx, Route
+from .exchange import ConnCtx, Route
 
 
 @dataclass(frozen=True, slots=True)

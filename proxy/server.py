@@ -10,63 +10,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from . import splice
-from .balance import PeakEwma
-from .client import Pool, Upstream
+from .client import Upstream
 from .errors import ConnectError, ProtocolError, ProxyError, error_response
+from .exchange import ConnCtx, Exchange, Route, Router
 from .http1 import LAST_CHUNK, Body, RequestEnd, RequestHead, RequestParser, ResponseHead, Upgrade, encode_chunk
-from .metrics import RouteMetrics, TcpMetrics
+from .metrics import TcpMetrics
 
 MAX_BUFFERED = 256 * 1024
 """Request body bytes buffered before reading pauses (while the upstream connects)."""
 MAX_REPLAY = 64 * 1024
-
-
-@dataclass(slots=True)
-class ConnCtx:
-    direction: str
-    orig_ip: str
-    orig_port: int
-    tls: bool = False
-    client_id: str = ""
-
-
-@dataclass(slots=True)
-class Route:
-    pool: Pool
-    metrics: RouteMetrics
-    load: PeakEwma | None = None
-
-
-class Router(Protocol):
-    def route_now(self, head: RequestHead, ctx: ConnCtx) -> Route | None:
-        """The route when it is known without waiting (None: call `route`); raises ProxyError."""
-
-    async def route(self, head: RequestHead, ctx: ConnCtx) -> Route: ...
-
-    def error_metrics(self, head: RequestHead | None, ctx: ConnCtx) -> RouteMetrics: ...
-
-
-class Exchange:
-    __slots__ = ("head", "body", "buffered", "body_done", "upstream", "route", "start", "resp_started",
-                 "replay", "retried", "upgrade_buf", "status")
-
-    def __init__(self, head: RequestHead) -> None:
-        self.head = head
-        self.body: list[bytes] | None = []
-        self.buffered = 0
-        self.body_done = False
-        self.upstream: Upstream | None = None
-        self.route: Route | None = None
-        self.start = time.monotonic()
-        self.resp_started = False
-        self.replay: bytes | None = None
-        self.retried = False
-        self.upgrade_buf = b""
-        self.status = 0
 
 
 class HttpServer(asyncio.Protocol):
@@ -251,6 +206,14 @@ class HttpServer(asyncio.Protocol):
             self._task = None
             if not self.closed:
                 self._local_error(ex, e)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must fail this request, not hang it
+            self._task = None
+            self._log.warning("request.internal_error", error=f"{type(e).__name__}: {e}")
+            if not self.closed:
+                self._local_error(ex, ProxyError(f"internal proxy error: {type(e).__name__}"))
             return
         self._task = None
         if self.closed or not self.queue or self.queue[0] is not ex:

@@ -150,7 +150,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
             net.start(pod, [sys.executable, str(HERE / "apps.py"), pod.name], log)
         for pod in (b, c):
             log = tmp / f"apps-{pod.name}.log"
-            wait_for(lambda: b"apps ready" in log.read_bytes(), f"apps in {pod.name}", log=log)
+            wait_for(lambda log=log: b"apps ready" in log.read_bytes(), f"apps in {pod.name}", log=log)
         # proxies
         for pod in (a, b):
             sa, token = tokens[pod.name]
@@ -158,7 +158,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
             net.start(pod, [sys.executable, "-m", "meshlet.proxy"], tmp / f"proxy-{pod.name}.log", env=env,
                       gid=PROXY_GID)
         for pod in (a, b):
-            wait_for(lambda: http_get(f"http://{pod.ip}:15000/ready", timeout=2)[0] == 200,
+            wait_for(lambda pod=pod: http_get(f"http://{pod.ip}:15000/ready", timeout=2)[0] == 200,
                      f"proxy in {pod.name} ready", log=tmp / f"proxy-{pod.name}.log")
         yield mesh
         mesh.stop_destination()

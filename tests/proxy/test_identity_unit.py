@@ -36,7 +36,8 @@ def _ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "root")])
     now = dt.datetime.now(dt.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=1))
+            .serial_number(1).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
     return key, cert
 

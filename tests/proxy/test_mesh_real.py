@@ -7,7 +7,6 @@ import json
 import re
 import socket
 import ssl
-import sys
 import time
 
 import pytest
@@ -41,7 +40,7 @@ def curl(pod, *args: str) -> tuple[int, dict[str, str], str]:  # noqa: ANN001
     head = r.stderr.strip("\n").split("\n\n")[-1]
     lines = head.split("\n")
     status = int(lines[0].split()[1]) if lines and lines[0].startswith("HTTP/") else 0
-    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:] if ":" in l)}
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:] if ":" in h)}
     return status, headers, r.stdout
 
 
@@ -180,7 +179,8 @@ def _foreign_client_context(tmp) -> ssl.SSLContext:  # noqa: ANN001
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
     leaf = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(name).public_key(key.public_key())
-            .serial_number(2).not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(hours=1))
+            .serial_number(2).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(hours=1))
             .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(CLIENT_ID)]), critical=True)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM

@@ -9,7 +9,8 @@ from meshlet.controller.log import setup
 from meshlet.proxy.client import Pool
 from meshlet.proxy.errors import ConnectError, NoEndpoints
 from meshlet.proxy.metrics import ProxyMetrics
-from meshlet.proxy.server import ConnCtx, HttpServer, Route
+from meshlet.proxy.exchange import ConnCtx, Route
+from meshlet.proxy.server import HttpServer
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
