@@ -141,6 +141,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
             f"{b.ip}:2525": {"labels": labels, "endpoints": [server_ep(2525)]},
             f"{b.ip}:9999": {"labels": labels, "endpoints": [server_ep(9999)]},
             f"empty.{NS}.svc.cluster.local:80": {"labels": labels, "endpoints": []},
+            f"plain.{NS}.svc.cluster.local:8080": {"labels": {"dst_service": "plain", "dst_namespace": NS},
+                                                  "endpoints": [{"ip": c.ip, "port": 8080}]},
+            f"both.{NS}.svc.cluster.local:8080": {"labels": {"dst_service": "both", "dst_namespace": NS},
+                                                 "endpoints": [server_ep(8080), {"ip": c.ip, "port": 8080}]},
         })
         mesh = Mesh(net, a, b, c, tmp, anchors, dst_port, fixture, identity=identity)
         mesh.start_destination()

@@ -124,6 +124,28 @@ def test_passthrough_to_a_non_mesh_destination(mesh: Mesh) -> None:
                   authority=f"{mesh.c.ip}:8080") >= 1
 
 
+def test_resolution_by_host_header_to_a_plaintext_endpoint(mesh: Mesh) -> None:
+    # any address: the Host header picks the target, its endpoint (c) has no identity
+    status, _, body = curl(mesh.a, "-H", f"Host: plain.{NS}.svc.cluster.local:8080", "http://198.18.251.1:8080/h")
+    assert status == 200 and json.loads(body)["app"] == "c"
+    assert metric(mesh.metrics(mesh.a), "request_total", direction="outbound", tls="false",
+                  authority=f"plain.{NS}.svc.cluster.local:8080", dst_service="plain") >= 1
+
+
+def test_requests_are_balanced_over_mtls_and_plaintext_endpoints(mesh: Mesh) -> None:
+    seen: set[str] = set()
+    for _ in range(40):
+        status, _, body = curl(mesh.a, "-H", f"Host: both.{NS}.svc.cluster.local:8080", "http://198.18.251.1:8080/")
+        assert status == 200
+        seen.add(json.loads(body)["app"])
+        if seen == {"b", "c"}:
+            break
+    assert seen == {"b", "c"}
+    text = mesh.metrics(mesh.a)
+    assert metric(text, "request_total", dst_service="both", tls="true", server_id=SERVER_ID) >= 1
+    assert metric(text, "request_total", dst_service="both", tls="false") >= 1
+
+
 def test_proxy_errors(mesh: Mesh) -> None:
     # nothing listens on b:9999 → 502 from the server side proxy
     status, headers, _ = curl(mesh.a, f"http://{mesh.b.ip}:9999/")
