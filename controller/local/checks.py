@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -27,6 +28,7 @@ from meshlet.controller.local.healthcheck import (
 )
 from meshlet.controller.local.probe import http_ok
 from meshlet.controller.local.resources import PROXY_ANNOTATION
+from meshlet.controller.model import Pod
 from meshlet.identity.certcheck import CertCheck, Status, check_ca_pem, verify_leaf
 
 TOOLS = ("ip", "iptables-restore", "setpriv")
@@ -35,14 +37,17 @@ TOOLS = ("ip", "iptables-restore", "setpriv")
 @dataclass
 class CheckContext:
     cfg: LocalConfig
-    cache: dict[str, Any] = field(default_factory=dict)
+    _pods: list[Pod] | None = None
+    _ca: list[CertCheck] | None = None
+    _running: dict[str, int] | None = None
+    """Looked up once per `meshlet check` run and shared by the checks."""
 
     @property
-    def identity_dir(self):  # type: ignore[no-untyped-def]
+    def identity_dir(self) -> Path:
         return self.cfg.state_dir / "identity"
 
-    async def meshed_pods(self) -> list[Any]:
-        if "pods" not in self.cache:
+    async def meshed_pods(self) -> list[Pod]:
+        if self._pods is None:
             from meshlet.controller.store import StoreError, open_local_store
 
             if not self.cfg.db_path.exists():
@@ -54,19 +59,25 @@ class CheckContext:
                 raise CheckFailed(f"cannot read pods from the store: {e}") from None
             finally:
                 await store.close()
-            self.cache["pods"] = [p for p in pods if p.metadata.annotations.get(PROXY_ANNOTATION) == "injected"]
-        return self.cache["pods"]
+            self._pods = [p for p in pods  # type: ignore[misc]
+                          if p.metadata.annotations.get(PROXY_ANNOTATION) == "injected"]
+        return self._pods
 
     def ca_checks(self) -> list[CertCheck]:
-        if "ca" not in self.cache:
+        if self._ca is None:
             try:
                 anchors = (self.identity_dir / "ca.crt").read_bytes()
                 issuer = (self.identity_dir / "issuer.crt").read_bytes()
             except OSError as e:
-                self.cache["ca"] = [CertCheck("trust anchors can be read", Status.ERROR, str(e))]
+                self._ca = [CertCheck("trust anchors can be read", Status.ERROR, str(e))]
             else:
-                self.cache["ca"] = check_ca_pem(anchors, issuer)
-        return self.cache["ca"]
+                self._ca = check_ca_pem(anchors, issuer)
+        return self._ca
+
+    def running(self) -> dict[str, int]:
+        if self._running is None:
+            self._running = cp.find_running(self.cfg)
+        return self._running
 
 
 # --- meshlet-local-runtime -----------------------------------------------
@@ -99,19 +110,17 @@ async def _bridge(ctx: CheckContext) -> None:
 
 # --- meshlet-control-plane -----------------------------------------------
 
-def _running(name: str) -> Callable[[CheckContext], Any]:
+def _running(name: str) -> Callable[[CheckContext], Awaitable[None]]:
     async def check(ctx: CheckContext) -> None:
-        if "running" not in ctx.cache:
-            ctx.cache["running"] = cp.find_running(ctx.cfg)
-        if name not in ctx.cache["running"]:
+        if name not in ctx.running():
             raise CheckFailed(f"no {name} process for state dir {ctx.cfg.state_dir} (run meshlet up)")
     return check
 
 
-def _ready(name: str) -> Callable[[CheckContext], Any]:
+def _ready(name: str) -> Callable[[CheckContext], Awaitable[None]]:
     async def check(ctx: CheckContext) -> None:
         comp = next(c for c in cp.components(ctx.cfg) if c.name == name)
-        running = ctx.cache.get("running") or cp.find_running(ctx.cfg)
+        running = ctx.running()
         if name not in running:
             raise CheckFailed(f"{name} is not running")
         if comp.admin is None:
@@ -127,7 +136,7 @@ def _ready(name: str) -> Callable[[CheckContext], Any]:
 
 # --- meshlet-identity ----------------------------------------------------
 
-def _cert(select: Callable[[str], bool], *, need_any: bool = True) -> Callable[[CheckContext], Any]:
+def _cert(select: Callable[[str], bool], *, need_any: bool = True) -> Callable[[CheckContext], Awaitable[None]]:
     async def check(ctx: CheckContext) -> None:
         results = ctx.ca_checks()
         if _unreadable(results):
