@@ -79,6 +79,7 @@ class Upstream(asyncio.Protocol):
             return
         # forward the raw bytes of one read in one write (one syscall, one TLS record)
         parts: list[bytes] = []
+        upgraded = False
         for ev in events:
             t = type(ev)
             if t is ResponseData:
@@ -94,12 +95,11 @@ class Upstream(asyncio.Protocol):
                 if self.sink is not sink:
                     return
             elif t is Upgraded:
-                if parts:
-                    sink.up_data(self, b"".join(parts))
-                sink.up_upgraded(self)
-                return
+                upgraded = True  # the bytes after the 101 head follow as ResponseData
         if parts:
             sink.up_data(self, parts[0] if len(parts) == 1 else b"".join(parts))
+        if upgraded:
+            sink.up_upgraded(self)
 
     def eof_received(self) -> bool:
         self._ended(None)

@@ -282,8 +282,10 @@ class HttpServer(asyncio.Protocol):
         self.up_blocked = False
         route = ex.route
         assert route is not None
-        keep_client = ex.head.keep_alive and up.framer.keep_alive and ex.body_done and not self.draining
-        if not leftover and ex.head.keep_alive and ex.body_done and up.framer.keep_alive:
+        # an Upgrade request answered without 101: the client may already send the new protocol
+        reusable = ex.head.keep_alive and up.framer.keep_alive and ex.body_done and not ex.head.upgrade
+        keep_client = reusable and not self.draining
+        if not leftover and reusable:
             route.pool.release(up)
         else:
             up.close()

@@ -229,3 +229,27 @@ async def test_garbage_after_a_valid_request_gets_400_after_its_response(proxy) 
     out = down.data()
     assert out.startswith(OK + b"HTTP/1.1 400 Bad Request")
     assert down.closed
+
+
+async def test_upgrade_refused_closes_both_sides(proxy) -> None:  # noqa: ANN001
+    server, down, connector, _, pool = proxy
+    server.data_received(b"GET /ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    await settle()
+    (up_t, up), = connector.connections
+    up.data_received(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    assert down.data() == b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+    assert down.closed and up_t.closed and pool.idle == []
+
+
+async def test_upgrade_accepted_splices_bytes(proxy) -> None:  # noqa: ANN001
+    server, down, connector, _, _ = proxy
+    server.data_received(b"GET /ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\nearly")
+    await settle()
+    (up_t, up), = connector.connections
+    assert up_t.data().endswith(b"\r\n\r\nearly")
+    up.data_received(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nhello")
+    assert down.data().endswith(b"\r\n\r\nhello")
+    down.protocol.data_received(b"from client")  # the splice now owns the transports
+    assert up_t.data().endswith(b"from client")
+    up_t.protocol.data_received(b"from server")
+    assert down.data().endswith(b"from server")
