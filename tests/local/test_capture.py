@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.local.conftest import is_root
+from .meshenv import is_root
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not is_root(), reason="needs root (netns, iptables)")]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.conftest import DATA, MeshEnv, is_root, new_mesh_env
+from .meshenv import DATA, MeshEnv, is_root, new_mesh_env
 
 pytestmark = [pytest.mark.root, pytest.mark.slow,
               pytest.mark.skipif(not is_root(), reason="needs root (netns, iptables)")]

@@ -1,4 +1,4 @@
-"""Fixtures of the local-runtime tests: an isolated mesh (own bridge, prefix, CIDRs, state dir)."""
+"""Helpers of the local-runtime tests: an isolated mesh (own bridge, prefix, CIDRs, state dir)."""
 from __future__ import annotations
 
 import os
@@ -45,7 +45,8 @@ class MeshEnv:
     def meshlet(self, *args: str, timeout: float = 180, check: bool = False,
                 extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "meshlet.controller.cli.main", *args],
-                              env=self.env | (extra_env or {}), capture_output=True, text=True, timeout=timeout)
+                              check=False, env=self.env | (extra_env or {}), capture_output=True, text=True,
+                              timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"meshlet {' '.join(args)} exited {proc.returncode}\n"
                                  f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
