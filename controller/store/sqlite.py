@@ -3,7 +3,8 @@
 - Writers use `BEGIN IMMEDIATE`, so resource versions are handed out in commit
   order; readers see a consistent snapshot (WAL). The SQL is in `store.sql`.
 - Watches poll the change log (every `poll_interval`), so a watcher sees the
-  writes of every process. Old log rows are compacted; a watch from before the
+  writes of every process; an idle watch only probes `PRAGMA data_version`
+  (store.poll), and its own store's writes wake it at once. Old log rows are compacted; a watch from before the
   compacted version raises Gone and the caller relists.
 - Every SQLite call runs on one worker thread per store (one connection), so
   event loops never block on the file; transactions are short.
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from meshlet.controller.model import (
     DEFAULT_NAMESPACE,
@@ -38,6 +39,7 @@ from meshlet.controller.model.registry import KindInfo
 from meshlet.controller.store import sql
 from meshlet.controller.store.base import Action, ApplyResult, EventType, KindRef, WatchEvent
 from meshlet.controller.store.errors import Conflict, Gone, Invalid, NotFound, StoreError
+from meshlet.controller.store.poll import Probe, Wakeup
 
 T = TypeVar("T")
 
@@ -75,7 +77,7 @@ class SqliteStore:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="meshlet-store")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self._wakeups: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._wakeups: set[Wakeup] = set()
         """Watchers of this instance, woken at once after its own writes (others' writes: by polling)."""
 
     def __repr__(self) -> str:
@@ -99,11 +101,11 @@ class SqliteStore:
 
     def _wake_watchers(self) -> None:
         current = asyncio.get_running_loop()
-        for loop, event in list(self._wakeups):
-            if loop is current:
-                event.set()
-            elif not loop.is_closed():
-                loop.call_soon_threadsafe(event.set)
+        for wakeup in list(self._wakeups):
+            if wakeup.loop is current:
+                wakeup.wake()
+            elif not wakeup.loop.is_closed():
+                wakeup.loop.call_soon_threadsafe(wakeup.wake)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -313,21 +315,27 @@ class SqliteStore:
             bodies, since = await self._run(self._read, snapshot)
             for body in bodies:
                 yield WatchEvent(EventType.ADDED, self._decode(body), since)
-        wakeup = (asyncio.get_running_loop(), asyncio.Event())
+        loop = asyncio.get_running_loop()
+        wakeup = Wakeup(loop)
         self._wakeups.add(wakeup)
+        probe = Probe(self.path)
         try:
             while True:
-                wakeup[1].clear()
+                wakeup.woken = False
+                probe.mark()  # before the query: a commit after it shows as a change
                 rows, last = await self._run(self._changes, since, names)
                 for rv, type_, body in rows:
                     yield WatchEvent(EventType(type_), self._decode(body), rv)
                 since = last
-                if not rows:
+                while not rows and not wakeup.woken and not probe.changed():
+                    wakeup.event.clear()
+                    timer = loop.call_later(self.poll_interval, wakeup.event.set)
                     try:
-                        await asyncio.wait_for(wakeup[1].wait(), self.poll_interval)
-                    except TimeoutError:
-                        pass
+                        await wakeup.event.wait()
+                    finally:
+                        timer.cancel()
         finally:
+            probe.close()
             self._wakeups.discard(wakeup)
 
     async def close(self) -> None:
@@ -339,7 +347,7 @@ class SqliteStore:
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=False)
 
-    async def __aenter__(self) -> SqliteStore:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
