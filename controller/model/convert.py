@@ -94,6 +94,12 @@ class _FieldInfo:
     """the default is None or an empty collection, so to_obj may leave such a value out"""
 
 
+def _allows_none(hint: Any) -> bool:
+    if hint is Any or hint is type(None):
+        return True
+    return type(None) in typing.get_args(hint)
+
+
 @functools.cache
 def _fields(cls: type) -> tuple[_FieldInfo, ...]:
     hints = typing.get_type_hints(cls)
@@ -103,6 +109,10 @@ def _fields(cls: type) -> tuple[_FieldInfo, ...]:
             continue
         yaml = f.metadata.get(_YAML_NAME) or camel(f.name)
         required = f.default is MISSING and f.default_factory is MISSING
+        if f.default is None and not _allows_none(hints[f.name]):
+            # A subclass that narrows an inherited `spec: Any = None` to `spec: DeploymentSpec`
+            # keeps the inherited default; a type that excludes None still means required.
+            required = True
         default = f.default_factory() if f.default_factory is not MISSING else f.default
         empty_default = default is None or (isinstance(default, (tuple, list, dict)) and not default)
         out.append(_FieldInfo(f.name, yaml, hints[f.name], required, f.metadata.get(_WARN_ALIASES, {}),

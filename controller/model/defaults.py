@@ -22,6 +22,8 @@ def default_resource(resource: R) -> R:
         resource = resource.with_meta(namespace=DEFAULT_NAMESPACE)
     elif not resource.namespaced and resource.metadata.namespace is not None:
         resource = resource.with_meta(namespace=None)
+    if resource.spec is None:  # e.g. a document only naming what to delete
+        return resource  # type: ignore[return-value]
     if isinstance(resource, Service):
         ports = tuple(_default_port(p) for p in resource.spec.ports)
         if ports != resource.spec.ports:
