@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ from bench.model import RunResult, Settings  # noqa: E402
 from bench.peers import BenchEnv, DirectPeer, HaproxyPair, NginxPair, Peer, start_backend  # noqa: E402
 from bench.procs import stop  # noqa: E402
 from bench.tools import find_oha, machine, require  # noqa: E402
+from bench.stale import WORKDIR_PREFIX, BenchBusy, exclusive, stop_leftovers  # noqa: E402
 from bench.topology import Topology, created  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,7 +95,10 @@ def run(args: argparse.Namespace, command: str) -> RunResult:
     mach = machine(oha)
     plan = LoadPlan(rates=args.rates, seconds=args.seconds, rounds=args.rounds, warmup_seconds=args.warmup,
                     connections=args.connections, wrk_connections=args.wrk_connections)
-    workdir = Path(tempfile.mkdtemp(prefix="meshlet-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    stale = stop_leftovers(workdir)
+    if stale:
+        log(f"stopped {len(stale)} leftover process(es) of an earlier, crashed run: {stale}")
     topo = Topology()
     load_before = os.getloadavg()
     with created(topo):
@@ -124,7 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         print("the benchmark needs root (network namespaces, iptables)", file=sys.stderr)
         return 2
     command = os.environ.get("BENCH_COMMAND") or "python -m bench.run " + shlex.join(sys.argv[1:] if argv is None else argv)
-    result = run(args, command.strip())
+    # SIGTERM (a CI timeout, say) unwinds like Ctrl-C: namespaces, sidecars and the bench mesh are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        with exclusive():
+            result = run(args, command.strip())
+    except BenchBusy as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / (dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".json")
     out.write_text(result.to_json())

@@ -43,3 +43,51 @@ def test_priority_and_pinning_wrappers_exec_in_order():
     assert pinned(["oha", "x"], netns="ns", cpus="0", nice=-5) == [
         "ip", "netns", "exec", "ns", "taskset", "-c", "0", "nice", "-n", "-5", "oha", "x"]
     assert pinned(["wrk"]) == ["wrk"]
+
+
+def test_leftovers_are_processes_naming_another_runs_workdir(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from bench.stale import BenchBusy, exclusive, leftovers, workdirs_of
+
+    other = "/tmp/meshlet-bench-zz9test/backend"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", other])
+    try:
+        deadline = time.monotonic() + 30
+        while not workdirs_of(proc.pid) and time.monotonic() < deadline:  # cmdline appears once exec is done
+            time.sleep(0.01)
+        assert workdirs_of(proc.pid) == {b"/meshlet-bench-zz9test"}
+        assert proc.pid in leftovers(tmp_path / "meshlet-bench-current")
+        assert proc.pid not in leftovers(tmp_path.parent / "meshlet-bench-zz9test")
+        assert os.getpid() not in leftovers(tmp_path)
+    finally:
+        proc.kill()
+        proc.wait()
+    lock = tmp_path / "lock"
+    with exclusive(lock):
+        try:
+            with exclusive(lock):
+                raise AssertionError("a second holder got the lock")
+        except BenchBusy:
+            pass
+
+
+def test_a_shell_inside_a_kept_workdir_is_not_a_leftover(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from bench.stale import leftovers
+
+    env = {**os.environ, "PWD": "/tmp/meshlet-bench-zz8test", "MESHLET_PROXY_TRUST_ANCHORS": "/etc/ca.crt"}
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    try:
+        time.sleep(0.2)
+        assert proc.pid not in leftovers(tmp_path / "meshlet-bench-current")
+    finally:
+        proc.kill()
+        proc.wait()
