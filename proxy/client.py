@@ -20,7 +20,8 @@ from .tlsctx import peer_uris
 
 
 class Sink(Protocol):
-    def up_head(self, up: "Upstream", head: ResponseHead) -> None: ...
+    def up_head(self, up: "Upstream", head: ResponseHead) -> bytes:
+        """Metrics; returns the head's bytes to forward."""
     def up_data(self, up: "Upstream", raw: bytes) -> None: ...
     def up_end(self, up: "Upstream", leftover: bytes) -> None: ...
     def up_upgraded(self, up: "Upstream") -> None: ...
@@ -85,8 +86,7 @@ class Upstream(asyncio.Protocol):
             if t is ResponseData:
                 parts.append(ev.raw)  # type: ignore[union-attr]
             elif t is ResponseHead:
-                parts.append(ev.raw)  # type: ignore[union-attr]
-                sink.up_head(self, ev)  # type: ignore[arg-type]
+                parts.append(sink.up_head(self, ev))  # type: ignore[arg-type]
             elif t is ResponseEnd:
                 if parts:
                     sink.up_data(self, parts[0] if len(parts) == 1 else b"".join(parts))

@@ -31,9 +31,13 @@ class RequestHead:
     version: str
     headers: list[tuple[bytes, bytes]]
     keep_alive: bool
+    """The client's connection stays open after the response."""
     upgrade: bool
     chunked: bool
     host: bytes
+    upstream_keep_alive: bool = True
+    """The upstream connection may be reused: a client's `Connection: close` is hop-by-hop and is
+    not forwarded (HTTP/1.1), so the proxy's own connections stay pooled."""
 
     def serialize(self) -> bytes:
         """The head as it goes upstream (same version and headers as received)."""
@@ -111,15 +115,24 @@ class RequestParser:
         p = self._p
         host = b""
         chunked = False
-        for name, value in self._headers:
+        close_at = -1
+        headers = self._headers
+        for i, (name, value) in enumerate(headers):
             n = name.lower()
             if n == b"host":
                 host = value
             elif n == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
+            elif n == b"connection" and value.strip().lower() == b"close":
+                close_at = i
+        version = p.get_http_version()
+        upstream_keep_alive = version == "1.1"
+        if close_at >= 0 and upstream_keep_alive:
+            del headers[close_at]
         self._events.append(RequestHead(
-            method=p.get_method(), target=self._url, version=p.get_http_version(), headers=self._headers,
+            method=p.get_method(), target=self._url, version=version, headers=headers,
             keep_alive=p.should_keep_alive(), upgrade=p.should_upgrade(), chunked=chunked, host=host,
+            upstream_keep_alive=upstream_keep_alive,
         ))
 
     def on_body(self, body: bytes) -> None:

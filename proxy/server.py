@@ -260,11 +260,11 @@ class HttpServer(asyncio.Protocol):
 
     # === upstream events (Sink) ===
 
-    def up_head(self, up: Upstream, head: ResponseHead) -> None:
-        """Metrics and balancer feedback; the head's bytes come with the next `up_data`."""
+    def up_head(self, up: Upstream, head: ResponseHead) -> bytes:
+        """Metrics and balancer feedback; returns the head to forward (with the next `up_data`)."""
         ex = self.queue[0]
         if head.informational:
-            return
+            return head.raw
         ex.resp_started = True
         ex.status = head.status
         now = time.monotonic()
@@ -273,6 +273,10 @@ class HttpServer(asyncio.Protocol):
         route.metrics.response(head.status, (now - ex.start) * 1000.0)
         if route.load is not None:
             route.load.end(now - ex.start, now)
+        if head.keep_alive and (not ex.head.keep_alive or self.draining):
+            # the client's connection closes after this response: say so (RFC 9112 §9.6)
+            return head.raw[:-2] + b"connection: close\r\n\r\n"
+        return head.raw
 
     def up_data(self, up: Upstream, raw: bytes) -> None:
         self._write(raw)
@@ -283,9 +287,9 @@ class HttpServer(asyncio.Protocol):
         route = ex.route
         assert route is not None
         # an Upgrade request answered without 101: the client may already send the new protocol
-        reusable = ex.head.keep_alive and up.framer.keep_alive and ex.body_done and not ex.head.upgrade
-        keep_client = reusable and not self.draining
-        if not leftover and reusable:
+        reusable = up.framer.keep_alive and ex.body_done and not ex.head.upgrade
+        keep_client = reusable and ex.head.keep_alive and not self.draining
+        if not leftover and reusable and ex.head.upstream_keep_alive:
             route.pool.release(up)
         else:
             up.close()

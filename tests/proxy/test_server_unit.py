@@ -253,3 +253,15 @@ async def test_upgrade_accepted_splices_bytes(proxy) -> None:  # noqa: ANN001
     assert up_t.data().endswith(b"from client")
     up_t.protocol.data_received(b"from server")
     assert down.data().endswith(b"from server")
+
+
+async def test_client_connection_close_is_hop_by_hop(proxy) -> None:  # noqa: ANN001
+    server, down, connector, _, pool = proxy
+    server.data_received(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+    await settle()
+    (up_t, up), = connector.connections
+    assert up_t.data() == b"GET / HTTP/1.1\r\nHost: web\r\n\r\n"  # not forwarded
+    up.data_received(OK)
+    # the client's connection closes, and the response says so
+    assert down.data() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nconnection: close\r\n\r\nok" and down.closed
+    assert pool.idle == [up]  # the proxy's own stays pooled
