@@ -273,11 +273,12 @@ def test_shutdown_drains_in_flight_requests(mesh: Mesh) -> None:
     import urllib.request
 
     proxy = mesh.a.procs[-1]
+    labels = {"direction": "inbound", "authority": f"{mesh.b.ip}:8080", "client_id": CLIENT_ID}
+    before = metric(mesh.metrics(mesh.b), "request_total", **labels)
     slow = subprocess.Popen(["ip", "netns", "exec", mesh.a.netns, "curl", "-s", "-m", "20",
-                             f"http://{mesh.b.ip}:8080/sleep/1500"], stdout=subprocess.PIPE, text=True)
-    wait_for(lambda: metric(mesh.metrics(mesh.b), "request_total", direction="inbound",
-                            authority=f"{mesh.b.ip}:8080", client_id=CLIENT_ID) > 0, "slow request started")
-    time.sleep(0.3)  # let the request reach the app (not a timing assertion)
+                             f"http://{mesh.b.ip}:8080/sleep/3000"], stdout=subprocess.PIPE, text=True)
+    # in flight: the server side has forwarded it to the app (which sleeps 3 s before answering)
+    wait_for(lambda: metric(mesh.metrics(mesh.b), "request_total", **labels) > before, "slow request in flight")
     req = urllib.request.Request(f"http://{mesh.a.ip}:15000/shutdown", method="POST")
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 200
