@@ -26,6 +26,7 @@ from meshlet.controller.local.healthcheck import (
     CheckWarning,
     SkipCheck,
 )
+from meshlet.controller.local.names import pod_names
 from meshlet.controller.local.probe import http_ok
 from meshlet.controller.local.resources import PROXY_ANNOTATION
 from meshlet.controller.model import Pod
@@ -47,6 +48,9 @@ class CheckContext:
         return self.cfg.state_dir / "identity"
 
     async def meshed_pods(self) -> list[Pod]:
+        return [p for p in await self.pods() if p.metadata.annotations.get(PROXY_ANNOTATION) == "injected"]
+
+    async def pods(self) -> list[Pod]:
         if self._pods is None:
             from meshlet.controller.store import StoreError, open_local_store
 
@@ -59,8 +63,7 @@ class CheckContext:
                 raise CheckFailed(f"cannot read pods from the store: {e}") from None
             finally:
                 await store.close()
-            self._pods = [p for p in pods  # type: ignore[misc]
-                          if p.metadata.annotations.get(PROXY_ANNOTATION) == "injected"]
+            self._pods = pods  # type: ignore[assignment]
         return self._pods
 
     def ca_checks(self) -> list[CertCheck]:
@@ -106,6 +109,16 @@ async def _bridge(ctx: CheckContext) -> None:
     want = f"{ctx.cfg.gateway_ip}/{ctx.cfg.pod_cidr.prefixlen}"
     if want not in out:
         raise CheckFailed(f"bridge {bridge} lacks the gateway address {want}")
+
+
+async def _pod_netns(ctx: CheckContext) -> None:
+    pods = await ctx.pods()
+    if not pods:
+        raise SkipCheck()
+    missing = [f"{p.namespace}/{p.name}" for p in pods
+               if not (netns.RUN_NETNS / pod_names(ctx.cfg.netns_prefix, p.namespace or "default", p.name).netns).exists()]
+    if missing:
+        raise CheckFailed("no network namespace for pods: " + ", ".join(missing))
 
 
 # --- meshlet-control-plane -----------------------------------------------
@@ -245,6 +258,7 @@ def local_categories() -> list[Category[CheckContext]]:
             Checker("ip, iptables-restore and setpriv are available", "local-tools", _tools, fatal=True),
             Checker("state directory holds a store", "local-state", _state, fatal=True),
             Checker("bridge is up with the gateway address", "local-bridge", _bridge),
+            Checker("every pod has its network namespace", "local-pod-netns", _pod_netns),
         )),
         Category("meshlet-control-plane", tuple(
             c for name in ("destination", "identity", "runtime") for c in (
