@@ -146,7 +146,8 @@ def _inbound_requests(mesh: MeshEnv) -> int:
             continue
         text = urllib.request.urlopen(f"http://{p.status.pod_ip}:15090/metrics", timeout=5).read().decode()
         for line in text.splitlines():
-            if line.startswith("request_total{") and 'direction="inbound"' in line:
+            name = line.split("{", 1)[0]
+            if name.endswith(("request_total", "requests_total")) and 'direction="inbound"' in line:
                 total += int(float(line.rsplit(" ", 1)[1]))
     return total
 
