@@ -153,8 +153,14 @@ class LocalPod:
             raise
         except (netns.NetnsError, OSError) as e:
             self.log.error("pod.failed", error=str(e))
-            self.failed_at = asyncio.get_running_loop().time()
-            self._set(phase="Failed", message=str(e))
+            self._fail(str(e))
+        except Exception as e:  # a bug in one pod must not go unnoticed (the runtime replaces it)
+            self.log.exception("pod.crashed")
+            self._fail(f"internal error: {e!r}")
+
+    def _fail(self, message: str) -> None:
+        self.failed_at = asyncio.get_running_loop().time()
+        self._set(phase="Failed", ready=False, message=message)
 
     async def refresh_network(self) -> None:
         """Rewrite name files / iptables if they changed (Services or endpoints moved)."""
