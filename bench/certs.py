@@ -46,7 +46,7 @@ def _leaf(
     directory: Path, name: str, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, *, dns: str, uri: str
 ) -> LeafFiles:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(dns))
@@ -75,7 +75,7 @@ def _leaf(
 def generate(directory: Path, trust_domain: str = "bench.local") -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_cert = (
         x509.CertificateBuilder()
         .subject_name(_name("meshlet bench root"))

@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-
 ABORTED_AT_END = "aborted due to deadline"
 
 
@@ -96,10 +95,10 @@ def _wrk_duration_ms(value: str) -> float:
 
 
 def parse_wrk(connections: int, text: str) -> ClosedLoop:
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
-    total = re.search(r"^\s*(\d+) requests in", text, re.M)
-    p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M)
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
+    total = re.search(r"^\s*(\d+) requests in", text, re.MULTILINE)
+    p50 = re.search(r"^\s+50%\s+(\S+)", text, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)", text, re.MULTILINE)
     if not (rps and total and p50 and p99):
         raise LoadError(f"cannot read wrk output: {text[-400:]!r}")
     errors = 0
@@ -119,7 +118,7 @@ def combine_fixed(runs: list[FixedRate]) -> FixedRate:
     """Rounds of one rate as one result: the median of each percentile, summed counts."""
     if not runs:
         raise ValueError("no runs to combine")
-    med = lambda attr: statistics.median(getattr(r, attr) for r in runs)  # noqa: E731
+    med = lambda attr: statistics.median(getattr(r, attr) for r in runs)
     errors: Counter[str] = Counter()
     for r in runs:
         errors.update(r.errors)
@@ -132,6 +131,6 @@ def combine_fixed(runs: list[FixedRate]) -> FixedRate:
 def combine_closed(runs: list[ClosedLoop]) -> ClosedLoop:
     if not runs:
         raise ValueError("no runs to combine")
-    med = lambda attr: statistics.median(getattr(r, attr) for r in runs)  # noqa: E731
+    med = lambda attr: statistics.median(getattr(r, attr) for r in runs)
     return ClosedLoop(connections=runs[0].connections, requests=sum(r.requests for r in runs), rps=med("rps"),
                       p50_ms=med("p50_ms"), p99_ms=med("p99_ms"), errors=sum(r.errors for r in runs))

@@ -14,7 +14,15 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from bench.load import (
-    ClosedLoop, FixedRate, LoadError, combine_closed, combine_fixed, oha_cmd, parse_oha, parse_wrk, wrk_cmd,
+    ClosedLoop,
+    FixedRate,
+    LoadError,
+    combine_closed,
+    combine_fixed,
+    oha_cmd,
+    parse_oha,
+    parse_wrk,
+    wrk_cmd,
 )
 from bench.model import PeerResult, SidecarStats
 from bench.peers import BenchEnv, Peer, RunningPeer
@@ -51,7 +59,7 @@ def _client_netns(env: BenchEnv, running: RunningPeer) -> str:
 def _load(env: BenchEnv, netns: str, argv: list[str], timeout: float) -> str:
     cmd = pinned(argv, netns=netns, cpus=env.client_cpus, nice=env.nice)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, check=False, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise LoadError(f"{argv[0]} did not finish within {timeout:.0f}s") from exc
     if proc.returncode != 0:
@@ -171,11 +179,11 @@ def _finish(live: _Live, log: Logger) -> PeerResult:
     ready_ms: dict[str, float | None] = {s.side: s.start_to_ready_ms for s in live.running.sidecars}
     restart_timer = getattr(live.peer, "restart_to_ready_ms", None)
     if restart_timer is not None and live.error is None:
-        for side in ready_ms:
+        for side in list(ready_ms):
             try:
                 ready_ms[side] = restart_timer(side)
                 log(f"[{live.name}] {side}-side proxy restart: start to ready {ready_ms[side]:.0f} ms")
-            except Exception as exc:  # the other numbers stay valid
+            except Exception as exc:  # noqa: BLE001 - boundary: the other numbers stay valid
                 ready_ms[side] = None
                 note += f"; start to ready of the {side} side not measured ({_error(exc)})"
     sidecars = tuple(
@@ -203,7 +211,7 @@ def measure_all(env: BenchEnv, peers: list[Peer], oha: Path, plan: LoadPlan, log
         for peer in peers:
             try:
                 lives.append(_start(env, peer, plan, stack, log))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - boundary: one broken peer must not hide the others
                 log(f"[{peer.name}] FAILED to start: {exc}")
                 failed[peer.name] = PeerResult(name=peer.name, error=_error(exc), note=getattr(peer, "note", ""))
 
@@ -211,7 +219,7 @@ def measure_all(env: BenchEnv, peers: list[Peer], oha: Path, plan: LoadPlan, log
             for live in _rotated(lives, shift):
                 try:
                     fn(live)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - boundary: the peer is dropped, the others go on
                     log(f"[{live.name}] FAILED: {exc}")
                     live.error = _error(exc)
 

@@ -149,7 +149,7 @@ def _pod_netns(prefix: str, deployment: str) -> str | None:
 
 
 def _netns_pids(netns: str) -> list[int]:
-    proc = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, timeout=10)
+    proc = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, check=False, text=True, timeout=10)
     return [int(p) for p in proc.stdout.split() if p.isdigit()]
 
 
@@ -177,7 +177,7 @@ def proxy_pid(netns: str) -> int | None:
 
 def pod_ip(netns: str) -> str | None:
     proc = subprocess.run(["ip", "-n", netns, "-4", "-o", "addr", "show", "scope", "global"],
-                          capture_output=True, text=True, timeout=10)
+                          capture_output=True, check=False, text=True, timeout=10)
     m = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", proc.stdout)
     return m.group(1) if m else None
 
@@ -242,7 +242,7 @@ class MeshletPair:
     def _meshlet(self, env: BenchEnv, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         state = env.workdir / "mesh-state"
         cmd = [sys.executable, "-m", "meshlet.controller.cli.main", "--state-dir", str(state), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.settings.env(state))
+        return subprocess.run(cmd, capture_output=True, check=False, text=True, timeout=timeout, env=self.settings.env(state))
 
     def _find_pod(self, deployment: str) -> _Pod | None:
         netns = _pod_netns(self.settings.netns_prefix, deployment)
@@ -351,6 +351,6 @@ class MeshletPair:
         prefix = self.settings.netns_prefix
         for name in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else []):
             if name.startswith(prefix + NAMESPACE):
-                subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.settings.bridge], capture_output=True)
+                subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.settings.bridge], capture_output=True, check=False)
         shutil.rmtree(state, ignore_errors=True)

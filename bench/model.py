@@ -80,7 +80,7 @@ class RunResult:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "RunResult":
+    def from_json(cls, text: str) -> RunResult:
         doc: dict[str, Any] = json.loads(text)
         peers = tuple(
             PeerResult(

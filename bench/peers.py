@@ -8,14 +8,22 @@ throw-away PKI from `bench.certs`; the meshlet pair lives in `bench.meshlet_peer
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ContextManager, Protocol
+from typing import Protocol
 
 from bench import configs
 from bench.certs import Pki
-from bench.procs import NetnsWorker, Proc, ProcessError, spawn, stop, tcp_accepts, wait_until
+from bench.procs import (
+    NetnsWorker,
+    Proc,
+    ProcessError,
+    spawn,
+    stop,
+    tcp_accepts,
+    wait_until,
+)
 from bench.topology import Topology
 
 SIDECAR_PORTS = {"nginx": (15080, 15443), "haproxy": (15081, 15444)}
@@ -81,7 +89,7 @@ class RunningPeer:
 class Peer(Protocol):
     name: str
 
-    def start(self, env: BenchEnv) -> ContextManager[RunningPeer]: ...
+    def start(self, env: BenchEnv) -> AbstractContextManager[RunningPeer]: ...
 
 
 def start_backend(env: BenchEnv) -> Proc:

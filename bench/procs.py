@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -67,14 +67,13 @@ def tail(path: Path, lines: int = 20) -> str:
 
 
 def spawn(name: str, argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None,
-          netns: str | None = None, cpus: str | None = None, nice: int = 0,
-          preexec: Callable[[], None] | None = None) -> Proc:
+          netns: str | None = None, cpus: str | None = None, nice: int = 0) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         started = time.time()
         popen = subprocess.Popen(
             pinned(argv, netns=netns, cpus=cpus, nice=nice), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True, preexec_fn=preexec,
+            env=env, start_new_session=True,
         )
     return Proc(name=name, popen=popen, started_at=started, log=log)
 
@@ -209,7 +208,7 @@ class RssPeaks:
                 self.peaks[key] = max(self.peaks[key], sum(_statm_rss(p) for p in pids))
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> "RssPeaks":
+    def __enter__(self) -> Self:
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="rss-peaks")
         self._thread.start()

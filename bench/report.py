@@ -112,7 +112,7 @@ TARGET_HEAD = ["meshlet target", "wanted", "measured", "verdict"]
 
 def _text_table(head: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
@@ -132,11 +132,11 @@ def _failures(run: RunResult) -> list[str]:
 
 def render_text(run: RunResult) -> str:
     parts = [
-        f"Fixed rate (oha, coordinated omission corrected, median of {run.settings.rounds} × {run.settings.seconds} s; "
-        "+pXX = added over direct, ms)",
+        (f"Fixed rate (oha, coordinated omission corrected, median of {run.settings.rounds} × {run.settings.seconds} s; "
+         "+pXX = added over direct, ms)"),
         _text_table(LATENCY_HEAD, _latency_rows(run)),
-        f"\nMaximum throughput (wrk, closed loop, {run.settings.wrk_connections} connections, "
-        f"median of {run.settings.rounds} × {run.settings.seconds} s)",
+        (f"\nMaximum throughput (wrk, closed loop, {run.settings.wrk_connections} connections, "
+         f"median of {run.settings.rounds} × {run.settings.seconds} s)"),
         _text_table(THROUGHPUT_HEAD, _throughput_rows(run)),
         "\nSidecars",
         _text_table(SIDECAR_HEAD, _sidecar_rows(run)),
@@ -152,20 +152,22 @@ def render_text(run: RunResult) -> str:
 def render_markdown(run: RunResult) -> str:
     m, s = run.machine, run.settings
     tools = ", ".join(f"{k} {v}" for k, v in sorted(m.tools.items()))
+    priority = (f"nice {s.nice} for every measured process (load tools, servers, sidecars), ahead of other work"
+                if s.nice else "nice 0, like everything else on the machine")
     lines = [
         f"Run of {run.date} with `{run.command}`.",
         "",
         f"- machine: {m.nproc} CPUs ({m.cpu_model}), kernel {m.kernel}, Python {m.python}",
         f"- tools: {tools}",
-        f"- server: {s.server}; client side (load tool, client-side sidecar) on CPU {s.client_cpus}, "
-        f"server side (server, server-side sidecar) on CPU {s.server_cpus}",
-        f"- fixed rate: {', '.join(str(r) for r in s.rates)} req/s, {s.connections} connections, "
-        f"{s.rounds} rounds of {s.seconds} s per peer and rate (after {s.warmup_seconds} s warm-up), "
-        f"interleaved across peers, percentiles = median of the rounds; "
-        f"closed loop: wrk, {s.wrk_connections} connections, {s.rounds} × {s.seconds} s, median",
-        f"- priority: {'nice ' + str(s.nice) + ' for every measured process (load tools, servers, sidecars), ahead of other work' if s.nice else 'nice 0, like everything else on the machine'}",
-        f"- load average of the machine (1/5/15 min) at start {_load(run.load_before)}, "
-        f"at end {_load(run.load_after)} (2 CPUs: above 2 means other work competed)",
+        (f"- server: {s.server}; client side (load tool, client-side sidecar) on CPU {s.client_cpus}, "
+         f"server side (server, server-side sidecar) on CPU {s.server_cpus}"),
+        (f"- fixed rate: {', '.join(str(r) for r in s.rates)} req/s, {s.connections} connections, "
+         f"{s.rounds} rounds of {s.seconds} s per peer and rate (after {s.warmup_seconds} s warm-up), "
+         f"interleaved across peers, percentiles = median of the rounds; "
+         f"closed loop: wrk, {s.wrk_connections} connections, {s.rounds} × {s.seconds} s, median"),
+        f"- priority: {priority}",
+        (f"- load average of the machine (1/5/15 min) at start {_load(run.load_before)}, "
+         f"at end {_load(run.load_after)} (2 CPUs: above 2 means other work competed)"),
         "",
         "### Latency at fixed rate (ms; +pXX is added over direct)",
         "",

@@ -22,15 +22,22 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report  # noqa: E402
-from bench.certs import generate  # noqa: E402
-from bench.measure import LoadPlan, measure_all  # noqa: E402
-from bench.model import RunResult, Settings  # noqa: E402
-from bench.peers import BenchEnv, DirectPeer, HaproxyPair, NginxPair, Peer, start_backend  # noqa: E402
-from bench.procs import stop  # noqa: E402
-from bench.tools import find_oha, machine, require  # noqa: E402
-from bench.stale import WORKDIR_PREFIX, BenchBusy, exclusive, stop_leftovers  # noqa: E402
-from bench.topology import Topology, created  # noqa: E402
+from bench import report
+from bench.certs import generate
+from bench.measure import LoadPlan, measure_all
+from bench.model import RunResult, Settings
+from bench.peers import (
+    BenchEnv,
+    DirectPeer,
+    HaproxyPair,
+    NginxPair,
+    Peer,
+    start_backend,
+)
+from bench.procs import stop
+from bench.stale import WORKDIR_PREFIX, BenchBusy, exclusive, stop_leftovers
+from bench.tools import find_oha, machine, require
+from bench.topology import Topology, created
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -118,7 +125,7 @@ def run(args: argparse.Namespace, command: str) -> RunResult:
                         connections=plan.connections, wrk_connections=plan.wrk_connections,
                         client_cpus=args.client_cpus, server_cpus=args.server_cpus,
                         server=SERVER_DESCRIPTION.format(version=mach.tools.get("nginx", "?")), nice=args.nice)
-    return RunResult(date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), command=command,
+    return RunResult(date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), command=command,
                      machine=mach, settings=settings, peers=tuple(results), load_before=load_before,
                      load_after=os.getloadavg())
 
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / (dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".json")
+    out = RESULTS_DIR / (dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + ".json")
     out.write_text(result.to_json())
     print(report.render_text(result))
     print(f"results: {out}")

@@ -32,7 +32,7 @@ def find_oha(install: bool = True) -> Path:
                         f"install it with: cargo install oha@{OHA_VERSION} --locked --root bench/.tools")
     print(f"building oha {OHA_VERSION} into {TOOLS_DIR} (cargo, nice 19; takes minutes once)", file=sys.stderr)
     proc = subprocess.run(["nice", "-n", "19", cargo, "install", f"oha@{OHA_VERSION}", "--locked",
-                           "--root", str(TOOLS_DIR)])
+                           "--root", str(TOOLS_DIR)], check=False)
     if proc.returncode != 0 or not local.exists():
         raise ToolError(f"cargo install oha failed ({proc.returncode})")
     return local
@@ -46,7 +46,7 @@ def require(*programs: str) -> None:
 
 def _version(argv: list[str], pattern: str) -> str:
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        proc = subprocess.run(argv, capture_output=True, check=False, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "?"
     m = re.search(pattern, proc.stdout + proc.stderr)
@@ -87,10 +87,10 @@ def _git_rev() -> str:
     """The commit the meshlet pair ran from (+ "-dirty" with uncommitted changes in the tree)."""
     repo = Path(__file__).resolve().parent.parent
     try:
-        rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+        rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, check=False,
                              text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+                               capture_output=True, check=False, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "?"
     return (rev or "?") + ("-dirty" if dirty else "")

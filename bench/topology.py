@@ -38,7 +38,7 @@ class Topology:
 
 
 def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(args), capture_output=True, text=True)
+    proc = subprocess.run(list(args), capture_output=True, check=False, text=True)
     if check and proc.returncode != 0:
         raise TopologyError(f"{' '.join(args)!r} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc

@@ -3,7 +3,14 @@ import json
 
 import yaml
 
-from bench.meshlet_peer import CLIENT, NAMESPACE, SERVER, _runtime_pids, manifests, service_ip_from_hosts
+from bench.meshlet_peer import (
+    CLIENT,
+    NAMESPACE,
+    SERVER,
+    _runtime_pids,
+    manifests,
+    service_ip_from_hosts,
+)
 
 SERVER_ARGV = ["taskset", "-c", "1", "nginx", "-p", "/tmp/x", "-e", "stderr", "-c", "/tmp/x/nginx.conf"]
 

@@ -8,7 +8,14 @@ import pytest
 
 from bench.certs import generate
 from bench.measure import LoadPlan, closed_loop, measure_all, verify
-from bench.peers import SIDECAR_PORTS, BenchEnv, HaproxyPair, NginxPair, RunningPeer, start_backend
+from bench.peers import (
+    SIDECAR_PORTS,
+    BenchEnv,
+    HaproxyPair,
+    NginxPair,
+    RunningPeer,
+    start_backend,
+)
 from bench.procs import session_pids, stop
 from bench.tools import TOOLS_DIR
 from bench.topology import Side, Topology, created, teardown
@@ -48,7 +55,7 @@ def test_sidecar_pair_forwards_over_mtls_and_is_stopped(env, peer):
         mtls_port = SIDECAR_PORTS[peer.name][1]
         curl = subprocess.run(
             ["ip", "netns", "exec", TOPO.client.netns, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
-             "--max-time", "5", f"https://{TOPO.server.ip}:{mtls_port}/"], capture_output=True, text=True, timeout=30)
+             "--max-time", "5", f"https://{TOPO.server.ip}:{mtls_port}/"], capture_output=True, check=False, text=True, timeout=30)
         assert curl.stdout.strip() in ("000", "400")
         result = closed_loop(env, running, seconds=1, connections=4)
         assert result.requests > 0 and result.errors == 0

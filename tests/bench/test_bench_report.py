@@ -12,7 +12,7 @@ def _fixed(rate, p50, p99, p999):
 
 
 def _run(mesh_p50=0.9, mesh_idle=30.0, mesh_rps=3000.0, with_mesh=True):
-    sidecar = lambda side, idle: SidecarStats(side=side, start_to_ready_ms=300.0, rss_idle_mb=idle,  # noqa: E731
+    sidecar = lambda side, idle: SidecarStats(side=side, start_to_ready_ms=300.0, rss_idle_mb=idle,
                                                rss_load_mb=idle + 5, cpu_us_per_request=80.0)
     peers = [
         PeerResult(name="direct", fixed=(_fixed(500, 0.3, 0.8, 1.5), _fixed(2000, 0.3, 1.0, 2.0)),
