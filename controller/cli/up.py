@@ -91,9 +91,13 @@ async def start_control_plane(cfg: LocalConfig, timeout: float) -> bool:
     if removed:
         click.echo(f"cleaned up leftovers of a previous run: {', '.join(removed)}")
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    from meshlet.identity.errors import CaError
     from meshlet.identity.issuer import ensure_ca
 
-    ensure_ca(cfg.state_dir / "identity", cfg.trust_domain)
+    try:
+        ensure_ca(cfg.state_dir / "identity", cfg.trust_domain)
+    except CaError as e:
+        raise UpError(f"trust anchor/issuer in {cfg.state_dir / 'identity'}: {e}") from None
     store = open_local_store(cfg)
     await store.list("Namespace")  # creates the database before anyone else opens it
     await store.close()
@@ -102,7 +106,14 @@ async def start_control_plane(cfg: LocalConfig, timeout: float) -> bool:
     for c in comps:
         pids[c.name] = cp.start(c, cfg)
         cp.write_pids(cfg, pids)
-    await wait_control_plane(cfg, pids, timeout)
+    try:
+        await wait_control_plane(cfg, pids, timeout)
+    except UpError:
+        # leave nothing half-started behind: the next `up` starts from scratch anyway
+        for pid in reversed(list(pids.values())):
+            cp.stop(pid, grace=10)
+        cp.clear_records(cfg)
+        raise
     return True
 
 

@@ -401,3 +401,28 @@ def test_local_verbs_require_root(monkeypatch):
     for verb in (["up", "-f", str(DATA)], ["down"], ["exec", "x", "--", "true"]):
         out = CliRunner().invoke(cli, verb)
         assert out.exit_code == 1 and "must run as root" in out.output, (verb, out.output)
+
+
+def test_up_fails_cleanly_when_the_control_plane_cannot_start(tmp_path):
+    import socket
+
+    env = new_mesh_env(tmp_path)
+    gateway = f"198.18.{env.octet}.1"
+    subprocess.run(["ip", "link", "add", env.bridge, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{gateway}/24", "dev", env.bridge], check=True)
+        subprocess.run(["ip", "link", "set", env.bridge, "up"], check=True)
+        squatter = socket.socket()
+        squatter.bind((gateway, 8086))  # destination's gRPC port
+        squatter.listen(1)
+        try:
+            up = env.meshlet("up", "-f", str(DATA / "mesh.yaml"), "--timeout", "60", timeout=180)
+        finally:
+            squatter.close()
+        assert up.returncode == 1
+        assert "destination exited during start-up" in up.stderr, up.stderr
+        assert "destination.log" in up.stderr
+        assert [p for p in ours(env).get("procs", [])] == []
+    finally:
+        env.meshlet("down", "--purge", timeout=120)
+    assert ours(env) == {}
