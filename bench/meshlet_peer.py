@@ -1,8 +1,8 @@
 """The meshlet pair, run the way users run it: `meshlet up -f <bench manifests>`.
 
 A private local mesh (own state dir, bridge `mltbm0`, netns prefix `mltbm-`,
-pods in 198.18.253.0/24, Service VIPs in 198.18.254.0/24, so it never meets a
-demo mesh) runs two pods in the injected namespace `mltbench`:
+pods in 198.18.253.0/24, Service VIPs in 198.19.253.0/24, so it never meets a
+demo mesh, nor the e2e test meshes, which take /24 slots 50–249 of 198.18/198.19) runs two pods in the injected namespace `mltbench`:
 
 * `bench-server`: the same nginx backend as the other peers (pinned to the
   server CPUs by its command), behind Service `bench-server:8080`;
@@ -55,7 +55,7 @@ class MeshSettings:
     bridge: str = "mltbm0"
     netns_prefix: str = "mltbm-"
     pod_cidr: str = "198.18.253.0/24"
-    service_cidr: str = "198.18.254.0/24"
+    service_cidr: str = "198.19.253.0/24"
 
     def env(self, state_dir: Path) -> dict[str, str]:
         return {**os.environ, "MESHLET_STATE_DIR": str(state_dir), "MESHLET_BRIDGE": self.bridge,
