@@ -2,7 +2,8 @@
 
 A private local mesh (own state dir, bridge `mltbm0`, netns prefix `mltbm-`,
 pods in 198.18.253.0/24, Service VIPs in 198.19.253.0/24, so it never meets a
-demo mesh, nor the e2e test meshes, which take /24 slots 50–249 of 198.18/198.19) runs two pods in the injected namespace `mltbench`:
+demo mesh, nor the e2e test meshes, which take /24 slots 50–249 of 198.18 and
+198.19) runs two pods in the injected namespace `mltbench`:
 
 * `bench-server`: the same nginx backend as the other peers (pinned to the
   server CPUs by its command), behind Service `bench-server:8080`;
