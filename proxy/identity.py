@@ -150,13 +150,11 @@ class IdentityManager:
     async def run(self) -> None:
         """Certify, then renew forever (cancel to stop)."""
         cfg = self.cfg
-        with open(cfg.trust_anchors, "rb") as f:
-            trust_pem = f.read()
         self._key = generate_key()
         backoff = 0.2
         while True:
             try:
-                self.current = await self._certify(trust_pem)
+                self.current = await self._certify()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - any failure is retried, never fatal
@@ -177,7 +175,7 @@ class IdentityManager:
             self._log.info("certify.complete", identity=m.uri, not_after=int(m.not_after))
             await asyncio.sleep(max(m.renew_at(cfg.renew_fraction) - time.time(), 1.0))
 
-    async def _certify(self, trust_pem: bytes) -> TlsMaterial:
+    async def _certify(self) -> TlsMaterial:
         from grpclib.client import Channel
 
         from meshlet.api import identity_pb
@@ -189,6 +187,11 @@ class IdentityManager:
                 token = f.read().strip()
         except OSError as e:
             raise IdentityError(f"cannot read token file {cfg.token_file}: {e.strerror}") from None
+        try:  # read at every renewal: rotated anchors are picked up
+            with open(cfg.trust_anchors, "rb") as f:
+                trust_pem = f.read()
+        except OSError as e:
+            raise IdentityError(f"cannot read trust anchors {cfg.trust_anchors}: {e.strerror}") from None
         csr = build_csr(self._key, cfg.identity)
         channel = Channel(cfg.identity_addr[0], cfg.identity_addr[1])
         try:

@@ -108,3 +108,23 @@ async def test_retries_when_certify_fails(tmp_path) -> None:  # noqa: ANN001
         await asyncio.gather(task, return_exceptions=True)
         server.close()
         await server.wait_closed()
+
+
+async def test_missing_files_are_reported_and_retried(tmp_path) -> None:  # noqa: ANN001
+    service = ShortLivedIdentity(lifetime=3600)
+    server, cfg = await start(service, tmp_path)
+    anchors = tmp_path / "ca.crt"
+    content = anchors.read_bytes()
+    anchors.unlink()
+    idm = IdentityManager(cfg, ProxyMetrics("demo", "web"), setup("test"))
+    task = asyncio.create_task(idm.run())
+    try:
+        await wait_until(lambda: "cannot read trust anchors" in idm.last_error)
+        assert not idm.ready.is_set()
+        anchors.write_bytes(content)
+        await asyncio.wait_for(idm.ready.wait(), 30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        server.close()
+        await server.wait_closed()
