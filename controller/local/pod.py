@@ -31,6 +31,9 @@ from meshlet.controller.local.process import (
 from meshlet.controller.local.resources import now_rfc3339
 from meshlet.controller.local.spec import Container, DeploymentSpec
 
+PROBE_TIMEOUT = 2.0
+FAILURE_THRESHOLD = 3
+"""Consecutive failed proxy /ready probes before a ready pod counts as not ready."""
 PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TZ")
 
 
@@ -108,6 +111,7 @@ class LocalPod:
         """Current (hosts, resolv.conf, iptables payload) of this pod, from the runtime."""
         self._net_lock = asyncio.Lock()
         self._network_up = False
+        self._proxy_failures = 0
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -237,7 +241,12 @@ class LocalPod:
     async def _probe(self) -> None:
         before = self.state.snapshot()
         if self.proxy is not None:
-            self.proxy_ready = await http_ok(str(self.ip), self.cfg.proxy_ports.admin, "/ready", timeout=1.0)
+            ok = self.proxy.pid is not None and await http_ok(
+                str(self.ip), self.cfg.proxy_ports.admin, "/ready", timeout=PROBE_TIMEOUT)
+            # like Kubernetes' failureThreshold: a busy proxy missing one probe stays ready
+            self._proxy_failures = 0 if ok else self._proxy_failures + 1
+            self.proxy_ready = ok or (self.proxy_ready and self.proxy.pid is not None
+                                      and self._proxy_failures < FAILURE_THRESHOLD)
         for c, sup, cs in zip(self.deploy.containers, self.apps, self.state.containers):
             pid = sup.pid
             cs.running = pid is not None
