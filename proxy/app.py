@@ -166,5 +166,9 @@ def main() -> int:
 
     for noisy in ("hpack", "h2", "grpclib"):  # their debug output is per frame
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    uvloop.run(run(cfg, log))
+    try:
+        uvloop.run(run(cfg, log))
+    except OSError as e:  # a port taken, most likely
+        log.error("proxy.failed", error=e.strerror or str(e))
+        return 1
     return 0

@@ -26,7 +26,11 @@ def original_dst(sock: socket.socket) -> tuple[str, int]:
 def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((host, port))
+    try:
+        s.bind((host, port))
+    except OSError as e:
+        s.close()
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from None
     s.listen(backlog)
     s.setblocking(False)
     return s
