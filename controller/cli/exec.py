@@ -25,7 +25,11 @@ from meshlet.controller.local.process import netns_argv
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
 def exec_(cfg: LocalConfig, namespace: str, uid: int | None, pod: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND in POD's network namespace (as uid 1000), e.g. meshlet exec -n demo web-x2k9f -- curl web."""
+    """Run COMMAND in a pod's network namespace as uid 1000.
+
+    POD is a pod name or deploy/NAME (a ready pod of that Deployment), e.g.
+    `meshlet exec -n demo deploy/web -- curl -s http://web/`.
+    """
     require_root("exec")
     if command and command[0] == "--":
         command = command[1:]

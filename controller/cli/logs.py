@@ -22,7 +22,7 @@ POLL_SECONDS = 0.3
 @click.argument("pod")
 @click.pass_obj
 def logs(cfg: LocalConfig, namespace: str, container: str, follow: bool, tail: int, pod: str) -> None:
-    """Print the log of POD's app (or proxy)."""
+    """Print the log of a pod's app (or proxy); POD may be deploy/NAME."""
     ns, name = asyncio.run(resolve_pod(cfg, namespace, pod))
     d = pod_dir(cfg, ns, name)
     path = d / ("proxy.log" if container == "proxy" else "app.log" if container == "app" else f"app-{container}.log")
