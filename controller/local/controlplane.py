@@ -142,9 +142,12 @@ def find_running(cfg: LocalConfig) -> dict[str, int]:
 
 def start(component: Component, cfg: LocalConfig) -> int:
     component.log.parent.mkdir(parents=True, exist_ok=True)
-    with open(component.log, "ab") as log:
-        proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env=child_env(cfg), start_new_session=True, cwd="/")
+    try:
+        with open(component.log, "ab") as log:
+            proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    env=child_env(cfg), start_new_session=True, cwd="/")
+    except OSError as e:
+        raise ControlPlaneError(f"cannot start {component.name} ({' '.join(component.argv)}): {e}") from None
     return proc.pid
 
 

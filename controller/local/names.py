@@ -18,13 +18,13 @@ MIN_HASH = 8
 _SAFE = re.compile(r"[^a-z0-9.-]")
 
 
-class NameError_(ValueError):
+class KernelNameError(ValueError):
     """A prefix or object name cannot produce valid kernel names."""
 
 
 def check_prefix(prefix: str) -> None:
     if not prefix or _SAFE.search(prefix) or len(prefix) > IFNAME_MAX - MIN_HASH:
-        raise NameError_(
+        raise KernelNameError(
             f"invalid netns prefix {prefix!r}: lowercase letters, digits, '.', '-', "
             f"at most {IFNAME_MAX - MIN_HASH} characters")
 

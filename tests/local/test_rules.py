@@ -106,7 +106,7 @@ def test_names_readable_and_distinct():
     a = names.pod_names("mltt-", "bookinfo", "reviews-v1-abcde")
     assert a.netns == "mltt-bookinfo-reviews-v1-abcde"
     assert a.veth != names.pod_names("mltt-", "bookinfo", "reviews-v1-abcdf").veth
-    with pytest.raises(names.NameError_, match="prefix"):
+    with pytest.raises(names.KernelNameError, match="prefix"):
         names.pod_names("a-very-long-prefix-", "a", "b")
 
 
