@@ -14,10 +14,12 @@ import sys
 
 import click
 from meshlet.controller.config import LocalConfig
+from meshlet.controller.local.ipam import IpamError
+from meshlet.controller.local.netns import NetnsError
 from meshlet.controller.local.pod import RuntimeSettings
 from meshlet.controller.local.runtime import Runtime
 from meshlet.controller.log import setup
-from meshlet.controller.store import open_local_store
+from meshlet.controller.store import StoreError, open_local_store
 
 READY_FILE = "runtime.ready"
 PROXY_COMMAND_ENV = "MESHLET_PROXY_COMMAND"
@@ -63,7 +65,11 @@ def main(state_dir: str | None, proxy_command: str | None) -> None:
     if os.geteuid() != 0:
         click.echo("meshlet local runtime: must run as root (network namespaces, iptables)", err=True)
         sys.exit(1)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except (NetnsError, IpamError, StoreError, OSError) as e:
+        click.echo(f"meshlet local runtime: {e}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
