@@ -44,3 +44,10 @@ async def resolve_pod(cfg: LocalConfig, namespace: str, target: str) -> tuple[st
         known = ", ".join(p.name for p in pods) or "none"
         fail(f"pod {name!r} not found in namespace {namespace!r} (pods there: {known})")
     return namespace, name
+
+
+def absolute(cfg: LocalConfig) -> LocalConfig:
+    """The config with an absolute state dir: child processes run elsewhere (cwd /)."""
+    from dataclasses import replace
+
+    return cfg if cfg.state_dir.is_absolute() else replace(cfg, state_dir=cfg.state_dir.absolute())

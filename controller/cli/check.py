@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 import click
+from meshlet.controller.cli._local import absolute
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local.checks import CheckContext, local_categories
 from meshlet.controller.local.healthcheck import CheckResult, Summary, run_checks
@@ -61,6 +62,7 @@ def render_json(summary: Summary) -> str:
 @click.pass_obj
 def check(cfg: LocalConfig, output: str) -> None:
     """Check the health of the local mesh (runtime, control plane, identity, data plane)."""
+    cfg = absolute(cfg)
     ctx = CheckContext(cfg)
     if output == "table":
         observer = TableObserver(click.echo)

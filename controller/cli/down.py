@@ -12,7 +12,7 @@ import asyncio
 import shutil
 
 import click
-from meshlet.controller.cli._local import fail, require_root
+from meshlet.controller.cli._local import absolute, fail, require_root
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local import controlplane as cp
 from meshlet.controller.local import netns
@@ -60,6 +60,7 @@ async def _down(cfg: LocalConfig) -> list[str]:
 @click.pass_obj
 def down(cfg: LocalConfig, purge: bool) -> None:
     """Stop the local mesh; keeps the store and CA unless --purge."""
+    cfg = absolute(cfg)
     require_root("down")
     try:
         if cfg.state_dir.exists():

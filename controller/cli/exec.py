@@ -11,7 +11,7 @@ import asyncio
 import os
 
 import click
-from meshlet.controller.cli._local import fail, require_root, resolve_pod
+from meshlet.controller.cli._local import absolute, fail, require_root, resolve_pod
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local.names import pod_names
 from meshlet.controller.local.netns import RUN_NETNS
@@ -30,6 +30,7 @@ def exec_(cfg: LocalConfig, namespace: str, uid: int | None, pod: str, command: 
     POD is a pod name or deploy/NAME (a ready pod of that Deployment), e.g.
     `meshlet exec -n demo deploy/web -- curl -s http://web/`.
     """
+    cfg = absolute(cfg)
     require_root("exec")
     if command and command[0] == "--":
         command = command[1:]

@@ -6,7 +6,7 @@ import sys
 import time
 
 import click
-from meshlet.controller.cli._local import fail, resolve_pod
+from meshlet.controller.cli._local import absolute, fail, resolve_pod
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local.pod import pod_dir
 
@@ -23,6 +23,7 @@ POLL_SECONDS = 0.3
 @click.pass_obj
 def logs(cfg: LocalConfig, namespace: str, container: str, follow: bool, tail: int, pod: str) -> None:
     """Print the log of a pod's app (or proxy); POD may be deploy/NAME."""
+    cfg = absolute(cfg)
     ns, name = asyncio.run(resolve_pod(cfg, namespace, pod))
     d = pod_dir(cfg, ns, name)
     path = d / ("proxy.log" if container == "proxy" else "app.log" if container == "app" else f"app-{container}.log")

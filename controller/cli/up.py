@@ -13,7 +13,7 @@ import asyncio
 import time
 
 import click
-from meshlet.controller.cli._local import fail, require_root
+from meshlet.controller.cli._local import absolute, fail, require_root
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local import controlplane as cp
 from meshlet.controller.local import netns
@@ -208,6 +208,7 @@ async def _up(cfg: LocalConfig, files: tuple[str, ...], timeout: float) -> None:
 @click.pass_obj
 def up(cfg: LocalConfig, files: tuple[str, ...], timeout: float) -> None:
     """Start the local mesh (control plane + pods) and apply manifests."""
+    cfg = absolute(cfg)
     require_root("up")
     try:
         asyncio.run(_up(cfg, files, timeout))
