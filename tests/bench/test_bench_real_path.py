@@ -108,3 +108,30 @@ def test_measure_all_with_oha_when_available(env, monkeypatch):
 def test_teardown_is_idempotent():
     teardown(TOPO)
     teardown(TOPO)
+
+
+@pytest.mark.slow
+def test_meshlet_pair_through_meshlet_up(env):
+    """The meshlet peer end to end: a private mesh, load through both proxies, mTLS seen,
+    restart timing, and everything gone afterwards."""
+    from bench.meshlet_peer import MeshletPair, MeshSettings
+    from bench.peers import DirectPeer
+
+    oha = shutil.which("oha") or str(TOOLS_DIR / "bin" / "oha")
+    if not os.path.exists(oha):
+        pytest.skip("oha not built (make bench builds it)")
+    # Not the benchmark's own names and ranges, so a benchmark may run meanwhile.
+    settings = MeshSettings(bridge="mltbmt0", netns_prefix="mlbt-", pod_cidr="198.18.254.0/24",
+                            service_cidr="198.19.254.0/24")
+    plan = LoadPlan(rates=(100,), seconds=1, rounds=1, warmup_seconds=0, connections=2, wrk_connections=2,
+                    idle_settle_seconds=0.0)
+    direct, mesh = measure_all(env, [DirectPeer(), MeshletPair(settings)], oha, plan, log=print)  # type: ignore[arg-type]
+    assert direct.error is None and mesh.error is None, mesh.error
+    assert "mTLS confirmed" in mesh.note
+    assert mesh.fixed[0].requests > 0 and not mesh.fixed[0].errors
+    assert mesh.closed is not None and mesh.closed.rps > 0
+    assert [s.side for s in mesh.sidecars] == ["server", "client"]
+    assert all(s.start_to_ready_ms is not None and s.start_to_ready_ms > 0 for s in mesh.sidecars)
+    assert all(s.rss_idle_mb > 0 for s in mesh.sidecars)
+    assert not [n for n in os.listdir("/run/netns") if n.startswith("mlbt-")]
+    assert subprocess.run(["ip", "link", "show", "mltbmt0"], capture_output=True, check=False).returncode != 0
