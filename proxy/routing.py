@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from .balance import P2C
 from .client import Pool, Pools
 from .config import ProxyConfig
-from .endpoints import Kind
+from .endpoints import Endpoint, Kind
 from .errors import LoopDetected, NoEndpoints
 from .http1 import RequestHead
 from .metrics import ProxyMetrics, RouteMetrics
@@ -85,18 +85,25 @@ class OutboundRouter:
             if cached is None:
                 svc = _label(t.state.labels, "dst_service", "service")
                 ns = _label(t.state.labels, "dst_namespace", "namespace")
-                labels = m.base("outbound", authority=authority, tls=bool(ep.identity), server_id=ep.identity,
+                ip, port, identity, server_name = self._dial(ep)
+                labels = m.base("outbound", authority=authority, tls=bool(identity), server_id=identity,
                                 dst_service=svc, dst_namespace=ns)
                 if len(self._cache) > 10000:
                     self._cache.clear()
-                cached = self._cache[key] = (self._pool(ep.ip, ep.port, ep.identity, ep.server_name, svc, ns),
-                                             m.route(labels))
+                cached = self._cache[key] = (self._pool(ip, port, identity, server_name, svc, ns), m.route(labels))
             return Route(cached[0], cached[1], b.load)
         if kind is Kind.EMPTY:
             raise NoEndpoints(f"service {authority} has no ready endpoints")
         self._check_loop(ctx)
         pool = self._pool(ctx.orig_ip, ctx.orig_port, "", "", "", "")
         return Route(pool, m.route(m.base("outbound", authority=authority)), None)
+
+    def _dial(self, ep: Endpoint) -> tuple[str, int, str, str]:
+        """Where to connect for an endpoint. Our own pod is reached directly on the app's port:
+        the proxy's own connections to the pod address would never pass its inbound side."""
+        if self.cfg.pod_ip and ep.ip == self.cfg.pod_ip:
+            return self.cfg.inbound_app_ip, ep.port, "", ""
+        return ep.ip, ep.port, ep.identity, ep.server_name
 
     def _pool(self, ip: str, port: int, identity: str, server_name: str, svc: str, ns: str) -> Pool:
         tcp = self.metrics.base("outbound", tls=bool(identity), server_id=identity, dst_service=svc,
@@ -114,12 +121,12 @@ class OutboundRouter:
         kind = usable(t)
         if kind is Kind.ENDPOINTS:
             b = self.p2c.choose(t.state.balanced(), time.monotonic())
-            ep = b.endpoint
+            ip, port, identity, server_name = self._dial(b.endpoint)
             labels = self.metrics.base(
-                "outbound", authority=authority, tls=bool(ep.identity), server_id=ep.identity,
+                "outbound", authority=authority, tls=bool(identity), server_id=identity,
                 dst_service=_label(t.state.labels, "dst_service", "service"),
                 dst_namespace=_label(t.state.labels, "dst_namespace", "namespace"))
-            return TcpRoute(ep.ip, ep.port, ep.identity, ep.server_name, labels)
+            return TcpRoute(ip, port, identity, server_name, labels)
         if kind is Kind.EMPTY:
             raise NoEndpoints(f"service {authority} has no ready endpoints")
         self._check_loop(ctx)

@@ -146,6 +146,14 @@ def test_requests_are_balanced_over_mtls_and_plaintext_endpoints(mesh: Mesh) -> 
     assert metric(text, "request_total", dst_service="both", tls="false") >= 1
 
 
+def test_a_pod_calling_its_own_service_address(mesh: Mesh) -> None:
+    # b's app calls b's address: the endpoint is b itself, reached directly on the app's port
+    status, _, body = curl(mesh.b, f"http://{mesh.b.ip}:8080/self")
+    assert status == 200 and json.loads(body)["app"] == "b"
+    assert metric(mesh.metrics(mesh.b), "request_total", direction="outbound", authority=f"{mesh.b.ip}:8080",
+                  dst_service="server") >= 1
+
+
 def test_proxy_errors(mesh: Mesh) -> None:
     # nothing listens on b:9999 → 502 from the server side proxy
     status, headers, _ = curl(mesh.a, f"http://{mesh.b.ip}:9999/")
