@@ -60,6 +60,19 @@ def test_added_latency_is_relative_to_direct_in_the_same_run():
     assert report.added(run, run.peer("nginx"), 2000) == (None, None, None)
 
 
+def test_a_peer_that_cannot_keep_the_rate_is_marked():
+    run = _run()
+    slow = FixedRate(rate=2000, requests=9000, achieved_rps=900.0, success_rate=1.0, p50_ms=300.0, p99_ms=900.0,
+                     p999_ms=950.0, errors={})
+    mesh = run.peer("meshlet")
+    run = RunResult(date=run.date, command=run.command, machine=run.machine, settings=run.settings,
+                    peers=tuple(p if p.name != "meshlet" else PeerResult(name="meshlet", fixed=(*mesh.fixed, slow))
+                                for p in run.peers))
+    md = report.render_markdown(run)
+    assert "| meshlet | 2000 | 900 (behind) |" in md
+    assert "| meshlet | 500 | 500 |" in md
+
+
 def test_text_and_markdown_name_every_peer_and_failure():
     run = _run()
     text = report.render_text(run)
