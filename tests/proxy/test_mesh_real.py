@@ -273,6 +273,11 @@ print(s.makefile("rb").readline().decode().strip())
                       client_id=CLIENT_ID) >= 3
     finally:
         mesh.start_destination()
+    # the streams come back by themselves (backoff with jitter, at most 10 s apart)
+    wait_for(lambda: metric(mesh.metrics(mesh.a), "destination_stream_reconnect_total") >= 1,
+             "discovery streams re-established", timeout=60)
+    status, _, _ = curl(mesh.a, "-H", f"Host: plain.{NS}.svc.cluster.local:8080", "http://198.18.251.1:8080/")
+    assert status == 200
 
 
 def test_shutdown_drains_in_flight_requests(mesh: Mesh) -> None:
