@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import CLIENT_ID, NS, SERVER_ID, Mesh
-from meshnet import http_get, wait_for
+from proxy_mesh import CLIENT_ID, NS, SERVER_ID, Mesh
+from proxy_netns import http_get, wait_for
 
 pytestmark = pytest.mark.root
 
