@@ -21,6 +21,7 @@ import structlog
 from meshlet.controller.config import LocalConfig, spiffe_id
 from meshlet.controller.local import netns
 from meshlet.controller.local.names import PodNames, pod_names
+from meshlet.controller.local.nsprobe import http_probe, tcp_probe
 from meshlet.controller.local.probe import http_ok
 from meshlet.controller.local.process import (
     ProcessSpec,
@@ -29,7 +30,7 @@ from meshlet.controller.local.process import (
     netns_listening_ports,
 )
 from meshlet.controller.local.resources import now_rfc3339
-from meshlet.controller.local.spec import Container, DeploymentSpec
+from meshlet.controller.local.spec import Container, DeploymentSpec, Probe
 
 PROBE_TIMEOUT = 2.0
 FAILURE_THRESHOLD = 3
@@ -112,6 +113,7 @@ class LocalPod:
         self._net_lock = asyncio.Lock()
         self._network_up = False
         self._proxy_failures = 0
+        self._probe_failures: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -251,12 +253,28 @@ class LocalPod:
             pid = sup.pid
             cs.running = pid is not None
             cs.restarts = sup.restarts
-            wanted = {p.port for p in c.ports if p.protocol == "tcp"}
-            cs.ready = cs.running and (not wanted or wanted <= netns_listening_ports(pid))  # type: ignore[arg-type]
+            if pid is None:
+                cs.ready = False
+            elif c.readiness is not None:
+                cs.ready = await self._readiness(c.name, c.readiness, cs.ready)
+            else:
+                wanted = {p.port for p in c.ports if p.protocol == "tcp"}
+                cs.ready = not wanted or wanted <= netns_listening_ports(pid)
         self.state.ready = all(cs.ready for cs in self.state.containers) and (self.proxy is None or self.proxy_ready)
         self.state.message = "" if self.state.ready else self._not_ready_reason()
         if self.state.snapshot() != before:
             self.on_change()
+
+    async def _readiness(self, container: str, probe: Probe, was_ready: bool) -> bool:
+        """Run the container's readiness probe from inside the pod (see `nsprobe`)."""
+        host = str(self.ip)
+        if probe.kind == "http":
+            ok = await http_probe(self.names.netns, host, probe.port, probe.path, PROBE_TIMEOUT)
+        else:
+            ok = await tcp_probe(self.names.netns, host, probe.port, PROBE_TIMEOUT)
+        failures = 0 if ok else self._probe_failures.get(container, 0) + 1
+        self._probe_failures[container] = failures
+        return ok or (was_ready and failures < probe.failure_threshold)
 
     def _not_ready_reason(self) -> str:
         if self.proxy is not None and not self.proxy_ready:

@@ -59,12 +59,25 @@ FIELD_PATHS = ("metadata.name", "metadata.namespace", "status.podIP", "spec.serv
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A readiness probe (httpGet or tcpSocket; exec probes are not run locally)."""
+
+    kind: str
+    """"http" or "tcp"."""
+    port: int
+    path: str = "/"
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     argv: tuple[str, ...]
     env: tuple[EnvVar, ...]
     ports: tuple[ContainerPort, ...]
     working_dir: str = ""
+    readiness: Probe | None = None
+    """None: ready once every declared TCP port listens."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +141,30 @@ def _container(where: str, index: int, c: Mapping[str, Any]) -> Container:
         ports.append(ContainerPort(port=port, name=str(p.get("name") or ""),
                                    protocol=str(p.get("protocol") or "TCP").lower()))
     return Container(name=name, argv=argv, env=tuple(env), ports=tuple(ports),
-                     working_dir=str(c.get("workingDir") or ""))
+                     working_dir=str(c.get("workingDir") or ""),
+                     readiness=_probe(path, c.get("readinessProbe"), ports))
+
+
+def _probe(path: str, raw: Any, ports: list[ContainerPort]) -> Probe | None:
+    if not raw:
+        return None
+    threshold = raw.get("failureThreshold", 3)
+    if not isinstance(threshold, int) or threshold < 1:
+        raise SpecError(f"{path}: readinessProbe.failureThreshold must be a positive integer, got {threshold!r}")
+    for key, kind in (("httpGet", "http"), ("tcpSocket", "tcp")):
+        action = raw.get(key)
+        if not action:
+            continue
+        port = action.get("port")
+        if isinstance(port, str) and not port.isdigit():
+            named = [p.port for p in ports if p.name == port]
+            if not named:
+                raise SpecError(f"{path}: readinessProbe.{key}.port {port!r} names no container port")
+            port = named[0]
+        if port is None or not 0 < int(port) < 65536:
+            raise SpecError(f"{path}: readinessProbe.{key}.port must be 1..65535 or a port name, got {port!r}")
+        return Probe(kind=kind, port=int(port), path=str(action.get("path") or "/"), failure_threshold=threshold)
+    return None  # exec probes: readiness falls back to the declared ports
 
 
 @dataclass(frozen=True)

@@ -320,6 +320,59 @@ def _env(name: str, value: str):
     return EnvVar(name=name, value=value)
 
 
+def test_readiness_probe_runs_inside_the_pod_and_drives_endpoints(mesh, tmp_path):
+    from meshlet.controller.model import load_text
+
+    www = tmp_path / "www"
+    www.mkdir()
+    extra = load_text(f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: probed, namespace: plain}}
+spec:
+  selector: {{matchLabels: {{app: probed}}}}
+  template:
+    metadata: {{labels: {{app: probed}}}}
+    spec:
+      containers:
+      - name: app
+        command: [python, -m, http.server, "8081", --directory, "{www}"]
+        ports: [{{containerPort: 8081}}]
+        readinessProbe: {{httpGet: {{path: /ready.txt, port: 8081}}, failureThreshold: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: probed, namespace: plain}}
+spec:
+  selector: {{app: probed}}
+  ports: [{{port: 80, targetPort: 8081}}]
+""")
+
+    def probed_ready():
+        return [p.status.ready for p in pods(mesh) if p.name.startswith("probed-")]
+
+    async def add(store):
+        await store.apply(extra)
+    store_call(mesh, add)
+    try:
+        wait_for(lambda: probed_ready() and probed_ready()[0] is False and (
+            next(p for p in pods(mesh) if p.name.startswith("probed-")).status.container_statuses[0].state == "running"),
+            60, "the probed app to run")
+        # listening but its probe answers 404: not ready, so the Service has no endpoint (connection reset)
+        assert probed_ready() == [False]
+        assert curl(mesh, "plain", "deploy/client", "http://probed/") == "000"
+        (www / "ready.txt").write_text("ok")
+        wait_for(lambda: probed_ready() == [True], 30, "the probe to pass")
+        assert curl(mesh, "plain", "deploy/client", "http://probed/ready.txt") == "200"
+        (www / "ready.txt").unlink()
+        wait_for(lambda: probed_ready() == [False], 30, "the probe to fail again")
+    finally:
+        async def delete(store):
+            await store.delete("Deployment", "plain", "probed")
+            await store.delete("Service", "plain", "probed")
+        store_call(mesh, delete)
+
+
 def test_up_on_a_running_mesh_only_applies(mesh):
     up = mesh.meshlet("up", "-f", str(DATA / "mesh.yaml"), timeout=READY_TIMEOUT + 60)
     assert up.returncode == 0, up.stdout + up.stderr

@@ -207,3 +207,23 @@ async def test_identity_checks_fail_without_ca_files(tmp_path):
     # reported once, not once per certificate check
     assert list(results) == ["trust anchor and issuer certificates can be read"]
     assert "No such file" in (results["trust anchor and issuer certificates can be read"].error or "")
+
+
+@pytest.mark.parametrize("probe, expected", [
+    ({"httpGet": {"path": "/health", "port": 8080}}, ("http", 8080, "/health", 3)),
+    ({"httpGet": {"port": "http"}, "failureThreshold": 1}, ("http", 8080, "/", 1)),
+    ({"tcpSocket": {"port": "8080"}}, ("tcp", 8080, "/", 3)),
+    ({"exec": {"command": ["true"]}}, None),
+])
+def test_readiness_probes(probe, expected):
+    d = json.loads(json.dumps(DEPLOY))
+    d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = probe
+    got = DeploymentSpec.from_obj(d).containers[0].readiness
+    assert (None if got is None else (got.kind, got.port, got.path, got.failure_threshold)) == expected
+
+
+def test_readiness_probe_errors():
+    d = json.loads(json.dumps(DEPLOY))
+    d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {"httpGet": {"port": "grpc"}}
+    with pytest.raises(SpecError, match="'grpc' names no container port"):
+        DeploymentSpec.from_obj(d)
