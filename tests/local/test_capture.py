@@ -47,9 +47,10 @@ def netns():
         sh("ip", "netns", "del", name)
 
 
-def curl_as(netns: str, user: list[str], url: str) -> subprocess.CompletedProcess[str]:
+def curl_as(netns: str, user: list[str], url: str, max_time: int = 20) -> subprocess.CompletedProcess[str]:
+    """curl as another user; the connect timeout is short because a refused redirect never connects."""
     return sh("ip", "netns", "exec", netns, "setpriv", *user, "--clear-groups",
-              "curl", "-s", "--connect-timeout", "1", "-m", "3", url)
+              "curl", "-s", "--connect-timeout", "1", "-m", str(max_time), url)
 
 
 def test_init_installs_rules_that_redirect_outbound(netns):
