@@ -39,9 +39,10 @@ class PeakEwma:
         self.stamp = now
 
     def cost(self, now: float) -> float:
-        # decay the idle estimate as well, so a once-slow endpoint gets another chance
-        elapsed = max(now - self.stamp, 0.0)
-        est = self.estimate * math.exp(-elapsed / self.decay) if elapsed > self.decay else self.estimate
+        # the estimate of an endpoint without fresh samples decays (towards zero, as Finagle's),
+        # so a once-slow or not yet tried endpoint gets another chance
+        elapsed = now - self.stamp
+        est = self.estimate * math.exp(-elapsed / self.decay) if elapsed > 0.0 else self.estimate
         return est * (self.pending + 1)
 
     def start(self) -> None:

@@ -66,3 +66,19 @@ def test_single_and_empty() -> None:
         pass
     else:
         raise AssertionError("empty choice must fail")
+
+
+def test_an_endpoint_without_fresh_samples_gets_another_chance() -> None:
+    fast, slow = Item("fast", 0.0), Item("slow", 0.0)
+    slow.load.observe(0.050, 0.0)
+    p2c = P2C(random.Random(5))
+    now = 0.0
+    picks = []
+    for _ in range(400):  # one request every 100 ms, each taking 5 ms on the fast endpoint
+        item = p2c.choose([fast, slow], now)
+        picks.append(item.name)
+        item.load.start()
+        item.load.end(0.005 if item is fast else 0.050, now + 0.005)
+        now += 0.1
+    assert picks[0] == "fast"
+    assert 0 < picks.count("slow") < picks.count("fast")
