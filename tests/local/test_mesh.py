@@ -63,6 +63,10 @@ def pods(mesh: MeshEnv) -> list:
     return store_call(mesh, fn)
 
 
+def web_pods(mesh: MeshEnv) -> list:
+    return [p for p in pods(mesh) if p.name.startswith("web-")]
+
+
 def ours(mesh: MeshEnv) -> dict[str, list[str]]:
     """Every kernel object and process of this mesh that is still around."""
     netns = [l.split()[0] for l in subprocess.run(["ip", "netns", "list"], check=False, capture_output=True, text=True).stdout.splitlines()
@@ -112,12 +116,12 @@ def test_up_gives_every_pod_an_address(mesh):
     cidr = ipaddress.IPv4Network(f"198.18.{mesh.octet}.0/24")
     got = pods(mesh)
     assert sorted((p.namespace, p.name.rsplit("-", 1)[0]) for p in got) == [
-        ("meshed", "web"), ("meshed", "web"), ("plain", "client")]
+        ("meshed", "caller"), ("meshed", "web"), ("meshed", "web"), ("plain", "client")]
     ips = [ipaddress.IPv4Address(p.status.pod_ip) for p in got]
-    assert len(set(ips)) == 3 and all(ip in cidr and ip != next(cidr.hosts()) for ip in ips)
+    assert len(set(ips)) == 4 and all(ip in cidr and ip != next(cidr.hosts()) for ip in ips)
     assert all(p.status.ready and p.status.phase == "Running" for p in got)
     meshed = {p.name: p.metadata.annotations.get("meshlet.io/proxy") for p in got}
-    assert [v for k, v in sorted(meshed.items()) if k.startswith("web")] == ["injected", "injected"]
+    assert [v for k, v in sorted(meshed.items()) if not k.startswith("client")] == ["injected"] * 3
     assert meshed[next(k for k in meshed if k.startswith("client"))] is None
     for p in got:
         token = mesh.state_dir / "pods" / p.namespace / p.name / "token"
@@ -142,7 +146,7 @@ def _inbound_requests(mesh: MeshEnv) -> int:
 
     total = 0
     for p in pods(mesh):
-        if p.namespace != "meshed":
+        if not p.name.startswith("web-"):
             continue
         text = urllib.request.urlopen(f"http://{p.status.pod_ip}:15090/metrics", timeout=5).read().decode()
         for line in text.splitlines():
@@ -164,8 +168,26 @@ def test_meshed_pod_reaches_unmeshed_service_through_its_proxy(mesh):
     assert curl(mesh, "meshed", "deploy/web", "http://client.plain/") == "200"
 
 
-def test_meshed_to_meshed(mesh):
-    assert curl(mesh, "meshed", "deploy/web", "http://web/") == "200"
+def _metric_sum(ip: str, *labels: str) -> int:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://{ip}:15090/metrics", timeout=5).read().decode()
+    total = 0
+    for line in text.splitlines():
+        name = line.split("{", 1)[0]
+        if name.endswith(("request_total", "requests_total")) and all(lb in line for lb in labels):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def test_meshed_to_meshed_goes_over_mtls(mesh):
+    caller = next(p for p in pods(mesh) if p.name.startswith("caller-"))
+    # warm-up: a fresh proxy may pass the very first request through before discovery answers
+    assert curl(mesh, "meshed", f"pod/{caller.name}", "http://web/") == "200"
+    before = _metric_sum(caller.status.pod_ip, 'direction="outbound"', 'tls="true"')
+    for _ in range(3):
+        assert curl(mesh, "meshed", f"pod/{caller.name}", "http://web/") == "200"
+    assert _metric_sum(caller.status.pod_ip, 'direction="outbound"', 'tls="true"') >= before + 3
 
 
 def test_exec_runs_as_uid_1000_and_propagates_the_exit_code(mesh):
@@ -229,16 +251,16 @@ def test_scale_update_and_delete_are_reconciled(mesh):
         store_call(mesh, fn)
 
     scale(3)
-    wait_for(lambda: len([p for p in pods(mesh) if p.namespace == "meshed" and p.status.ready]) == 3, 90, "3 web pods")
+    wait_for(lambda: len([p for p in web_pods(mesh) if p.status.ready]) == 3, 90, "3 web pods")
     scale(1)
-    wait_for(lambda: len([p for p in pods(mesh) if p.namespace == "meshed"]) == 1, 90, "1 web pod")
-    left = [p.name for p in pods(mesh) if p.namespace == "meshed"]
+    wait_for(lambda: len(web_pods(mesh)) == 1, 90, "1 web pod")
+    left = [p.name for p in web_pods(mesh)]
 
     async def tokens(store):
-        return sorted(t.name for t in (await store.list("WorkloadToken", "meshed"))[0])
+        return sorted(t.name for t in (await store.list("WorkloadToken", "meshed"))[0] if t.name.startswith("web-"))
     assert store_call(mesh, tokens) == left
     netns = ours(mesh)["netns"]
-    assert len([n for n in netns if "meshed" in n]) == 1
+    assert len([n for n in netns if "meshed-web-" in n]) == 1
     # the Service now has one endpoint, still reachable
     assert curl(mesh, "plain", "deploy/client", "http://web.meshed/") == "200"
 
@@ -279,7 +301,7 @@ spec:
     wait_for(lambda: exec_(mesh, "plain", "deploy/client", "getent", "hosts", "client2").returncode == 0,
              30, "client2 to resolve")
     # processes already running see it too (their /etc/hosts is a bind mount of the same file)
-    web = next(p for p in pods(mesh) if p.namespace == "meshed")
+    web = web_pods(mesh)[0]
     app_pids = subprocess.run(["ip", "netns", "pids", f"{mesh.prefix}meshed-{web.name}"], check=False,
                               capture_output=True, text=True).stdout.split()
     views = [Path(f"/proc/{pid}/root/etc/hosts").read_text() for pid in app_pids]
@@ -418,8 +440,8 @@ def test_check_fails_when_destination_dies_and_up_recovers_from_state(mesh):
     up = mesh.meshlet("up", "--timeout", str(READY_TIMEOUT), timeout=READY_TIMEOUT + 60)
     assert up.returncode == 0, up.stdout + up.stderr
     got = pods(mesh)
-    # replicas as last applied (mesh.yaml again, by the previous test): 2 web, 1 client
-    assert sorted(p.namespace for p in got) == ["meshed", "meshed", "plain"] and all(p.status.ready for p in got)
+    # replicas as last applied (mesh.yaml again, by the previous test): 2 web, 1 caller, 1 client
+    assert sorted(p.namespace for p in got) == ["meshed"] * 3 + ["plain"] and all(p.status.ready for p in got)
     assert curl(mesh, "plain", "deploy/client", "http://web.meshed/") == "200"
 
 
