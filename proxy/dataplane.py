@@ -94,7 +94,11 @@ class DataPlane:
     async def _serve(self, sock: socket.socket, ctx: ConnCtx, m: TcpMetrics | None, timeout: float,
                      ssl_ctx: ssl.SSLContext | None) -> None:
         loop = asyncio.get_running_loop()
-        peer = sock.getpeername()
+        try:
+            peer = sock.getpeername()
+        except OSError:  # already gone
+            sock.close()
+            return
         sniff = Sniff(timeout, m)
         if ssl_ctx is None:
             try:
@@ -116,6 +120,8 @@ class DataPlane:
                 return
             ctx.client_id = peer_id(transport.get_extra_info("peercert"))
             m = self.metrics.tcp(self.metrics.base("inbound", tls=True, client_id=ctx.client_id) + ("src",))
+            if sniff.lost:
+                return
             sniff.metrics = m
             m.opened()
         sniff.set_handler(lambda s, verdict: self._detected(s, verdict, ctx))
