@@ -22,6 +22,7 @@ def require_root(verb: str) -> None:
 
 async def resolve_pod(cfg: LocalConfig, namespace: str, target: str) -> tuple[str, str]:
     """(namespace, pod) for POD or deploy/NAME (its first ready pod); a clear error if none."""
+    from meshlet.controller.local.resources import DEPLOYMENT_ANNOTATION
     from meshlet.controller.store import open_local_store
 
     if not cfg.db_path.exists():
@@ -33,7 +34,7 @@ async def resolve_pod(cfg: LocalConfig, namespace: str, target: str) -> tuple[st
         await store.close()
     kind, _, name = target.rpartition("/")
     if kind in ("deploy", "deployment", "deployments", "deployment.apps"):
-        mine = [p for p in pods if p.metadata.annotations.get("meshlet.io/deployment") == name]
+        mine = [p for p in pods if p.metadata.annotations.get(DEPLOYMENT_ANNOTATION) == name]
         mine.sort(key=lambda p: (not (p.status and p.status.ready), p.name))
         if not mine:
             fail(f"deployment {namespace}/{name} has no pods")

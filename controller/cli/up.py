@@ -19,6 +19,7 @@ from meshlet.controller.local import controlplane as cp
 from meshlet.controller.local import netns
 from meshlet.controller.local.pod import pod_dir
 from meshlet.controller.local.probe import http_ok
+from meshlet.controller.local.resources import DEPLOYMENT_ANNOTATION, PROXY_ANNOTATION
 from meshlet.controller.model import (
     DEFAULT_REGISTRY,
     ManifestError,
@@ -149,7 +150,7 @@ def _explain(cfg: LocalConfig, waiting: list[Resource], pods: list[Resource]) ->
         st = d.status
         ready = st.ready_replicas if st else 0
         out.append(f"deployment {d.namespace}/{d.name}: {ready}/{d.spec.replicas} ready")
-        mine = [p for p in pods if p.namespace == d.namespace and p.metadata.annotations.get("meshlet.io/deployment") == d.name]
+        mine = [p for p in pods if p.namespace == d.namespace and p.metadata.annotations.get(DEPLOYMENT_ANNOTATION) == d.name]
         for p in mine:
             if p.status is not None and p.status.ready:
                 continue
@@ -191,7 +192,7 @@ async def _up(cfg: LocalConfig, files: tuple[str, ...], timeout: float) -> None:
     click.echo("")
     click.echo(f"{'NAMESPACE':<16}{'POD':<32}{'IP':<16}{'READY':<7}MESHED")
     for p in sorted(pods, key=lambda p: (p.namespace or "", p.name)):
-        meshed = "yes" if p.metadata.annotations.get("meshlet.io/proxy") == "injected" else "no"
+        meshed = "yes" if p.metadata.annotations.get(PROXY_ANNOTATION) == "injected" else "no"
         st = p.status
         click.echo(f"{p.namespace:<16}{p.name:<32}{(st.pod_ip if st else '') or '':<16}"
                    f"{'yes' if st and st.ready else 'no':<7}{meshed}")
