@@ -13,23 +13,23 @@ def _by_status(results):
 
 
 def test_fresh_ca_passes():
-    anchor, key = new_anchor(TD)
-    issuer, _ = new_issuer(TD, anchor, key)
+    anchor, key = new_anchor(TD, now=NOW)
+    issuer, _ = new_issuer(TD, anchor, key, now=NOW)
     results = check_ca_pem(cert_pem(anchor), cert_pem(issuer))
     assert all(r.status is Status.OK for r in results), results
     assert "issuer is signed by the trust anchor" in _by_status(results)
 
 
 def test_expired_issuer_is_an_error():
-    anchor, key = new_anchor(TD)
+    anchor, key = new_anchor(TD, now=NOW)
     issuer, _ = new_issuer(TD, anchor, key, now=NOW - dt.timedelta(days=400))
     statuses = _by_status(check_issuer(issuer, [anchor], now=NOW))
     assert statuses["issuer is valid"] is Status.ERROR
 
 
 def test_less_than_60_days_is_a_warning():
-    anchor, key = new_anchor(TD)
-    issuer, _ = new_issuer(TD, anchor, key, lifetime=dt.timedelta(days=30))
+    anchor, key = new_anchor(TD, now=NOW)
+    issuer, _ = new_issuer(TD, anchor, key, lifetime=dt.timedelta(days=30), now=NOW)
     results = check_issuer(issuer, [anchor], now=NOW)
     statuses = _by_status(results)
     assert statuses["issuer is valid"] is Status.OK
@@ -49,9 +49,9 @@ def test_wrong_algorithm():
 
 
 def test_issuer_not_signed_by_anchor():
-    anchor, key = new_anchor(TD)
-    other, _ = new_anchor(TD)
-    issuer, _ = new_issuer(TD, anchor, key)
+    anchor, key = new_anchor(TD, now=NOW)
+    other, _ = new_anchor(TD, now=NOW)
+    issuer, _ = new_issuer(TD, anchor, key, now=NOW)
     results = check_issuer(issuer, [other], now=NOW)
     bad = [r for r in results if r.status is Status.ERROR]
     assert [r.name for r in bad] == ["issuer is signed by the trust anchor"]
