@@ -36,6 +36,20 @@ demo: setup
 down:
 	meshlet --state-dir $(STATE_DIR) down
 
+BENCH_ARGS ?=
+OHA_VERSION := 1.16.0
+
+## bench: direct vs meshlet vs nginx vs haproxy mTLS sidecar pairs (root, ~3-4 min; builds oha once; rewrites docs/benchmarks.md)
+bench: setup
+	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@test -x bench/.tools/bin/oha || command -v oha >/dev/null || \
+	  nice -n 19 $${CARGO:-$$(command -v cargo || echo $$HOME/.cargo/bin/cargo)} install oha@$(OHA_VERSION) --locked --root bench/.tools
+	BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(PYTHON) -m bench.run $(BENCH_ARGS)
+
 ## proto: regenerate api/gen from api/proto
 proto:
 	$(PYTHON) api/generate.py
