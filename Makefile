@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 STATE_DIR ?= /var/lib/meshlet
-DEBIAN_PACKAGES := iptables iproute2 curl procps util-linux ca-certificates
+DEBIAN_PACKAGES := iptables iproute2 curl procps util-linux ca-certificates nginx haproxy wrk
 BENCH_PACKAGES := nginx haproxy wrk
 PYTEST_ARGS ?=
 
