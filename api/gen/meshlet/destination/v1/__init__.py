@@ -6,20 +6,39 @@
 __all__ = (
     "AddrSet",
     "CallerContext",
+    "ClientTls",
+    "ConnectionPool",
+    "ConsistentHash",
+    "CorsPolicy",
     "DestinationBase",
     "DestinationProfile",
     "DestinationStub",
+    "DirectResponse",
+    "Fault",
     "GetDestination",
     "HeaderMatch",
+    "HeaderOps",
+    "L4Match",
+    "L4Route",
+    "LoadBalancer",
+    "LoadBalancerPolicy",
+    "Mirror",
     "NoEndpoints",
+    "OutlierDetection",
+    "PortTrafficPolicy",
     "ProtocolHint",
+    "Redirect",
     "RequestMatch",
     "RetryBudget",
     "RetryPolicy",
+    "Rewrite",
     "Route",
     "StringMatch",
+    "Subset",
     "TcpAddress",
     "TlsIdentity",
+    "TlsMode",
+    "TrafficPolicy",
     "Update",
     "WeightedAddr",
     "WeightedAddrSet",
@@ -43,6 +62,41 @@ if TYPE_CHECKING:
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class LoadBalancerPolicy(betterproto2.Enum):
+    LEAST_REQUEST = 0
+    """
+    Istio's default
+    """
+
+    ROUND_ROBIN = 1
+
+    RANDOM = 2
+
+    PASSTHROUGH = 3
+
+    CONSISTENT_HASH = 4
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "LOAD_BALANCER_POLICY_LEAST_REQUEST",
+            1: "LOAD_BALANCER_POLICY_ROUND_ROBIN",
+            2: "LOAD_BALANCER_POLICY_RANDOM",
+            3: "LOAD_BALANCER_POLICY_PASSTHROUGH",
+            4: "LOAD_BALANCER_POLICY_CONSISTENT_HASH",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "LOAD_BALANCER_POLICY_LEAST_REQUEST": 0,
+            "LOAD_BALANCER_POLICY_ROUND_ROBIN": 1,
+            "LOAD_BALANCER_POLICY_RANDOM": 2,
+            "LOAD_BALANCER_POLICY_PASSTHROUGH": 3,
+            "LOAD_BALANCER_POLICY_CONSISTENT_HASH": 4,
+        }
 
 
 class ProtocolHint(betterproto2.Enum):
@@ -70,6 +124,37 @@ class ProtocolHint(betterproto2.Enum):
             "PROTOCOL_HINT_HTTP1": 1,
             "PROTOCOL_HINT_HTTP2": 2,
             "PROTOCOL_HINT_OPAQUE": 3,
+        }
+
+
+class TlsMode(betterproto2.Enum):
+    ISTIO_MUTUAL = 0
+    """
+    mesh mTLS (the default between meshed pods)
+    """
+
+    DISABLE = 1
+
+    SIMPLE = 2
+
+    MUTUAL = 3
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "TLS_MODE_ISTIO_MUTUAL",
+            1: "TLS_MODE_DISABLE",
+            2: "TLS_MODE_SIMPLE",
+            3: "TLS_MODE_MUTUAL",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "TLS_MODE_ISTIO_MUTUAL": 0,
+            "TLS_MODE_DISABLE": 1,
+            "TLS_MODE_SIMPLE": 2,
+            "TLS_MODE_MUTUAL": 3,
         }
 
 
@@ -110,6 +195,115 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class ClientTls(betterproto2.Message):
+    mode: "TlsMode" = betterproto2.field(
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: TlsMode(0)
+    )
+
+    sni: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    ca_certificates: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    file paths (SIMPLE/MUTUAL)
+    """
+
+    client_certificate: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    private_key: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    subject_alt_names: "list[str]" = betterproto2.field(
+        6, betterproto2.TYPE_STRING, repeated=True
+    )
+
+
+default_message_pool.register_message("meshlet.destination.v1", "ClientTls", ClientTls)
+
+
+@dataclass(eq=False, repr=False)
+class ConnectionPool(betterproto2.Message):
+    max_connections: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    """
+    0: unlimited
+    """
+
+    connect_timeout_ms: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    http1_max_pending_requests: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+
+    http2_max_requests: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+
+    max_requests_per_connection: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+
+    h2_upgrade: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message(
+    "meshlet.destination.v1", "ConnectionPool", ConnectionPool
+)
+
+
+@dataclass(eq=False, repr=False)
+class ConsistentHash(betterproto2.Message):
+    """
+
+
+    Oneofs:
+        - key:
+    """
+
+    http_header_name: "str | None" = betterproto2.field(
+        1, betterproto2.TYPE_STRING, optional=True, group="key"
+    )
+
+    http_cookie_name: "str | None" = betterproto2.field(
+        2, betterproto2.TYPE_STRING, optional=True, group="key"
+    )
+
+    use_source_ip: "bool | None" = betterproto2.field(
+        3, betterproto2.TYPE_BOOL, optional=True, group="key"
+    )
+
+    http_query_parameter_name: "str | None" = betterproto2.field(
+        4, betterproto2.TYPE_STRING, optional=True, group="key"
+    )
+
+    cookie_ttl_ms: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+
+
+default_message_pool.register_message(
+    "meshlet.destination.v1", "ConsistentHash", ConsistentHash
+)
+
+
+@dataclass(eq=False, repr=False)
+class CorsPolicy(betterproto2.Message):
+    allow_origins: "list[StringMatch]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    allow_methods: "list[str]" = betterproto2.field(
+        2, betterproto2.TYPE_STRING, repeated=True
+    )
+
+    allow_headers: "list[str]" = betterproto2.field(
+        3, betterproto2.TYPE_STRING, repeated=True
+    )
+
+    expose_headers: "list[str]" = betterproto2.field(
+        4, betterproto2.TYPE_STRING, repeated=True
+    )
+
+    max_age_s: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+
+    allow_credentials: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message(
+    "meshlet.destination.v1", "CorsPolicy", CorsPolicy
+)
+
+
+@dataclass(eq=False, repr=False)
 class DestinationProfile(betterproto2.Message):
     fully_qualified_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -119,17 +313,76 @@ class DestinationProfile(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
     """
-    First match wins.
+    HTTP routes, first match wins. Empty: every request goes to the target
+    itself. Requests that match no route get 404.
     """
 
     retry_budget: "RetryBudget | None" = betterproto2.field(
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    tcp_routes: "list[L4Route]" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    tls_routes: "list[L4Route]" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    traffic_policy: "TrafficPolicy | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    DestinationRule of the target host (merged with portLevelSettings for
+    the requested port by destination).
+    """
+
+    port_traffic_policies: "list[PortTrafficPolicy]" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    subsets: "list[Subset]" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
 
 default_message_pool.register_message(
     "meshlet.destination.v1", "DestinationProfile", DestinationProfile
 )
+
+
+@dataclass(eq=False, repr=False)
+class DirectResponse(betterproto2.Message):
+    status: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+
+    body: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
+
+
+default_message_pool.register_message(
+    "meshlet.destination.v1", "DirectResponse", DirectResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class Fault(betterproto2.Message):
+    delay_ms: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+
+    delay_percent: "float" = betterproto2.field(2, betterproto2.TYPE_FLOAT)
+
+    abort_http_status: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    """
+    HTTP status to abort with (0: none).
+    """
+
+    abort_grpc_status: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    gRPC status code to abort with (-1: none).
+    """
+
+    abort_percent: "float" = betterproto2.field(5, betterproto2.TYPE_FLOAT)
+
+
+default_message_pool.register_message("meshlet.destination.v1", "Fault", Fault)
 
 
 @dataclass(eq=False, repr=False)
@@ -157,16 +410,125 @@ class HeaderMatch(betterproto2.Message):
     value: "StringMatch | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+    """
+    Unset: the header must be present (any value).
+    """
 
     invert: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
     """
-    Match when the header is absent (withoutHeaders).
+    Match when the header is absent or does not match (withoutHeaders).
     """
 
 
 default_message_pool.register_message(
     "meshlet.destination.v1", "HeaderMatch", HeaderMatch
 )
+
+
+@dataclass(eq=False, repr=False)
+class HeaderOps(betterproto2.Message):
+    set: "dict[str, str]" = betterproto2.field(
+        1,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(
+            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
+        ),
+    )
+
+    add: "dict[str, str]" = betterproto2.field(
+        2,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(
+            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
+        ),
+    )
+
+    remove: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+
+
+default_message_pool.register_message("meshlet.destination.v1", "HeaderOps", HeaderOps)
+
+
+@dataclass(eq=False, repr=False)
+class L4Match(betterproto2.Message):
+    port: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+
+    source_labels: "dict[str, str]" = betterproto2.field(
+        2,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(
+            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
+        ),
+    )
+
+    destination_subnets: "list[str]" = betterproto2.field(
+        3, betterproto2.TYPE_STRING, repeated=True
+    )
+
+    sni_hosts: "list[str]" = betterproto2.field(
+        4, betterproto2.TYPE_STRING, repeated=True
+    )
+    """
+    TLS routes: SNI names (with "*." wildcards).
+    """
+
+
+default_message_pool.register_message("meshlet.destination.v1", "L4Match", L4Match)
+
+
+@dataclass(eq=False, repr=False)
+class L4Route(betterproto2.Message):
+    matches: "list[L4Match]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    backends: "list[WeightedDst]" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message("meshlet.destination.v1", "L4Route", L4Route)
+
+
+@dataclass(eq=False, repr=False)
+class LoadBalancer(betterproto2.Message):
+    policy: "LoadBalancerPolicy" = betterproto2.field(
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: LoadBalancerPolicy(0)
+    )
+
+    consistent_hash: "ConsistentHash | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    locality_enabled: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    Prefer endpoints in the caller's zone, then region.
+    """
+
+
+default_message_pool.register_message(
+    "meshlet.destination.v1", "LoadBalancer", LoadBalancer
+)
+
+
+@dataclass(eq=False, repr=False)
+class Mirror(betterproto2.Message):
+    authority: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    subset: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    subset_labels: "dict[str, str]" = betterproto2.field(
+        3,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(
+            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
+        ),
+    )
+
+    percent: "float" = betterproto2.field(4, betterproto2.TYPE_FLOAT)
+
+
+default_message_pool.register_message("meshlet.destination.v1", "Mirror", Mirror)
 
 
 @dataclass(eq=False, repr=False)
@@ -177,10 +539,68 @@ class NoEndpoints(betterproto2.Message):
     target is not a service of the mesh (the proxy passes traffic through).
     """
 
+    blocked: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    With exists=false: the caller may not reach this target (outbound
+    traffic policy REGISTRY_ONLY, or outside its Sidecar egress hosts): the
+    proxy refuses the connection (HTTP 502) instead of passing it through.
+    """
+
 
 default_message_pool.register_message(
     "meshlet.destination.v1", "NoEndpoints", NoEndpoints
 )
+
+
+@dataclass(eq=False, repr=False)
+class OutlierDetection(betterproto2.Message):
+    consecutive_5xx_errors: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+
+    consecutive_gateway_errors: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    interval_ms: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+
+    base_ejection_time_ms: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+
+    max_ejection_percent: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+
+
+default_message_pool.register_message(
+    "meshlet.destination.v1", "OutlierDetection", OutlierDetection
+)
+
+
+@dataclass(eq=False, repr=False)
+class PortTrafficPolicy(betterproto2.Message):
+    port: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+
+    policy: "TrafficPolicy | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message(
+    "meshlet.destination.v1", "PortTrafficPolicy", PortTrafficPolicy
+)
+
+
+@dataclass(eq=False, repr=False)
+class Redirect(betterproto2.Message):
+    uri: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    authority: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    port: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+
+    scheme: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    response_code: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+    """
+    default 301
+    """
+
+
+default_message_pool.register_message("meshlet.destination.v1", "Redirect", Redirect)
 
 
 @dataclass(eq=False, repr=False)
@@ -218,6 +638,15 @@ class RequestMatch(betterproto2.Message):
             betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
         ),
     )
+    """
+    Labels the calling pod must carry (sourceLabels).
+    """
+
+    source_namespace: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+
+    scheme: "StringMatch | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, optional=True
+    )
 
 
 default_message_pool.register_message(
@@ -228,6 +657,9 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class RetryBudget(betterproto2.Message):
     retry_ratio: "float" = betterproto2.field(1, betterproto2.TYPE_FLOAT)
+    """
+    Retries allowed as a share of requests (0.2 = 20%).
+    """
 
     min_retries_per_second: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
 
@@ -242,17 +674,46 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class RetryPolicy(betterproto2.Message):
     attempts: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    """
+    0: no retries.
+    """
 
     per_try_timeout_ms: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
 
     retry_on: "list[str]" = betterproto2.field(
         3, betterproto2.TYPE_STRING, repeated=True
     )
+    """
+    Istio retryOn conditions: 5xx, gateway-error, reset, connect-failure,
+    retriable-4xx, refused-stream, unavailable, cancelled, deadline-exceeded,
+    resource-exhausted, internal, retriable-status-codes.
+    """
+
+    retriable_status_codes: "list[int]" = betterproto2.field(
+        4, betterproto2.TYPE_UINT32, repeated=True
+    )
 
 
 default_message_pool.register_message(
     "meshlet.destination.v1", "RetryPolicy", RetryPolicy
 )
+
+
+@dataclass(eq=False, repr=False)
+class Rewrite(betterproto2.Message):
+    uri: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    replaces the matched prefix (or the whole path for exact/regex)
+    """
+
+    authority: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    uri_regex_pattern: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    uri_regex_substitution: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("meshlet.destination.v1", "Rewrite", Rewrite)
 
 
 @dataclass(eq=False, repr=False)
@@ -271,9 +732,44 @@ class Route(betterproto2.Message):
     )
 
     timeout_ms: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    """
+    0: no timeout.
+    """
 
     retry: "RetryPolicy | None" = betterproto2.field(
         5, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    fault: "Fault | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    mirror: "Mirror | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    rewrite: "Rewrite | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    redirect: "Redirect | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    direct_response: "DirectResponse | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    request_headers: "HeaderOps | None" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    response_headers: "HeaderOps | None" = betterproto2.field(
+        12, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    cors: "CorsPolicy | None" = betterproto2.field(
+        13, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
@@ -284,6 +780,9 @@ default_message_pool.register_message("meshlet.destination.v1", "Route", Route)
 class StringMatch(betterproto2.Message):
     """
     ---- Profiles: route configuration -------------------------------------
+    Translated by destination from VirtualService, DestinationRule,
+    ServiceEntry and Gateway API HTTPRoute. Durations are milliseconds; a
+    percentage is 0..100 (float).
 
     Oneofs:
         - kind:
@@ -300,11 +799,36 @@ class StringMatch(betterproto2.Message):
     regex: "str | None" = betterproto2.field(
         3, betterproto2.TYPE_STRING, optional=True, group="kind"
     )
+    """
+    RE2-compatible, full match
+    """
+
+    ignore_case: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
 
 default_message_pool.register_message(
     "meshlet.destination.v1", "StringMatch", StringMatch
 )
+
+
+@dataclass(eq=False, repr=False)
+class Subset(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    labels: "dict[str, str]" = betterproto2.field(
+        2,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(
+            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
+        ),
+    )
+
+    traffic_policy: "TrafficPolicy | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message("meshlet.destination.v1", "Subset", Subset)
 
 
 @dataclass(eq=False, repr=False)
@@ -335,6 +859,30 @@ class TlsIdentity(betterproto2.Message):
 
 default_message_pool.register_message(
     "meshlet.destination.v1", "TlsIdentity", TlsIdentity
+)
+
+
+@dataclass(eq=False, repr=False)
+class TrafficPolicy(betterproto2.Message):
+    load_balancer: "LoadBalancer | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    connection_pool: "ConnectionPool | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    outlier_detection: "OutlierDetection | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    tls: "ClientTls | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message(
+    "meshlet.destination.v1", "TrafficPolicy", TrafficPolicy
 )
 
 
@@ -390,6 +938,18 @@ class WeightedAddr(betterproto2.Message):
         5, betterproto2.TYPE_ENUM, default_factory=lambda: ProtocolHint(0)
     )
 
+    labels: "dict[str, str]" = betterproto2.field(
+        6,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(
+            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
+        ),
+    )
+    """
+    Every label of the endpoint's pod (subset selection, locality:
+    topology.kubernetes.io/zone and /region).
+    """
+
 
 default_message_pool.register_message(
     "meshlet.destination.v1", "WeightedAddr", WeightedAddr
@@ -423,7 +983,7 @@ default_message_pool.register_message(
 class WeightedDst(betterproto2.Message):
     authority: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
-    Authority of the backend, e.g. "reviews.bookinfo.svc.cluster.local:9080".
+    Authority of the backend service, e.g. "reviews.bookinfo.svc.cluster.local:9080".
     """
 
     weight: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -440,6 +1000,14 @@ class WeightedDst(betterproto2.Message):
     """
 
     subset: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    request_headers: "HeaderOps | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    response_headers: "HeaderOps | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, optional=True
+    )
 
 
 default_message_pool.register_message(
