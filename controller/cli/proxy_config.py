@@ -105,7 +105,7 @@ def _ms(value: Any) -> str:
 
 def _enum(value: Any, prefix: str) -> str:
     text = str(value or "")
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text.removeprefix(prefix)
 
 
 def _labels(labels: Any) -> str:

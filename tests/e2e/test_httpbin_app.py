@@ -14,6 +14,7 @@ from e2e_support import StartApp
 from meshlet.controller.local.spec import DeploymentSpec
 from meshlet.controller.model import to_obj
 from meshlet.controller.model.loader import load_paths
+from meshlet.e2e.apps.httpbin import HTTPBIN_DIR
 from meshlet.e2e.apps.httpbin.app import (
     BadRequest,
     ConfigError,
@@ -23,7 +24,6 @@ from meshlet.e2e.apps.httpbin.app import (
     parse_delay,
     parse_status_codes,
 )
-from meshlet.e2e.apps.httpbin import HTTPBIN_DIR
 
 
 def settings(version: str = "v1") -> HttpbinSettings:

@@ -5,8 +5,8 @@ import asyncio
 import datetime
 import json
 import threading
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -204,7 +204,7 @@ spec:
 class _Admin(BaseHTTPRequestHandler):
     body = b""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         code = 200 if self.path == "/config_dump" else 404
         self.send_response(code)
         self.send_header("content-type", "application/json")

@@ -10,6 +10,7 @@ can tell backends apart.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 from collections import Counter
@@ -90,7 +91,7 @@ def parse_delay(text: str) -> float:
         value = float(text)
     except ValueError:
         raise BadRequest(f"invalid delay {text!r}: want seconds") from None
-    if value != value or value < 0:  # NaN or negative
+    if math.isnan(value) or value < 0:
         raise BadRequest(f"invalid delay {text!r}: want seconds >= 0")
     return min(value, MAX_DELAY_S)
 
