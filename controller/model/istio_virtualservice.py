@@ -1,0 +1,471 @@
+"""networking.istio.io VirtualService (served at v1, v1beta1, v1alpha3).
+
+Field names and structure follow istio/api `networking/v1alpha3/virtual_service.proto`;
+`validate()` hooks run Istio's own structural checks (durations, regexes, weights,
+percentages, ports, status codes). References to other objects (hosts, subsets,
+gateways) are checked by `meshlet analyze`, which sees the store.
+
+A VirtualService without `hosts` is rejected. Istio accepts one as a delegate (a VS
+another VS's `http[].delegate` points at), which a single document cannot show;
+meshlet does not support delegate targets (the `delegate` field itself is stored).
+The rule "only the last http rule may lack a match" is a `meshlet analyze` warning
+(IST0130), as in Istio, not a validation error.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from meshlet.controller.model.convert import yfield
+from meshlet.controller.model.istio_common import (
+    MESH_GATEWAY,
+    Percent,
+    PortSelector,
+    StringMatch,
+    check_all,
+    check_cidr,
+    check_duration,
+    check_host,
+    check_http_status,
+    check_percent,
+    check_port,
+    check_regex,
+)
+from meshlet.controller.model.meta import Resource, check_label
+
+NETWORKING_VERSIONS = ("networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
+"""apiVersions served besides networking.istio.io/v1."""
+
+GRPC_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+              "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+              "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+RETRY_ON = ("5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "envoy-ratelimited",
+            "retriable-4xx", "refused-stream", "retriable-status-codes", "retriable-headers", "http3-post-connect-failure",
+            "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable")
+"""Envoy's retry policies Istio passes through (plus bare HTTP status codes)."""
+
+
+def _duration(value: str | None, path: str, minimum: float = 0.0) -> Iterable[tuple[str, str]]:
+    if value is not None:
+        problem = check_duration(value, minimum=minimum)
+        if problem:
+            yield path, problem
+
+
+# === destinations and headers ===
+
+@dataclass(frozen=True)
+class Destination:
+    host: str
+    subset: str | None = None
+    port: PortSelector | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        problem = check_host(self.host, wildcard=False)
+        if problem:
+            yield "host", problem
+        if self.subset is not None:
+            problem = check_label(self.subset, "subset name")
+            if problem:
+                yield "subset", problem
+
+
+@dataclass(frozen=True)
+class HeaderOperations:
+    set: dict[str, str] = field(default_factory=dict)
+    add: dict[str, str] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Headers:
+    request: HeaderOperations | None = None
+    response: HeaderOperations | None = None
+
+
+@dataclass(frozen=True)
+class HTTPRouteDestination:
+    destination: Destination
+    weight: int | None = None
+    """Share = weight / sum of weights; unset with a single destination = 100."""
+    headers: Headers | None = None
+
+
+@dataclass(frozen=True)
+class RouteDestination:
+    destination: Destination
+    weight: int | None = None
+
+
+def check_weights(weights: list[int | None], path: str) -> Iterable[tuple[str, str]]:
+    """Istio's rule: each weight 0..100; with more than one destination they sum to 100."""
+    for i, w in enumerate(weights):
+        if w is not None:
+            problem = check_percent(w, "weight")
+            if problem:
+                yield f"{path}[{i}].weight", problem
+    total = sum(w or 0 for w in weights)
+    if len(weights) > 1 and total != 100:
+        yield path, f"total destination weight {total} != 100"
+
+
+# === matches ===
+
+@dataclass(frozen=True)
+class HTTPMatchRequest:
+    name: str | None = None
+    uri: StringMatch | None = None
+    scheme: StringMatch | None = None
+    method: StringMatch | None = None
+    authority: StringMatch | None = None
+    headers: dict[str, StringMatch] = field(default_factory=dict)
+    port: int | None = None
+    source_labels: dict[str, str] = field(default_factory=dict)
+    gateways: tuple[str, ...] = ()
+    query_params: dict[str, StringMatch] = field(default_factory=dict)
+    ignore_uri_case: bool = False
+    without_headers: dict[str, StringMatch] = field(default_factory=dict)
+    source_namespace: str | None = None
+    stat_prefix: str | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        if self.port is not None:
+            problem = check_port(self.port)
+            if problem:
+                yield "port", problem
+        for where, headers in (("headers", self.headers), ("withoutHeaders", self.without_headers)):
+            for name in headers:
+                if not name or name != name.lower():
+                    yield f"{where}.{name}", "header names must be lower-case"
+
+    @property
+    def is_catch_all(self) -> bool:
+        """True when this match accepts every request (no condition at all, or uri prefix '/')."""
+        conditions = (self.scheme, self.method, self.authority, self.port, self.source_namespace)
+        if any(c is not None for c in conditions) or self.headers or self.query_params or self.without_headers:
+            return False
+        if self.source_labels or self.gateways:
+            return False
+        return self.uri is None or (self.uri.prefix == "/" and not self.ignore_uri_case) or \
+            (self.uri.regex is not None and self.uri.regex in (".*", "/.*", "^.*$"))
+
+
+@dataclass(frozen=True)
+class L4MatchAttributes:
+    destination_subnets: tuple[str, ...] = ()
+    port: int | None = None
+    source_labels: dict[str, str] = field(default_factory=dict)
+    gateways: tuple[str, ...] = ()
+    source_namespace: str | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        if self.port is not None:
+            problem = check_port(self.port)
+            if problem:
+                yield "port", problem
+        yield from check_all(self.destination_subnets, "destinationSubnets", check_cidr)
+
+
+@dataclass(frozen=True)
+class TLSMatchAttributes:
+    sni_hosts: tuple[str, ...]
+    destination_subnets: tuple[str, ...] = ()
+    port: int | None = None
+    source_labels: dict[str, str] = field(default_factory=dict)
+    gateways: tuple[str, ...] = ()
+    source_namespace: str | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        if not self.sni_hosts:
+            yield "sniHosts", "at least one SNI host is required"
+        yield from check_all(self.sni_hosts, "sniHosts", check_host)
+        if self.port is not None:
+            problem = check_port(self.port)
+            if problem:
+                yield "port", problem
+        yield from check_all(self.destination_subnets, "destinationSubnets", check_cidr)
+
+
+# === HTTP route actions ===
+
+@dataclass(frozen=True)
+class HTTPRedirect:
+    uri: str | None = None
+    authority: str | None = None
+    port: int | None = None
+    derive_port: Literal["FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"] | None = None
+    scheme: str | None = None
+    redirect_code: int | None = None
+    """Default 301."""
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        if self.port is not None and self.derive_port is not None:
+            yield "derivePort", "only one of port and derivePort may be set"
+        if self.port is not None:
+            problem = check_port(self.port)
+            if problem:
+                yield "port", problem
+        if self.redirect_code is not None and not 300 <= self.redirect_code <= 399:
+            yield "redirectCode", f"must be a 3xx status, got {self.redirect_code}"
+
+
+@dataclass(frozen=True)
+class HTTPBody:
+    string: str | None = None
+    bytes: str | None = None
+    """Base64 of the body."""
+
+
+@dataclass(frozen=True)
+class HTTPDirectResponse:
+    status: int
+    body: HTTPBody | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        if not 200 <= self.status <= 599:
+            yield "status", f"must be between 200 and 599, got {self.status}"
+
+
+@dataclass(frozen=True)
+class Delegate:
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class RegexRewrite:
+    match: str
+    rewrite: str
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        problem = check_regex(self.match)
+        if problem:
+            yield "match", problem
+
+
+@dataclass(frozen=True)
+class HTTPRewrite:
+    uri: str | None = None
+    authority: str | None = None
+    uri_regex_rewrite: RegexRewrite | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        if self.uri is not None and self.uri_regex_rewrite is not None:
+            yield "uriRegexRewrite", "only one of uri and uriRegexRewrite may be set"
+
+
+@dataclass(frozen=True)
+class HTTPRetry:
+    attempts: int | None = None
+    """Retries after the first try (0 disables retries)."""
+    per_try_timeout: str | None = None
+    retry_on: str | None = None
+    retry_remote_localities: bool | None = None
+    retry_ignore_previous_hosts: bool | None = None
+    backoff: str | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        if self.attempts is not None and self.attempts < 0:
+            yield "attempts", f"must be 0 or more, got {self.attempts}"
+        yield from _duration(self.per_try_timeout, "perTryTimeout", 0.001)
+        yield from _duration(self.backoff, "backoff", 0.001)
+        for policy in (self.retry_on or "").split(","):
+            policy = policy.strip()
+            if not policy:
+                continue
+            if policy.isdigit():
+                problem = check_http_status(int(policy))
+                if problem:
+                    yield "retryOn", problem
+            elif policy not in RETRY_ON:
+                yield "retryOn", f"unknown retry policy {policy!r}; use HTTP status codes or {', '.join(RETRY_ON)}"
+
+    def retry_policies(self) -> list[str]:
+        return [p.strip() for p in (self.retry_on or "").split(",") if p.strip()]
+
+
+@dataclass(frozen=True)
+class Delay:
+    fixed_delay: str | None = None
+    percentage: Percent | None = None
+    percent: int | None = None
+    """Deprecated integer percentage (use percentage.value)."""
+    exponential_delay: str | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        if self.fixed_delay is None and self.exponential_delay is None:
+            yield "fixedDelay", "missing required field"
+        yield from _duration(self.fixed_delay, "fixedDelay", 0.001)
+        yield from _duration(self.exponential_delay, "exponentialDelay", 0.001)
+        if self.percent is not None:
+            problem = check_percent(self.percent, "percent")
+            if problem:
+                yield "percent", problem
+
+
+@dataclass(frozen=True)
+class Abort:
+    http_status: int | None = None
+    grpc_status: str | int | None = None
+    """A gRPC status name ("UNAVAILABLE") or number (14)."""
+    http2_error: str | None = None
+    percentage: Percent | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        given = [n for n, v in (("httpStatus", self.http_status), ("grpcStatus", self.grpc_status),
+                                ("http2Error", self.http2_error)) if v is not None]
+        if not given:
+            yield "httpStatus", "one of httpStatus, grpcStatus, http2Error is required"
+        elif len(given) > 1:
+            yield given[1], f"only one of httpStatus, grpcStatus, http2Error may be set (got {', '.join(given)})"
+        if self.http_status is not None:
+            problem = check_http_status(self.http_status)
+            if problem:
+                yield "httpStatus", problem
+        if isinstance(self.grpc_status, int) and not 0 <= self.grpc_status <= 16:
+            yield "grpcStatus", f"must be a gRPC code between 0 and 16, got {self.grpc_status}"
+        elif isinstance(self.grpc_status, str) and self.grpc_status not in GRPC_CODES:
+            yield "grpcStatus", f"must be one of {', '.join(GRPC_CODES)}; got {self.grpc_status!r}"
+
+    @property
+    def grpc_code(self) -> int | None:
+        if isinstance(self.grpc_status, str):
+            return GRPC_CODES.index(self.grpc_status)
+        return self.grpc_status
+
+
+@dataclass(frozen=True)
+class HTTPFaultInjection:
+    delay: Delay | None = None
+    abort: Abort | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        if self.delay is None and self.abort is None:
+            yield "delay", "a fault needs a delay or an abort"
+
+
+@dataclass(frozen=True)
+class HTTPMirrorPolicy:
+    destination: Destination
+    percentage: Percent | None = None
+
+
+@dataclass(frozen=True)
+class CorsPolicy:
+    allow_origins: tuple[StringMatch, ...] = ()
+    allow_origin: tuple[str, ...] = ()
+    """Deprecated exact origins (use allowOrigins)."""
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: str | None = None
+    allow_credentials: bool | None = None
+    unmatched_preflights: Literal["UNSPECIFIED", "FORWARD", "IGNORE"] | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        yield from _duration(self.max_age, "maxAge")
+
+
+@dataclass(frozen=True)
+class HTTPRoute:
+    """One rule of `spec.http` (Istio's HTTPRoute message; not the Gateway API kind)."""
+
+    name: str | None = None
+    match: tuple[HTTPMatchRequest, ...] = ()
+    route: tuple[HTTPRouteDestination, ...] = ()
+    redirect: HTTPRedirect | None = None
+    direct_response: HTTPDirectResponse | None = None
+    delegate: Delegate | None = None
+    rewrite: HTTPRewrite | None = None
+    timeout: str | None = None
+    retries: HTTPRetry | None = None
+    fault: HTTPFaultInjection | None = None
+    mirror: Destination | None = None
+    mirrors: tuple[HTTPMirrorPolicy, ...] = ()
+    mirror_percentage: Percent | None = None
+    mirror_percent: int | None = None
+    """Deprecated integer percentage (use mirrorPercentage)."""
+    cors_policy: CorsPolicy | None = None
+    headers: Headers | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        actions = [n for n, v in (("route", self.route), ("redirect", self.redirect),
+                                  ("directResponse", self.direct_response), ("delegate", self.delegate)) if v]
+        if not actions:
+            yield "route", "a rule needs a route, redirect, directResponse or delegate"
+        elif len(actions) > 1:
+            yield actions[1], f"only one of route, redirect, directResponse, delegate may be set (got {', '.join(actions)})"
+        if self.redirect is not None and self.rewrite is not None:
+            yield "rewrite", "rewrite cannot be combined with redirect"
+        if self.mirror is not None and self.mirrors:
+            yield "mirrors", "only one of mirror and mirrors may be set"
+        if self.mirror_percent is not None:
+            problem = check_percent(self.mirror_percent, "mirrorPercent")
+            if problem:
+                yield "mirrorPercent", problem
+        yield from _duration(self.timeout, "timeout")
+        yield from check_weights([d.weight for d in self.route], "route")
+
+    @property
+    def is_catch_all(self) -> bool:
+        return not self.match or any(m.is_catch_all for m in self.match)
+
+
+@dataclass(frozen=True)
+class TCPRoute:
+    match: tuple[L4MatchAttributes, ...] = ()
+    route: tuple[RouteDestination, ...] = ()
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        if not self.route:
+            yield "route", "at least one destination is required"
+        yield from check_weights([d.weight for d in self.route], "route")
+
+
+@dataclass(frozen=True)
+class TLSRoute:
+    match: tuple[TLSMatchAttributes, ...]
+    route: tuple[RouteDestination, ...] = ()
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        if not self.match:
+            yield "match", "a tls rule needs at least one match (with sniHosts)"
+        if not self.route:
+            yield "route", "at least one destination is required"
+        yield from check_weights([d.weight for d in self.route], "route")
+
+
+# === the kind ===
+
+@dataclass(frozen=True)
+class VirtualServiceSpec:
+    hosts: tuple[str, ...] = ()
+    gateways: tuple[str, ...] = ()
+    http: tuple[HTTPRoute, ...] = ()
+    tls: tuple[TLSRoute, ...] = ()
+    tcp: tuple[TCPRoute, ...] = ()
+    export_to: tuple[str, ...] = ()
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        for i, host in enumerate(self.hosts):
+            problem = check_host(host)
+            if problem:
+                yield f"hosts[{i}]", problem
+        for i, gw in enumerate(self.gateways):
+            if not gw or gw.count("/") > 1 or gw.startswith("/") or gw.endswith("/"):
+                yield f"gateways[{i}]", f"invalid gateway {gw!r}: use 'name', 'namespace/name' or '{MESH_GATEWAY}'"
+        if not self.hosts:
+            yield "hosts", ("missing: a VirtualService needs at least one host, the services its rules apply "
+                            "to (e.g. hosts: [myapp]); delegate VirtualServices without hosts are not supported")
+        if not (self.http or self.tls or self.tcp):
+            yield "http", "a VirtualService needs at least one http, tls or tcp rule"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VirtualService(Resource):
+    api_version: ClassVar[str] = "networking.istio.io/v1"
+    kind: ClassVar[str] = "VirtualService"
+
+    spec: VirtualServiceSpec
+    status: Any = None
