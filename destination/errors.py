@@ -2,7 +2,8 @@
 
     DestinationError
      ├── InvalidPath      malformed `path`            -> INVALID_ARGUMENT
-     └── StreamOverflow   a client did not keep up    -> RESOURCE_EXHAUSTED
+     ├── StreamOverflow   a client did not keep up    -> RESOURCE_EXHAUSTED
+     └── InvalidRule      a bad traffic resource      -> resource skipped, logged
 """
 from __future__ import annotations
 
@@ -17,3 +18,10 @@ class InvalidPath(DestinationError):
 
 class StreamOverflow(DestinationError):
     pass
+
+
+class InvalidRule(DestinationError):
+    """A traffic resource (VirtualService, DestinationRule, ...) holds a value that cannot be translated.
+
+    Never reaches a client: the profile builder skips the resource and logs why.
+    """

@@ -81,6 +81,12 @@ class EndpointIndex:
             return None
         raise TypeError(f"unknown target {target!r}")
 
+    def service(self, namespace: str, name: str) -> Any | None:
+        return self._services.get((namespace, name))
+
+    def pod(self, namespace: str, name: str) -> Any | None:
+        return self._pods.get((namespace, name))
+
     def service_by_ip(self, ip: str) -> Any | None:
         for service in self._services.values():
             if service.spec.cluster_ip == ip:

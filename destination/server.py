@@ -1,5 +1,9 @@
 """The Destination gRPC service: `Get` streams endpoints, `GetProfile` route configuration.
 
+`GetProfile` streams the target's profile at once and a new one whenever a
+relevant resource changes; its listener keeps only the latest unsent
+profile (profile_watcher.LatestProfile), so it needs no overflow handling.
+
 Each `Get` stream subscribes a `StreamListener` to the watcher. The listener
 is synchronous and never blocks: it converts updates to protobuf and
 `put_nowait`s them into the stream's bounded queue. When that queue is full
@@ -23,7 +27,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .address import AddressSet
 from .errors import InvalidPath, StreamOverflow
-from .targets import IpTarget, ServiceTarget, Target, parse_path
+from .lookup import CallerRef
+from .profile_watcher import LatestProfile, ProfileWatcher
+from .targets import Target, parse_path
 from .translator import add_update, no_endpoints_update, remove_update
 from .watcher import EndpointsWatcher
 
@@ -66,8 +72,8 @@ class StreamListener:
     def remove(self, addresses: AddressSet) -> None:
         self._put(remove_update(addresses))
 
-    def no_endpoints(self, exists: bool) -> None:
-        self._put(no_endpoints_update(exists))
+    def no_endpoints(self, exists: bool, blocked: bool = False) -> None:
+        self._put(no_endpoints_update(exists, blocked))
 
     def _put(self, update: pb.Update) -> None:
         if self.overflowed.is_set():
@@ -88,10 +94,12 @@ class DestinationService(pb.DestinationBase):
         queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
         cluster_domain: str = "cluster.local",
         overflow_grace: float = 1.0,
+        profiles: ProfileWatcher | None = None,
     ) -> None:
         if queue_capacity < 1:
             raise ValueError(f"stream queue capacity must be at least 1, got {queue_capacity}")
         self._watcher = watcher
+        self._profiles = profiles or ProfileWatcher(watcher, log)
         self._metrics = metrics
         self._log = log.bind(component="destination-server")
         self._capacity = queue_capacity
@@ -122,9 +130,10 @@ class DestinationService(pb.DestinationBase):
         if message is None:
             raise GRPCError(Status.INVALID_ARGUMENT, "no GetDestination message received")
         target = self._parse(message)
+        caller = _caller(message)
         listener = StreamListener(self._capacity)
         log = self._log.bind(target=str(target), peer=_peer(stream))
-        self._watcher.subscribe(target, listener)
+        self._watcher.subscribe(target, listener, caller)
         self._metrics.streams.inc()
         log.debug("get.started")
         try:
@@ -136,7 +145,7 @@ class DestinationService(pb.DestinationBase):
                 Status.RESOURCE_EXHAUSTED, f"client did not keep up with updates (queue of {self._capacity} full); re-subscribe"
             ) from None
         finally:
-            self._watcher.unsubscribe(target, listener)
+            self._watcher.unsubscribe(target, listener, caller)
             self._metrics.streams.dec()
             log.debug("get.ended")
 
@@ -168,19 +177,22 @@ class DestinationService(pb.DestinationBase):
 
     async def get_profile(self, message: pb.GetDestination) -> AsyncIterator[pb.DestinationProfile]:
         target = self._parse(message)
-        yield pb.DestinationProfile(fully_qualified_name=self._fqdn(target))
-        # Routes arrive later (issue 3); keep the stream open until the client leaves.
-        await asyncio.Event().wait()
+        listener = LatestProfile()
+        self._profiles.subscribe(target, _caller(message), listener)
+        self._log.debug("profile.started", target=str(target))
+        try:
+            while True:
+                yield await listener.queue.get()
+        finally:
+            self._profiles.unsubscribe(listener)
+            self._log.debug("profile.ended", target=str(target))
 
-    def _fqdn(self, target: Target) -> str:
-        if isinstance(target, ServiceTarget):
-            return f"{target.name}.{target.namespace}.svc.{self._cluster_domain}"
-        if isinstance(target, IpTarget):
-            service = self._watcher.index.service_by_ip(target.ip)
-            if service is not None:
-                ns = service.metadata.namespace or "default"
-                return f"{service.metadata.name}.{ns}.svc.{self._cluster_domain}"
-        return ""
+
+def _caller(message: pb.GetDestination) -> CallerRef:
+    context = message.context
+    if context is None:
+        return CallerRef()
+    return CallerRef(namespace=context.namespace, pod=context.pod, labels=tuple(sorted(context.labels.items())))
 
 
 def _peer(stream: object) -> str:

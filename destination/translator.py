@@ -29,6 +29,7 @@ def weighted_addr(address: Address) -> pb.WeightedAddr:
         weight=address.weight,
         metric_labels={k: v for k, v in labels.items() if v},
         tls_identity=tls,
+        labels=dict(address.labels),
     )
 
 
@@ -45,5 +46,5 @@ def remove_update(addresses: AddressSet) -> pb.Update:
     return pb.Update(remove=pb.AddrSet(addrs=[pb.TcpAddress(ip=a.ip, port=a.port) for a in addresses.sorted()]))
 
 
-def no_endpoints_update(exists: bool) -> pb.Update:
-    return pb.Update(no_endpoints=pb.NoEndpoints(exists=exists))
+def no_endpoints_update(exists: bool, blocked: bool = False) -> pb.Update:
+    return pb.Update(no_endpoints=pb.NoEndpoints(exists=exists, blocked=blocked))

@@ -1,9 +1,14 @@
 """Watcher -> publisher -> listener: endpoints of each subscribed target, snapshot then diffs.
 
-`EndpointsWatcher.run(store)` lists Services and Pods, then follows the store's
-watch; on any watch error (including `Gone`) it relists with backoff, and the
-publishers send only what changed. Listeners are synchronous and must not
-block: they only enqueue (see server.py).
+`EndpointsWatcher.run(store)` lists Services, Pods and the traffic resources
+(ServiceEntry, Sidecar, MeshConfig, VirtualService, ... : `rules.RULE_KINDS`,
+those the store knows), then follows the store's watch; on any watch error
+(including `Gone`) it relists with backoff, and the publishers send only what
+changed. Listeners are synchronous and must not block: they only enqueue
+(see server.py). Publishers are per (target, caller): a ServiceEntry, the
+caller's Sidecar scope and the outbound traffic policy decide what a target
+is for that caller (`lookup.py`). Other views of the same data (profiles)
+hook into `on_publish`.
 """
 from __future__ import annotations
 
@@ -15,14 +20,29 @@ from typing import Any, Protocol
 import structlog
 
 from .address import AddressSet
-from .index import KINDS, POD, SERVICE, EndpointIndex
+from .dns import DnsCache
+from .hosts import DEFAULT_DOMAIN
+from .index import POD, SERVICE, EndpointIndex
+from .lookup import CallerRef, blocked, entry_endpoints, identify
+from .rules import RULE_KINDS, SERVICE_ENTRY, RuleIndex
 from .targets import Target
+from .values import attr, items
 
 
 class Listener(Protocol):
     def add(self, addresses: AddressSet) -> None: ...
     def remove(self, addresses: AddressSet) -> None: ...
-    def no_endpoints(self, exists: bool) -> None: ...
+    def no_endpoints(self, exists: bool, blocked: bool = False) -> None: ...
+
+
+class Blocked:
+    """State of a target the caller may not reach (REGISTRY_ONLY and not in its registry)."""
+
+    def __repr__(self) -> str:
+        return "BLOCKED"
+
+
+BLOCKED = Blocked()
 
 
 # === updates: what a publisher tells its listeners ===
@@ -40,16 +60,21 @@ class Remove:
 @dataclass(frozen=True)
 class NoEndpoints:
     exists: bool
+    blocked: bool = False
 
 
 Update = Add | Remove | NoEndpoints
-State = AddressSet | None
-"""Endpoints of a target; None = not a mesh service (the target does not exist)."""
+State = AddressSet | None | Blocked
+"""Endpoints of a target; None = not a mesh service (pass through); BLOCKED = not reachable for the caller."""
+
+
+def _kind(state: State) -> int:
+    return 0 if isinstance(state, AddressSet) else 1 if state is None else 2
 
 
 def snapshot(state: State) -> Update:
-    if state is None:
-        return NoEndpoints(exists=False)
+    if not isinstance(state, AddressSet):
+        return NoEndpoints(exists=False, blocked=state is BLOCKED)
     if not state:
         return NoEndpoints(exists=True)
     return Add(state)
@@ -57,15 +82,16 @@ def snapshot(state: State) -> Update:
 
 def transition(old: State, new: State) -> list[Update]:
     """The updates that take a listener from `old` to `new` (pure)."""
-    old_set, new_set = old or AddressSet(), new or AddressSet()
+    old_set = old if isinstance(old, AddressSet) else AddressSet()
+    new_set = new if isinstance(new, AddressSet) else AddressSet()
     added, removed = old_set.diff(new_set)
     updates: list[Update] = []
     if removed:
         updates.append(Remove(removed))
     if added:
         updates.append(Add(added))
-    if not new_set and (bool(old_set) or (old is None) != (new is None)):
-        updates.append(NoEndpoints(exists=new is not None))
+    if not new_set and (bool(old_set) or _kind(old) != _kind(new)):
+        updates.append(NoEndpoints(exists=isinstance(new, AddressSet), blocked=new is BLOCKED))
     return updates
 
 
@@ -74,6 +100,8 @@ def deliver(listener: Listener, update: Update) -> None:
         listener.add(update.addresses)
     elif isinstance(update, Remove):
         listener.remove(update.addresses)
+    elif update.blocked:
+        listener.no_endpoints(update.exists, blocked=True)
     else:
         listener.no_endpoints(update.exists)
 
@@ -81,23 +109,29 @@ def deliver(listener: Listener, update: Update) -> None:
 class _Publisher:
     """One target's current state and its listeners."""
 
-    def __init__(self, target: Target, state: State) -> None:
+    def __init__(self, target: Target, caller: CallerRef, state: State) -> None:
         self.target = target
+        self.caller = caller
         self.state = state
         self.listeners: list[Listener] = []
 
     def __repr__(self) -> str:
-        n = "missing" if self.state is None else len(self.state)
+        n = len(self.state) if isinstance(self.state, AddressSet) else repr(self.state)
         return f"<Publisher {self.target} endpoints={n} listeners={len(self.listeners)}>"
 
 
 class EndpointsWatcher:
-    def __init__(self, *, trust_domain: str, log: structlog.stdlib.BoundLogger) -> None:
+    def __init__(self, *, trust_domain: str, log: structlog.stdlib.BoundLogger,
+                 cluster_domain: str = DEFAULT_DOMAIN, dns: DnsCache | None = None) -> None:
         self.index = EndpointIndex(trust_domain)
-        self._publishers: dict[Target, _Publisher] = {}
+        self.rules = RuleIndex(cluster_domain)
+        self._publishers: dict[tuple[Target, CallerRef], _Publisher] = {}
         self._log = log.bind(component="endpoints-watcher")
         self._synced = asyncio.Event()
         self._publish_scheduled = False
+        self.dns = dns or DnsCache(on_change=self._schedule_publish, log=log)
+        self.on_publish: list[Callable[[], None]] = []
+        """Called after every publish (the profile watcher recomputes its streams)."""
 
     @property
     def ready(self) -> bool:
@@ -112,16 +146,27 @@ class EndpointsWatcher:
 
     # === subscriptions ===
 
-    def subscribe(self, target: Target, listener: Listener) -> None:
+    def resolve(self, target: Target, caller: CallerRef = CallerRef()) -> State:
+        """Endpoints of `target` as `caller` sees it (pure over the indexes and the DNS cache)."""
+        found = identify(target, caller, self.index, self.rules, self.dns.lookup)
+        if found.kind in ("service", "pod"):
+            return self.index.resolve(target)
+        if found.kind == "entry":
+            return entry_endpoints(found, self.dns.lookup)
+        return BLOCKED if blocked(caller, found.labels, self.rules) else None
+
+    def subscribe(self, target: Target, listener: Listener, caller: CallerRef = CallerRef()) -> None:
         """Send `listener` the current snapshot of `target` at once, then diffs."""
-        publisher = self._publishers.get(target)
+        key = (target, caller)
+        publisher = self._publishers.get(key)
         if publisher is None:
-            publisher = self._publishers[target] = _Publisher(target, self.index.resolve(target))
+            publisher = self._publishers[key] = _Publisher(target, caller, self.resolve(target, caller))
         publisher.listeners.append(listener)
         self._deliver(listener, snapshot(publisher.state))
 
-    def unsubscribe(self, target: Target, listener: Listener) -> None:
-        publisher = self._publishers.get(target)
+    def unsubscribe(self, target: Target, listener: Listener, caller: CallerRef = CallerRef()) -> None:
+        key = (target, caller)
+        publisher = self._publishers.get(key)
         if publisher is None:
             return
         try:
@@ -129,21 +174,24 @@ class EndpointsWatcher:
         except ValueError:
             pass
         if not publisher.listeners:
-            del self._publishers[target]
+            del self._publishers[key]
 
     # === changes ===
 
-    def load(self, services: list[Any], pods: list[Any]) -> None:
+    def load(self, services: list[Any], pods: list[Any], rules: dict[str, list[Any]] | None = None) -> None:
         """Replace everything (initial list or relist) and publish the differences."""
         self.index.replace(services, pods)
+        for kind in RULE_KINDS:
+            self.rules.replace(kind, (rules or {}).get(kind, ()))
         self.publish()
 
     def apply(self, event_type: str, resource: Any) -> None:
         """Record one change; call `publish()` (or let `run` schedule it) to tell listeners."""
+        target: Any = self.rules if resource.kind in RULE_KINDS else self.index
         if event_type == "DELETED":
-            self.index.delete(resource)
+            target.delete(resource)
         else:
-            self.index.upsert(resource)
+            target.upsert(resource)
 
     def _schedule_publish(self) -> None:
         # The store hands over a batch of events without yielding to the loop:
@@ -158,13 +206,29 @@ class EndpointsWatcher:
         self._republish()
 
     def _republish(self) -> None:
+        self._want_dns()
         for publisher in list(self._publishers.values()):
-            new = self.index.resolve(publisher.target)
+            new = self.resolve(publisher.target, publisher.caller)
             updates = transition(publisher.state, new)
             publisher.state = new
             for update in updates:
                 for listener in list(publisher.listeners):
                     self._deliver(listener, update)
+        for hook in list(self.on_publish):
+            try:
+                hook()
+            except Exception as e:  # noqa: BLE001 - a broken view must not stop endpoint updates
+                self._log.error("publish_hook.failed", hook=repr(hook), error=repr(e))
+
+    def _want_dns(self) -> None:
+        """Keep every DNS ServiceEntry name resolved, so connections by IP find their entry."""
+        for se in self.rules.all(SERVICE_ENTRY):
+            if not str(attr(se.spec, "resolution", default="")).upper().startswith("DNS"):
+                continue
+            names = [attr(e, "address") for e in items(se.spec, "endpoints")] or list(items(se.spec, "hosts"))
+            for name in names:
+                if name and not str(name).startswith("*"):
+                    self.dns.lookup(str(name))
 
     def _deliver(self, listener: Listener, update: Update) -> None:
         try:
@@ -183,12 +247,20 @@ class EndpointsWatcher:
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         """List, then watch; relist with exponential backoff on any watch error. Runs until cancelled."""
+        dns = asyncio.create_task(self.dns.run(), name="dns-cache")
+        try:
+            await self._follow(store, backoff, max_backoff, sleep)
+        finally:
+            dns.cancel()
+            await asyncio.gather(dns, return_exceptions=True)
+
+    async def _follow(self, store: Any, backoff: float, max_backoff: float, sleep: Callable[[float], Any]) -> None:
         delay = backoff
         while True:
             try:
                 listed = await self._relist(store)
                 delay = backoff
-                async for event in store.watch(set(KINDS), since=min(listed.values())):
+                async for event in store.watch(set(listed), since=min(listed.values())):
                     kind = event.resource.kind
                     # Watching from the older list's version replays changes the
                     # newer list already holds: skip those.
@@ -206,8 +278,21 @@ class EndpointsWatcher:
     async def _relist(self, store: Any) -> dict[str, int]:
         services, rv_services = await store.list(SERVICE)
         pods, rv_pods = await store.list(POD)
-        self.load(list(services), list(pods))
+        versions = {SERVICE: rv_services, POD: rv_pods}
+        rules: dict[str, list[Any]] = {}
+        for kind in rule_kinds(store):
+            listed, versions[kind] = await store.list(kind)
+            rules[kind] = list(listed)
+        self.load(list(services), list(pods), rules)
         if not self.ready:
-            self._log.info("watcher.ready", services=len(services), pods=len(pods))
+            self._log.info("watcher.ready", services=len(services), pods=len(pods),
+                           rules={k: len(v) for k, v in rules.items() if v})
         self._synced.set()
-        return {SERVICE: rv_services, POD: rv_pods}
+        return versions
+
+
+def rule_kinds(store: Any) -> list[str]:
+    """The traffic kinds this store knows (a store without a registry: none)."""
+    registry = getattr(store, "registry", None)
+    known = set(registry.kinds()) if registry is not None else set()
+    return [kind for kind in RULE_KINDS if kind in known]

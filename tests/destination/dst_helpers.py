@@ -57,8 +57,8 @@ class Recorder:
     def remove(self, addresses) -> None:
         self.events.append(("remove", sorted(f"{a.ip}:{a.port}" for a in addresses.addresses.values())))
 
-    def no_endpoints(self, exists: bool) -> None:
-        self.events.append(("none", exists))
+    def no_endpoints(self, exists: bool, blocked: bool = False) -> None:
+        self.events.append(("blocked", exists) if blocked else ("none", exists))
 
     def take(self) -> list[tuple]:
         out, self.events = self.events, []
