@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "logs": "meshlet.controller.cli.logs:logs",
     "exec": "meshlet.controller.cli.exec:exec_",
     "check": "meshlet.controller.cli.check:check",
+    "analyze": "meshlet.controller.cli.analyze:analyze",
     "proxy-config": "meshlet.controller.cli.proxy_config:proxy_config",
 }
 

@@ -1,0 +1,1 @@
+"""`meshlet analyze`: Istio-style checks over the store's resources plus manifests (see `run.analyze`)."""
