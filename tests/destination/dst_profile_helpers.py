@@ -12,14 +12,19 @@ from meshlet.destination.targets import parse_path
 TD = "cluster.local"
 
 
-def resources(text: str, namespace: str = "shop") -> list:
-    """Resources from YAML, in the namespace given (unless set), created one second apart in document order."""
+def manifests(text: str, namespace: str = "shop") -> list:
+    """Resources from YAML as `meshlet apply -n <namespace>` reads them (a namespace set in a document wins)."""
     docs = [d for d in yaml.safe_load_all(text) if d]
     for doc in docs:
         if doc.get("kind") != "MeshConfig":
             doc.setdefault("metadata", {}).setdefault("namespace", namespace)
+    return load_text(yaml.safe_dump_all(docs))
+
+
+def resources(text: str, namespace: str = "shop") -> list:
+    """`manifests` as if stored: created one second apart in document order."""
     out = []
-    for i, r in enumerate(load_text(yaml.safe_dump_all(docs))):
+    for i, r in enumerate(manifests(text, namespace)):
         out.append(r.with_meta(creation_timestamp=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z", resource_version=i + 1))
     return out
 

@@ -1,0 +1,168 @@
+"""Real path: `python -m meshlet.destination` on a real SqliteStore, GetProfile and Get over real gRPC.
+
+Resources are written to the store as `meshlet apply` does; the tests wait for what must arrive
+(never for a time).
+"""
+import asyncio
+import time
+
+import betterproto2
+import pytest
+from cp_process import Proc
+from dst_helpers import pod, service
+from dst_profile_helpers import manifests as resources
+from grpclib.client import Channel
+from meshlet.api import destination_pb as pb
+from meshlet.controller.model import Namespace, ObjectMeta
+from meshlet.controller.store import SqliteStore
+
+WAIT = 30.0
+
+VS = """
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: reviews-route}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"""
+
+EVERYONE_V2 = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-route}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews, subset: v2}}]}]
+"""
+
+SE = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{number: 443, name: https, protocol: TLS}]
+  endpoints:
+  - {address: 203.0.113.10, labels: {zone: a}}
+  - {address: 203.0.113.11, ports: {https: 8443}}
+"""
+
+REGISTRY_ONLY = """
+apiVersion: meshlet.io/v1alpha1
+kind: MeshConfig
+metadata: {name: default}
+spec:
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+"""
+
+
+@pytest.fixture
+async def mesh(tmp_path):
+    store = SqliteStore(tmp_path / "store.db")
+    await store.apply([Namespace(metadata=ObjectMeta(name="shop"))])
+    proc = Proc("meshlet.destination", ["--state-dir", str(tmp_path)], tmp_path / "destination.log")
+    try:
+        await proc.wait_ready()
+        channel = Channel("127.0.0.1", proc.port)
+        try:
+            yield proc, store, pb.DestinationStub(channel)
+        finally:
+            channel.close()
+    finally:
+        await store.close()
+        assert proc.stop() == 0, proc.output()
+
+
+async def until(stream, predicate, what):
+    """Read messages until one satisfies `predicate` (changes reach the service a poll or two later)."""
+    seen = []
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        msg = await asyncio.wait_for(stream.__anext__(), WAIT)
+        if predicate(msg):
+            return msg
+        seen.append(msg)
+    raise AssertionError(f"never got {what}; got {seen}")
+
+
+def subsets(profile):
+    return [b.subset for r in profile.routes for b in r.backends]
+
+
+async def test_profile_stream_follows_virtual_service_changes(mesh):
+    proc, store, stub = mesh
+    await store.apply([service("reviews", port=9080, cluster_ip="198.19.0.9"),
+                       pod("reviews-v1", "198.18.0.21", app="reviews", labels={"version": "v1"})])
+    stream = stub.get_profile(pb.GetDestination(path="reviews:9080", context=pb.CallerContext(namespace="shop")),
+                              timeout=120)
+    first = await until(stream, lambda p: p.fully_qualified_name == "reviews.shop.svc.cluster.local", "the service")
+    assert [r.name for r in first.routes] == ["default"] and first.routes[0].retry.attempts == 2
+
+    await store.apply(resources(VS))
+    routed = await until(stream, lambda p: len(p.routes) == 2, "the VirtualService's routes")
+    assert subsets(routed) == ["v2", "v1"]
+    assert [dict(b.subset_labels) for r in routed.routes for b in r.backends] == [{"version": "v2"}, {"version": "v1"}]
+    assert [s.name for s in routed.subsets] == ["v1", "v2"]
+
+    # change the rule: everyone to v2
+    await store.apply(resources(EVERYONE_V2))
+    changed = await until(stream, lambda p: len(p.routes) == 1 and subsets(p) == ["v2"], "the changed rule")
+    assert changed.routes[0].matches == []
+
+    # the same profile by VIP, then the rule deleted: back to the default route
+    by_vip = stub.get_profile(pb.GetDestination(path="198.19.0.9:9080", context=pb.CallerContext(namespace="shop")),
+                              timeout=120)
+    assert subsets(await until(by_vip, lambda p: bool(p.routes), "a profile by VIP")) == ["v2"]
+    await by_vip.aclose()
+    await store.delete("VirtualService", "shop", "reviews-route")
+    await until(stream, lambda p: [r.name for r in p.routes] == ["default"], "the default route again")
+    await stream.aclose()
+    assert "profile.failed" not in proc.output()
+
+
+def endpoints(update):
+    name, value = betterproto2.which_one_of(update, "update")
+    if name == "no_endpoints":
+        return ("blocked" if value.blocked else "none", value.exists)
+    return name, sorted((a.addr.ip, a.addr.port, tuple(sorted(a.labels.items())), a.tls_identity is None)
+                        for a in value.addrs)
+
+
+async def test_service_entry_endpoints_and_registry_only(mesh):
+    _, store, stub = mesh
+    ctx = pb.CallerContext(namespace="shop")
+    await store.apply(resources(REGISTRY_ONLY))
+    unknown = stub.get(pb.GetDestination(path="api.example.com:443", context=ctx), timeout=120)
+    assert endpoints(await until(unknown, lambda u: endpoints(u)[0] == "blocked", "blocked")) == ("blocked", False)
+
+    await store.apply(resources(SE))
+    added = await until(unknown, lambda u: endpoints(u)[0] == "add", "the entry's endpoints")
+    assert endpoints(added) == ("add", [("203.0.113.10", 443, (("zone", "a"),), True),
+                                        ("203.0.113.11", 8443, (), True)])
+    await unknown.aclose()
+
+    # an unrelated host stays blocked; with ALLOW_ANY it passes through
+    other = stub.get(pb.GetDestination(path="other.example.com:443", context=ctx), timeout=120)
+    assert endpoints(await asyncio.wait_for(other.__anext__(), WAIT)) == ("blocked", False)
+    await store.delete("MeshConfig", None, "default")
+    assert endpoints(await until(other, lambda u: endpoints(u)[0] == "none", "pass through")) == ("none", False)
+    await other.aclose()
+
+    profile = await asyncio.wait_for(
+        stub.get_profile(pb.GetDestination(path="api.example.com:443", context=ctx), timeout=WAIT).__anext__(), WAIT)
+    assert profile.fully_qualified_name == "api.example.com" and profile.opaque_protocol
