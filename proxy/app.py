@@ -14,6 +14,8 @@ from .dataplane import DataPlane
 from .identity import IdentityManager
 from .metrics import ProxyMetrics
 from .origdst import accept_loop, listen
+from .mirror import Mirrors
+from .profiles import Profiles
 from .resolve import Resolver
 from .routing import InboundRouter, OutboundRouter
 
@@ -27,10 +29,12 @@ class Proxy:
         self.resolver = Resolver(cfg, self.metrics, log)
         self.connector = Connector(self.idm, cfg.connect_timeout)
         self.pools = Pools(self.connector, self.metrics, max_idle=cfg.pool_max_idle, idle_timeout=cfg.idle_timeout)
+        self.profiles = Profiles(cfg, log)
+        self.outbound = OutboundRouter(cfg, self.resolver, self.pools, self.metrics, profiles=self.profiles)
+        self.mirrors = self.outbound.mirrors = Mirrors(self.outbound.mirror_pool, log)
         self.dataplane = DataPlane(
             cfg, metrics=self.metrics, idm=self.idm, connector=self.connector, pools=self.pools, log=log,
-            outbound=OutboundRouter(cfg, self.resolver, self.pools, self.metrics),
-            inbound=InboundRouter(cfg, self.pools, self.metrics),
+            outbound=self.outbound, inbound=InboundRouter(cfg, self.pools, self.metrics),
         )
         self.listening = False
         self.stopping = asyncio.Event()
@@ -101,6 +105,8 @@ class Proxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.resolver.close()
+        await self.profiles.close()
+        await self.mirrors.close()
         self.pools.close()
         for server in self._servers:
             server.close()
@@ -135,6 +141,8 @@ class Proxy:
             "identity": {**(mat.dump() if mat is not None else {"uri": self.cfg.identity or None}),
                          "last_error": self.idm.last_error if self.idm is not None else ""},
             "destinations": self.resolver.snapshot(),
+            "profiles": self.profiles.snapshot(),
+            "mirror": {"sent": self.mirrors.sent, "dropped": self.mirrors.dropped, "inflight": self.mirrors.inflight},
         })
 
 

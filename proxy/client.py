@@ -87,6 +87,8 @@ class Upstream(asyncio.Protocol):
                 parts.append(ev.raw)  # type: ignore[union-attr]
             elif t is ResponseHead:
                 parts.append(sink.up_head(self, ev))  # type: ignore[arg-type]
+                if self.sink is not sink:  # the response is dropped (a retry): so is this connection
+                    return
             elif t is ResponseEnd:
                 if parts:
                     sink.up_data(self, parts[0] if len(parts) == 1 else b"".join(parts))

@@ -25,6 +25,8 @@ class ProxyConfig:
     pod: str = ""
     service_account: str = ""
     pod_ip: str = ""
+    pod_labels: tuple[tuple[str, str], ...] = ()
+    """The pod's labels (route sourceLabels, locality), from MESHLET_PROXY_POD_LABELS."""
     log_level: str = "info"
     ports: ProxyPorts = field(default_factory=ProxyPorts)
     bind_ip: str = "0.0.0.0"
@@ -78,6 +80,7 @@ class ProxyConfig:
             pod=get("MESHLET_PROXY_POD"),
             service_account=get("MESHLET_PROXY_SERVICE_ACCOUNT"),
             pod_ip=get("MESHLET_PROXY_POD_IP"),
+            pod_labels=parse_labels("MESHLET_PROXY_POD_LABELS", get("MESHLET_PROXY_POD_LABELS")),
             log_level=get("MESHLET_PROXY_LOG_LEVEL") or "info",
             **kwargs,  # type: ignore[arg-type]
         )
@@ -88,7 +91,7 @@ class ProxyConfig:
             "identity": self.identity, "token_file": self.token_file, "trust_anchors": self.trust_anchors,
             "destination_addr": _fmt(self.destination_addr), "identity_addr": _fmt(self.identity_addr),
             "namespace": self.namespace, "pod": self.pod, "service_account": self.service_account,
-            "pod_ip": self.pod_ip, "ports": {"outbound": self.ports.outbound, "inbound": self.ports.inbound,
+            "pod_ip": self.pod_ip, "pod_labels": dict(self.pod_labels), "ports": {"outbound": self.ports.outbound, "inbound": self.ports.inbound,
                                              "admin": self.ports.admin, "metrics": self.ports.metrics,
                                              "health": self.ports.health},
             "detect_timeout": self.detect_timeout, "connect_timeout": self.connect_timeout,
@@ -106,3 +109,28 @@ def parse_addr(name: str, value: str) -> tuple[str, int] | None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{name} must be host:port, got {value!r}")
     return host.strip("[]"), int(port)
+
+
+def parse_labels(name: str, value: str) -> tuple[tuple[str, str], ...]:
+    """A JSON object of strings (`{"app":"web","version":"v1"}`) or `k=v,k=v`."""
+    if not value:
+        return ()
+    if value.startswith("{"):
+        import json
+
+        try:
+            d = json.loads(value)
+        except ValueError as e:
+            raise ConfigError(f"{name}: invalid JSON: {e}") from None
+        if not isinstance(d, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in d.items()):
+            raise ConfigError(f"{name} must be a JSON object of strings, got {value!r}")
+        return tuple(sorted(d.items()))
+    out = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        k, sep, v = part.partition("=")
+        if not sep or not k.strip():
+            raise ConfigError(f"{name} must be k=v,k=v or a JSON object, got {value!r}")
+        out[k.strip()] = v.strip()
+    return tuple(sorted(out.items()))

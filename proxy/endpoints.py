@@ -20,7 +20,10 @@ class Endpoint:
     """Expected SPIFFE id of the endpoint's proxy; empty = plaintext."""
     server_name: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    """Metric labels."""
     hint: str = ""
+    pod_labels: tuple[tuple[str, str], ...] = ()
+    """Every label of the endpoint's pod (subsets, locality)."""
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -41,6 +44,7 @@ class Remove:
 @dataclass(frozen=True, slots=True)
 class NoEndpointsUpdate:
     exists: bool
+    blocked: bool = False
 
 
 Update = Add | Remove | NoEndpointsUpdate
@@ -54,6 +58,8 @@ class Kind(enum.Enum):
     """The service exists but has no ready endpoints."""
     PASSTHROUGH = "passthrough"
     """Not a mesh service: connect to the original destination."""
+    BLOCKED = "blocked"
+    """Not a mesh service and the outbound traffic policy forbids it: refuse."""
 
 
 class Balanced:
@@ -78,6 +84,7 @@ class EndpointState:
     labels: tuple[tuple[str, str], ...] = ()
     version: int = 0
     _list: list[Balanced] | None = None
+    _subsets: dict[tuple[tuple[str, str], ...], list[Balanced]] = field(default_factory=dict)
 
     def apply(self, update: Update, now: float, *, snapshot: bool = False) -> None:
         """Apply one update; `snapshot` marks the first message of a (re)connected stream,
@@ -104,14 +111,26 @@ class EndpointState:
                 self.kind = Kind.EMPTY
         elif isinstance(update, NoEndpointsUpdate):
             self.endpoints = {}
-            self.kind = Kind.EMPTY if update.exists else Kind.PASSTHROUGH
+            self.kind = Kind.EMPTY if update.exists else Kind.BLOCKED if update.blocked else Kind.PASSTHROUGH
         self.version += 1
         self._list = None
+        self._subsets.clear()
 
     def balanced(self) -> list[Balanced]:
         if self._list is None:
             self._list = list(self.endpoints.values())
         return self._list
+
+    def subset(self, labels: tuple[tuple[str, str], ...]) -> list[Balanced]:
+        """Endpoints whose pod carries every one of `labels` (cached until the next update)."""
+        if not labels:
+            return self.balanced()
+        got = self._subsets.get(labels)
+        if got is None:
+            got = self._subsets[labels] = [
+                b for b in self.endpoints.values()
+                if all(dict(b.endpoint.pod_labels).get(k) == v for k, v in labels)]
+        return got
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -120,6 +139,7 @@ class EndpointState:
             "endpoints": [
                 {"addr": f"{b.endpoint.ip}:{b.endpoint.port}", "weight": b.endpoint.weight,
                  "identity": b.endpoint.identity, "labels": dict(b.endpoint.labels),
+                 "pod_labels": dict(b.endpoint.pod_labels),
                  "ewma_ms": round(b.load.estimate * 1000, 3), "pending": b.load.pending}
                 for b in self.endpoints.values()
             ],

@@ -35,6 +35,18 @@ class LoopDetected(ProxyError):
     status = 502
 
 
+class Blocked(ProxyError):
+    status = 502
+
+
+class Overflow(ProxyError):
+    status = 503
+
+
+class Timeout(ProxyError):
+    status = 504
+
+
 class IdentityError(ProxyError):
     status = 503
 

@@ -94,6 +94,10 @@ class ProxyMetrics:
         self.destination_reconnects = Counter("destination_stream_reconnect_total",
                                               "Destination.Get streams re-established", ("namespace", "pod"),
                                               registry=r)
+        self.retries = Counter("retry_total", "Requests retried by route policy", ("authority", "namespace", "pod"),
+                               registry=r)
+        self.retries_skipped = Counter("retry_skipped_total", "Retries not made",
+                                       ("authority", "reason", "namespace", "pod"), registry=r)
         self._tcp: dict[tuple[str, ...], TcpMetrics] = {}
         self._routes: dict[tuple[str, ...], RouteMetrics] = {}
         r.register(_HotCollector(self))
@@ -118,6 +122,13 @@ class ProxyMetrics:
                 self._routes.clear()
             m = self._routes[labels] = RouteMetrics(labels)
         return m
+
+    def retry(self, authority: str, skipped: str = "") -> None:
+        """A retry made (`skipped` empty) or not made for a reason ("budget")."""
+        if skipped:
+            self.retries_skipped.labels(authority, skipped, self.namespace, self.pod).inc()
+        else:
+            self.retries.labels(authority, self.namespace, self.pod).inc()
 
     def handshake_failed(self, reason: str) -> None:
         self.handshake_failures.labels(reason, self.namespace, self.pod).inc()

@@ -250,6 +250,8 @@ class Profile:
     header_names: frozenset[str] = frozenset()
     """Header names some route looks at (the only ones collected per request)."""
     needs_query: bool = False
+    authorities: frozenset[str] = frozenset()
+    """Backend and mirror authorities of the routes (resolved before routing)."""
     routed: bool = False
     """The target has routes (maybe none for this caller): a request matching none gets 404."""
 
@@ -453,7 +455,7 @@ def compile_profile(m: Any, source_labels: Mapping[str, str], source_namespace: 
     budget = Budget()
     if m.retry_budget is not None:
         rb = m.retry_budget
-        budget = Budget(rb.retry_ratio if rb.retry_ratio > 0 else 0.2, int(rb.min_retries_per_second),
+        budget = Budget(max(float(rb.retry_ratio), 0.0), int(rb.min_retries_per_second),
                         rb.ttl_ms / 1000.0 if rb.ttl_ms else 10.0)
     policy = _policy(m.traffic_policy)
     subsets = tuple((s.name, tuple(sorted(s.labels.items())),
@@ -464,7 +466,9 @@ def compile_profile(m: Any, source_labels: Mapping[str, str], source_namespace: 
         names |= {"origin", "access-control-request-method"}
     return Profile(name=m.fully_qualified_name, routes=routes, budget=budget, policy=policy, subsets=subsets,
                    header_names=names, needs_query=any(rm.query_params for r in routes for rm in r.matches),
-                   routed=bool(m.routes))
+                   routed=bool(m.routes),
+                   authorities=frozenset(b.authority for r in routes for b in r.backends)
+                   | frozenset(r.mirror.backend.authority for r in routes if r.mirror is not None))
 
 
 def _merge(base: TrafficPolicy, over: TrafficPolicy) -> TrafficPolicy:
@@ -474,3 +478,28 @@ def _merge(base: TrafficPolicy, over: TrafficPolicy) -> TrafficPolicy:
         v = getattr(over, name)
         kw[name] = v if v != getattr(DEFAULT_POLICY, name) else getattr(base, name)
     return TrafficPolicy(**kw)
+
+
+def describe(p: Profile) -> dict[str, object]:
+    """The profile as JSON values (for /config_dump and `meshlet proxy-config`)."""
+    return {"name": p.name, "routed": p.routed, "routes": [_jsonable(r) for r in p.routes],
+            "retry_budget": _jsonable(p.budget), "traffic_policy": _jsonable(p.policy),
+            "subsets": [{"name": n, "labels": dict(labels), "traffic_policy": _jsonable(pol)}
+                        for n, labels, pol in p.subsets]}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, StrMatch):
+        return v.describe()
+    if hasattr(v, "__dataclass_fields__"):
+        return {k: _jsonable(getattr(v, k)) for k in v.__dataclass_fields__
+                if k != "cum_weights" and getattr(v, k) not in (None, (), "", frozenset())}
+    if isinstance(v, enum.Enum):
+        return v.name
+    if isinstance(v, re.Pattern):
+        return v.pattern
+    if isinstance(v, bytes):
+        return v.decode("latin-1")
+    if isinstance(v, (tuple, list, frozenset)):
+        return [_jsonable(x) for x in v]
+    return v

@@ -48,12 +48,13 @@ def from_proto(msg: Any) -> Update | None:
                 ip=wa.addr.ip, port=wa.addr.port, weight=wa.weight or 1,
                 identity=tls.uri if tls is not None else "", server_name=tls.server_name if tls is not None else "",
                 labels=labels_of(wa.metric_labels.items()), hint=wa.protocol_hint.name or "",
+                pod_labels=labels_of(wa.labels.items()),
             ))
         return Add(tuple(eps), labels_of(value.metric_labels.items()))
     if field == "remove":
         return Remove(tuple((a.ip, a.port) for a in value.addrs))
     if field == "no_endpoints":
-        return NoEndpointsUpdate(value.exists)
+        return NoEndpointsUpdate(value.exists, bool(value.blocked))
     return None
 
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from .errors import REASONS
 from .http1 import RequestHead
-from .profile import Backend, Cors, HeaderOps, MatchKind, Profile, Redirect, RequestMatch, Route
+from .profile import Backend, Cors, DirectResponse, HeaderOps, MatchKind, Profile, Redirect, RequestMatch, Route
 
 
 class RequestView:
@@ -173,6 +173,10 @@ def not_found(close: bool) -> bytes:
 def abort(status: int, close: bool) -> bytes:
     return response(status, error="fault injected", body=b"fault filter abort\n",
                     headers=(("content-type", "text/plain"),), close=close)
+
+
+def direct(d: DirectResponse, close: bool) -> bytes:
+    return response(d.status, body=d.body, close=close)
 
 
 def redirect(rd: Redirect, v: RequestView, match: RequestMatch | None, close: bool) -> bytes:

@@ -1,18 +1,26 @@
 """Routers: where an HTTP request or an opaque stream goes, outbound and inbound."""
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
+from functools import partial
 
+from . import routes as R
 from .balance import P2C
 from .client import Pool, Pools
+from .cluster import Cluster
 from .config import ProxyConfig
 from .endpoints import Endpoint, Kind
-from .errors import LoopDetected, NoEndpoints
+from .errors import Blocked, LoopDetected, NoEndpoints
+from .exchange import ConnCtx, Plan, Reply, Route
 from .http1 import RequestHead
 from .metrics import ProxyMetrics, RouteMetrics
+from .profile import DEFAULT_POLICY, NO_RETRY, Backend, LbPolicy, Profile, TlsMode
+from .profiles import ProfileTarget, Profiles
 from .resolve import Resolver, Target, normalize_authority, usable
-from .exchange import ConnCtx, Route
+
+BLOCKED = "blocked by outbound traffic policy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +42,21 @@ def _label(labels: tuple[tuple[str, str], ...], *keys: str) -> str:
 
 class OutboundRouter:
     def __init__(self, cfg: ProxyConfig, resolver: Resolver, pools: Pools, metrics: ProxyMetrics,
-                 p2c: P2C | None = None) -> None:
+                 p2c: P2C | None = None, profiles: Profiles | None = None, rng: random.Random | None = None,
+                 mirror: object = None) -> None:
         self.cfg = cfg
         self.resolver = resolver
         self.pools = pools
         self.metrics = metrics
         self.p2c = p2c or P2C()
+        self.profiles = profiles
+        self.rng = rng or random.Random()
+        self.mirrors = mirror
+        """`mirror.Mirrors` (fire-and-forget copies), None: no mirroring."""
+        self._clusters: dict[tuple[object, ...], Cluster] = {}
+        labels = dict(cfg.pod_labels)
+        self._zone = labels.get("topology.kubernetes.io/zone", "")
+        self._region = labels.get("topology.kubernetes.io/region", "")
         self._self_ports = (cfg.ports.outbound, cfg.ports.inbound)
         self._cache: dict[tuple[str, int, str, int], tuple[Pool, RouteMetrics]] = {}
         self._authorities: dict[tuple[bytes, int], str] = {}
@@ -58,18 +75,164 @@ class OutboundRouter:
                 return a
         return f"{ctx.orig_ip}:{ctx.orig_port}"
 
-    def route_now(self, head: RequestHead, ctx: ConnCtx) -> Route | None:
+    def route_now(self, head: RequestHead, ctx: ConnCtx) -> Route | Reply | None:
         authority = self.authority(head, ctx)
         t = self.resolver.get(authority)
         if not t.answered.is_set():
             return None
-        return self._pick(t, authority, ctx)
+        if self.profiles is None:
+            return self._pick(t, authority, ctx)
+        pt = self.profiles.get(authority)
+        if not pt.answered.is_set():
+            return None
+        prof = pt.profile
+        if not prof.routed and prof.policy is DEFAULT_POLICY:
+            return self._pick(t, authority, ctx)
+        for a in prof.authorities:
+            if not self.resolver.get(a).answered.is_set():
+                return None
+        return self._decide(t, pt, head, authority, ctx)
 
-    async def route(self, head: RequestHead, ctx: ConnCtx) -> Route:
+    async def route(self, head: RequestHead, ctx: ConnCtx) -> Route | Reply:
         authority = self.authority(head, ctx)
         t = self.resolver.get(authority)
         await t.wait(self.cfg.resolve_timeout)
-        return self._pick(t, authority, ctx)
+        if self.profiles is None:
+            return self._pick(t, authority, ctx)
+        pt = self.profiles.get(authority)
+        await pt.wait(self.cfg.resolve_timeout)
+        prof = pt.profile
+        if not prof.routed and prof.policy is DEFAULT_POLICY:
+            return self._pick(t, authority, ctx)
+        for a in prof.authorities:
+            await self.resolver.get(a).wait(self.cfg.resolve_timeout)
+        return self._decide(t, pt, head, authority, ctx)
+
+    # === route configuration ===
+
+    def _decide(self, t: Target, pt: ProfileTarget, head: RequestHead, authority: str, ctx: ConnCtx) -> Route | Reply:
+        prof = pt.profile
+        port = int(authority.rpartition(":")[2] or ctx.orig_port)
+        v = R.RequestView(head, authority, port, prof.header_names)
+        sel = R.select(prof, v) if prof.routed else None
+        rng = self.rng
+        if sel is None:
+            if prof.routed:
+                return self._reply(404, R.not_found, head, ctx)
+            return self._forward(prof, None, None, Backend(authority), t, head, v, authority, ctx)
+        spec, match = sel
+        if spec.cors is not None:
+            pre = R.cors_preflight(spec.cors, v, close=False)
+            if pre is not None:
+                return self._reply(200, partial(R.cors_preflight, spec.cors, v), head, ctx)
+        f = spec.fault
+        delay = 0.0
+        if f is not None:
+            if f.abort_status and f.abort_percent > 0 and rng.random() * 100.0 < f.abort_percent:
+                return self._reply(f.abort_status, partial(R.abort, f.abort_status), head, ctx)
+            if f.delay and f.delay_percent > 0 and rng.random() * 100.0 < f.delay_percent:
+                delay = f.delay
+        if spec.redirect is not None:
+            return self._reply(spec.redirect.status, partial(R.redirect, spec.redirect, v, match), head, ctx)
+        if spec.direct is not None:
+            d = spec.direct
+            return self._reply(d.status, partial(R.direct, d), head, ctx)
+        backend = R.choose_backend(spec, rng.random())
+        bt = t if backend.authority == authority else self.resolver.get(backend.authority)
+        route = self._forward(prof, spec, match, backend, bt, head, v, authority, ctx)
+        plan = route.plan
+        assert plan is not None
+        plan.delay = delay
+        if spec.mirror is not None and self.mirrors is not None and \
+                (spec.mirror.percent >= 100.0 or rng.random() * 100.0 < spec.mirror.percent):
+            plan.mirror = spec.mirror
+        ops = tuple(o for o in (spec.response_ops, backend.response_ops) if o)
+        if spec.cors is not None:
+            origin = R.cors_origin(spec.cors, v)
+            if origin is not None:
+                ops += (R.cors_response_ops(spec.cors, origin),)
+        plan.resp_ops = ops
+        return route
+
+    def _reply(self, status: int, make: object, head: RequestHead, ctx: ConnCtx) -> Reply:
+        return Reply(status, make, self.error_metrics(head, ctx))  # type: ignore[arg-type]
+
+    def _forward(self, prof: Profile, spec: object, match: object, backend: Backend, bt: Target,
+                 head: RequestHead, v: R.RequestView, authority: str, ctx: ConnCtx) -> Route:
+        bprof = prof if bt.path == authority or self.profiles is None else self.profiles.get(bt.path).profile
+        policy = bprof.policy_for(backend.subset)
+        subset = backend.subset_labels or (bprof.subset_labels(backend.subset) if backend.subset else ())
+        key = (bt.path, subset)
+        cluster = self._clusters.get(key)
+        if cluster is None or cluster.policy != policy:
+            if len(self._clusters) > 4096:
+                self._clusters.clear()
+            cluster = self._clusters[key] = Cluster(policy, prof.budget, self.p2c, self.rng, time.monotonic(),
+                                                    self._zone, self._region)
+        up_head = R.upstream_head(head, spec, match, backend, v) if spec is not None else head  # type: ignore[arg-type]
+        plan = Plan(spec, up_head, cluster, bt, subset, authority,  # type: ignore[arg-type]
+                    spec.retry if spec is not None else NO_RETRY)  # type: ignore[attr-defined]
+        hk = policy.hash_key
+        if hk is not None and policy.lb is LbPolicy.CONSISTENT_HASH:
+            plan.hash_key = _hash_key(hk, v, self.cfg.pod_ip)
+        return self.endpoint_route(plan, ctx)
+
+    def endpoint_route(self, plan: Plan, ctx: ConnCtx) -> Route:
+        """An endpoint of the plan's cluster (the first try or a retry)."""
+        bt = plan.target
+        kind = usable(bt)
+        m = self.metrics
+        cluster = plan.cluster
+        if kind is Kind.ENDPOINTS and cluster.policy.lb is not LbPolicy.PASSTHROUGH:
+            items = bt.state.subset(plan.subset)
+            if not items:
+                raise NoEndpoints(f"service {bt.path} has no ready endpoints in the subset {dict(plan.subset)}")
+            b = cluster.choose(items, time.monotonic(), plan.hash_key)
+            ep = b.endpoint
+            plan.addr = ep.addr
+            tls_off = cluster.policy.tls.mode is TlsMode.DISABLE
+            key = (plan.authority, bt.path, tls_off, bt.state.version, ep.ip, ep.port)
+            cached = self._cache.get(key)
+            if cached is None:
+                svc = _label(bt.state.labels, "dst_service", "service")
+                ns = _label(bt.state.labels, "dst_namespace", "namespace")
+                ip, port, identity, server_name = self._dial(ep)
+                if tls_off:
+                    identity = server_name = ""
+                labels = m.base("outbound", authority=plan.authority, tls=bool(identity), server_id=identity,
+                                dst_service=svc, dst_namespace=ns)
+                if len(self._cache) > 10000:
+                    self._cache.clear()
+                cached = self._cache[key] = (self._pool(ip, port, identity, server_name, svc, ns), m.route(labels))
+            return Route(cached[0], cached[1], b.load, plan)
+        if kind is Kind.EMPTY:
+            raise NoEndpoints(f"service {bt.path} has no ready endpoints")
+        if kind is Kind.BLOCKED:
+            raise Blocked(BLOCKED)
+        self._check_loop(ctx)
+        plan.addr = (ctx.orig_ip, ctx.orig_port)
+        pool = self._pool(ctx.orig_ip, ctx.orig_port, "", "", "", "")
+        return Route(pool, m.route(m.base("outbound", authority=plan.authority)), None, plan)
+
+    def mirror_pool(self, mirror: object) -> Pool | None:
+        """A pool to an endpoint of the mirror backend (None when it has none now)."""
+        backend = mirror.backend  # type: ignore[attr-defined]
+        bt = self.resolver.get(backend.authority)
+        if usable(bt) is not Kind.ENDPOINTS:
+            return None
+        subset = backend.subset_labels
+        if not subset and backend.subset and self.profiles is not None:
+            subset = self.profiles.get(backend.authority).profile.subset_labels(backend.subset)
+        items = bt.state.subset(subset)
+        if not items:
+            return None
+        ep = self.p2c.choose(items, time.monotonic()).endpoint
+        ip, port, identity, server_name = self._dial(ep)
+        return self._pool(ip, port, identity, server_name, _label(bt.state.labels, "dst_service", "service"),
+                          _label(bt.state.labels, "dst_namespace", "namespace"))
+
+    def count_retry(self, authority: str, what: str) -> None:
+        self.metrics.retry(authority, what)
 
     def error_metrics(self, head: RequestHead | None, ctx: ConnCtx) -> RouteMetrics:
         return self.metrics.route(self.metrics.base("outbound", authority=self.authority(head, ctx)))
@@ -94,6 +257,8 @@ class OutboundRouter:
             return Route(cached[0], cached[1], b.load)
         if kind is Kind.EMPTY:
             raise NoEndpoints(f"service {authority} has no ready endpoints")
+        if kind is Kind.BLOCKED:
+            raise Blocked(BLOCKED)
         self._check_loop(ctx)
         pool = self._pool(ctx.orig_ip, ctx.orig_port, "", "", "", "")
         return Route(pool, m.route(m.base("outbound", authority=authority)), None)
@@ -129,8 +294,33 @@ class OutboundRouter:
             return TcpRoute(ip, port, identity, server_name, labels)
         if kind is Kind.EMPTY:
             raise NoEndpoints(f"service {authority} has no ready endpoints")
+        if kind is Kind.BLOCKED:
+            raise Blocked(BLOCKED)
         self._check_loop(ctx)
         return TcpRoute(ctx.orig_ip, ctx.orig_port, "", "", self.metrics.base("outbound", authority=authority))
+
+
+def _hash_key(hk: object, v: R.RequestView, source_ip: str) -> bytes | None:
+    """The consistent-hash key of a request (None: the request lacks it, choose at random)."""
+    if hk.header:  # type: ignore[attr-defined]
+        for name, value in v.head.headers:
+            if name.lower() == hk.header:  # type: ignore[attr-defined]
+                return value
+        return None
+    if hk.cookie:  # type: ignore[attr-defined]
+        for name, value in v.head.headers:
+            if name.lower() == b"cookie":
+                for part in value.split(b";"):
+                    k, _, val = part.strip().partition(b"=")
+                    if k.decode("latin-1") == hk.cookie:  # type: ignore[attr-defined]
+                        return val
+        return None
+    if hk.query_param:  # type: ignore[attr-defined]
+        got = v.params.get(hk.query_param)  # type: ignore[attr-defined]
+        return None if got is None else got.encode("latin-1", "replace")
+    if hk.source_ip:  # type: ignore[attr-defined]
+        return source_ip.encode()
+    return None
 
 
 class InboundRouter:

@@ -15,16 +15,18 @@ from typing import Any
 from . import splice
 from .client import Upstream
 from .errors import ConnectError, ProtocolError, ProxyError, error_response
-from .exchange import ConnCtx, Exchange, Route, Router
+from .exchange import ConnCtx, Exchange, Reply, Route, Router
+from .flow import PolicyFlow
 from .http1 import LAST_CHUNK, Body, RequestEnd, RequestHead, RequestParser, ResponseHead, Upgrade, encode_chunk
 from .metrics import TcpMetrics
+from .routes import response_head_ops
 
 MAX_BUFFERED = 256 * 1024
 """Request body bytes buffered before reading pauses (while the upstream connects)."""
 MAX_REPLAY = 64 * 1024
 
 
-class HttpServer(asyncio.Protocol):
+class HttpServer(PolicyFlow, asyncio.Protocol):
     def __init__(self, router: Router, ctx: ConnCtx, metrics: TcpMetrics | None, conns: set[Any],
                  log: Any) -> None:
         self.router = router
@@ -141,6 +143,7 @@ class HttpServer(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
         for ex in self.queue:
+            self._finish(ex)
             if ex.upstream is not None:
                 if ex.route is not None and ex.route.load is not None and not ex.resp_started:
                     ex.route.load.pending = max(ex.route.load.pending - 1, 0)
@@ -188,8 +191,17 @@ class HttpServer(asyncio.Protocol):
         except ProxyError as e:
             self._local_error(ex, e)
             return
+        if type(route) is Reply:
+            self._reply(ex, route)
+            return
         if route is not None:
-            up = route.pool.take_idle()
+            plan = route.plan  # type: ignore[union-attr]
+            if plan is not None:
+                if plan.delay or plan.cluster.limiter is not None:
+                    self._task = asyncio.get_running_loop().create_task(self._start_async(ex, route, None))  # type: ignore[arg-type]
+                    return
+                self._arm(ex, plan)
+            up = route.pool.take_idle()  # type: ignore[union-attr]
             if up is not None:
                 self._send(ex, route, up)
                 return
@@ -198,10 +210,26 @@ class HttpServer(asyncio.Protocol):
     async def _start_async(self, ex: Exchange, route: Route | None, fresh: bool | None) -> None:
         try:
             if route is None:
-                route = await self.router.route(ex.head, self.ctx)
-            up = None if fresh else route.pool.take_idle()
-            if up is None:
-                up = await route.pool.connect()
+                got = await self.router.route(ex.head, self.ctx)
+                if type(got) is Reply:
+                    self._task = None
+                    if not self.closed:
+                        self._reply(ex, got)
+                    return
+                route = got  # type: ignore[assignment]
+            plan = route.plan
+            if plan is not None and not ex.armed:
+                await self._policy_start(ex, plan)
+            while True:
+                try:
+                    up = None if fresh else route.pool.take_idle()
+                    if up is None:
+                        up = await route.pool.connect()
+                    break
+                except ConnectError:
+                    if plan is None or not self._connect_retry(ex, plan):
+                        raise
+                    route = self.router.endpoint_route(plan, self.ctx)  # type: ignore[attr-defined]
         except ProxyError as e:
             self._task = None
             if not self.closed:
@@ -232,10 +260,16 @@ class HttpServer(asyncio.Protocol):
             self._set_reading()
         head = ex.head
         up.framer.start(head_request=head.method == b"HEAD")
+        plan = route.plan
+        if plan is not None:
+            head = plan.head
+            self._arm_try(ex, plan)
         if ex.replay is None:
             route.metrics.requests += 1
             if route.load is not None:
                 route.load.start()
+            if plan is not None:
+                plan.cluster.budget.request(time.monotonic())
             parts = [head.serialize()]
             body = ex.body or ()
             if head.chunked:
@@ -247,8 +281,13 @@ class HttpServer(asyncio.Protocol):
             data = b"".join(parts)
             if ex.body_done and len(data) <= MAX_REPLAY and not head.upgrade:
                 ex.replay = data
+                if plan is not None and plan.mirror is not None:
+                    self._mirror(plan, data, len(parts[0]))
         else:
             data = ex.replay
+            if ex.restart_load and route.load is not None:
+                route.load.start()
+            ex.restart_load = False
         ex.body = None
         up.write(data)
         if ex.upgrade_buf:
@@ -265,18 +304,25 @@ class HttpServer(asyncio.Protocol):
         ex = self.queue[0]
         if head.informational:
             return head.raw
+        route = ex.route
+        assert route is not None
+        raw = head.raw
+        plan = route.plan
+        if plan is not None:
+            if not self._policy_head(ex, plan, head.status):
+                return b""  # retried: this try's response is dropped with its connection
+            if plan.resp_ops:
+                raw = response_head_ops(raw, plan.resp_ops)
         ex.resp_started = True
         ex.status = head.status
         now = time.monotonic()
-        route = ex.route
-        assert route is not None
         route.metrics.response(head.status, (now - ex.start) * 1000.0)
         if route.load is not None:
             route.load.end(now - ex.start, now)
         if head.keep_alive and (not ex.head.keep_alive or self.draining):
             # the client's connection closes after this response: say so (RFC 9112 §9.6)
-            return head.raw[:-2] + b"connection: close\r\n\r\n"
-        return head.raw
+            return raw[:-2] + b"connection: close\r\n\r\n"
+        return raw
 
     def up_data(self, up: Upstream, raw: bytes) -> None:
         self._write(raw)
@@ -286,6 +332,8 @@ class HttpServer(asyncio.Protocol):
         self.up_blocked = False
         route = ex.route
         assert route is not None
+        if route.plan is not None:
+            self._finish(ex)
         # an Upgrade request answered without 101: the client may already send the new protocol
         reusable = up.framer.keep_alive and ex.body_done and not ex.head.upgrade
         keep_client = reusable and ex.head.keep_alive and not self.draining
@@ -300,6 +348,7 @@ class HttpServer(asyncio.Protocol):
 
     def up_upgraded(self, up: Upstream) -> None:
         ex = self.queue.popleft()
+        self._finish(ex)
         self.queue.clear()
         self.closed = True  # this protocol is done; the splice owns both transports now
         self._conns.discard(self)
@@ -321,6 +370,10 @@ class HttpServer(asyncio.Protocol):
             ex.retried = True  # a pooled connection the server had closed: once more on a fresh one
             self._task = asyncio.get_running_loop().create_task(self._start_async(ex, ex.route, True))
             return
+        plan = ex.route.plan if ex.route is not None else None
+        if plan is not None:
+            if self._policy_error(ex, plan, connect=False):
+                return
         if ex.route is not None and ex.route.load is not None:
             now = time.monotonic()
             ex.route.load.end(now - ex.start, now)
@@ -357,6 +410,7 @@ class HttpServer(asyncio.Protocol):
 
     def _local_error(self, ex: Exchange, err: ProxyError, counted: bool = False) -> None:
         """Answer the first queued exchange with a proxy-generated error."""
+        self._finish(ex)
         status = err.status
         m = ex.route.metrics if ex.route is not None else self.router.error_metrics(ex.head, self.ctx)
         if not counted:

@@ -1,16 +1,39 @@
 """Test workloads run inside a test network namespace.
 
 `python apps.py NAME`: HTTP on 8080 (JSON echo of the request, POST /echo
-echoes the body, /ws is a WebSocket echo, /status/N answers N) and a
+echoes the body, /ws is a WebSocket echo, /status/N answers N, /flaky/KEY fails
+(503) every other request per key, /fail-on/NAME answers 500 in the app NAME and
+200 elsewhere, /_seen lists the (host, path) of the requests seen) and a
 server-speaks-first line protocol on 2525 (banner, then echoes lines).
 """
 import asyncio
+import collections
 import sys
 
 from aiohttp import WSMsgType, web
 
 
 def make_app(name: str) -> web.Application:
+    seen: collections.deque = collections.deque(maxlen=5000)
+    flaky: dict[str, int] = {}
+
+    @web.middleware
+    async def record(request: web.Request, handler):  # noqa: ANN001, ANN202
+        if request.path != "/_seen":
+            seen.append((request.host, request.path_qs))
+        return await handler(request)
+
+    async def seen_list(request: web.Request) -> web.Response:
+        return web.json_response(list(seen))
+
+    async def flaky_handler(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        n = flaky[key] = flaky.get(key, 0) + 1
+        return web.Response(status=503 if n % 2 else 200, text=f"flaky {n} from {name}\n")
+
+    async def fail_on(request: web.Request) -> web.Response:
+        return web.Response(status=500 if request.match_info["who"] == name else 200, text=f"from {name}\n")
+
     async def info(request: web.Request) -> web.Response:
         return web.json_response({"app": name, "method": request.method, "path": request.path_qs,
                                   "headers": dict(request.headers)})
@@ -42,7 +65,10 @@ def make_app(name: str) -> web.Application:
                 await sock.send_str(f"{name}:{msg.data}")
         return sock
 
-    app = web.Application()
+    app = web.Application(middlewares=[record])
+    app.router.add_get("/_seen", seen_list)
+    app.router.add_get("/flaky/{key}", flaky_handler)
+    app.router.add_get("/fail-on/{who}", fail_on)
     app.router.add_get("/ws", ws)
     app.router.add_post("/echo", echo)
     app.router.add_get("/status/{code}", status)

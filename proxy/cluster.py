@@ -1,0 +1,201 @@
+"""State behind DestinationRule policies and retries (pure; clocks and randomness passed in).
+
+* `RetryBudget`: retries allowed as `ratio` of the requests of the last `ttl` seconds plus
+  `min_per_second * ttl`; a retry beyond it is not made.
+* `Limiter`: connection-pool limits of one cluster (HTTP/1: one request per connection):
+  at most `max_active` requests in flight, `max_pending` waiting, the rest overflow (503).
+* `Outlier`: consecutive 5xx / gateway errors per endpoint eject it for
+  `base_ejection * number of ejections`, at most `max_ejection_percent` of the endpoints.
+* `Cluster`: one backend (authority + subset) with its policy, the above and the balancer
+  choice (least request = peak-EWMA P2C, round robin, random, consistent hash by rendezvous
+  hashing, locality preference).
+"""
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from .balance import P2C
+from .endpoints import Balanced
+from .errors import Overflow
+from .profile import Budget, LbPolicy, TrafficPolicy
+
+SLOTS = 10
+
+
+class RetryBudget:
+    __slots__ = ("spec", "slot_len", "requests", "retries", "cur", "cur_start", "skipped")
+
+    def __init__(self, spec: Budget, now: float) -> None:
+        self.spec = spec
+        self.slot_len = spec.ttl / SLOTS
+        self.requests = [0] * SLOTS
+        self.retries = [0] * SLOTS
+        self.cur = 0
+        self.cur_start = now
+        self.skipped = 0
+
+    def _advance(self, now: float) -> None:
+        steps = int((now - self.cur_start) / self.slot_len)
+        if steps <= 0:
+            return
+        for _ in range(min(steps, SLOTS)):
+            self.cur = (self.cur + 1) % SLOTS
+            self.requests[self.cur] = 0
+            self.retries[self.cur] = 0
+        self.cur_start += steps * self.slot_len
+
+    def request(self, now: float) -> None:
+        self._advance(now)
+        self.requests[self.cur] += 1
+
+    def try_retry(self, now: float) -> bool:
+        """Withdraw one retry; False (and counted as skipped) when the budget is spent."""
+        self._advance(now)
+        allowed = self.spec.min_per_second * self.spec.ttl + self.spec.ratio * sum(self.requests)
+        if sum(self.retries) + 1 > allowed:
+            self.skipped += 1
+            return False
+        self.retries[self.cur] += 1
+        return True
+
+
+class Limiter:
+    __slots__ = ("max_active", "max_pending", "active", "waiters", "overflows")
+
+    def __init__(self, max_active: int, max_pending: int) -> None:
+        self.max_active = max_active
+        self.max_pending = max_pending
+        self.active = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.overflows = 0
+
+    def try_acquire(self) -> bool:
+        if not self.max_active or self.active < self.max_active:
+            self.active += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
+            return
+        if self.max_pending and len(self.waiters) >= self.max_pending:
+            self.overflows += 1
+            raise Overflow("overflow")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over just now: pass it on
+            else:
+                self.waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the permit goes straight to the next waiter
+                return
+        self.active = max(self.active - 1, 0)
+
+
+class Health:
+    __slots__ = ("c5xx", "cgw", "ejected_until", "ejections")
+
+    def __init__(self) -> None:
+        self.c5xx = 0
+        self.cgw = 0
+        self.ejected_until = 0.0
+        self.ejections = 0
+
+
+class Outlier:
+    def __init__(self, policy: TrafficPolicy) -> None:
+        self.policy = policy
+        self.health: dict[tuple[str, int], Health] = {}
+
+    def ejected(self, addr: tuple[str, int], now: float) -> bool:
+        h = self.health.get(addr)
+        return h is not None and h.ejected_until > now
+
+    def report(self, addr: tuple[str, int], status: int, now: float, total: int) -> bool:
+        """One response (status 0: connect failure/reset) of an endpoint; True when it got ejected."""
+        p = self.policy
+        h = self.health.get(addr)
+        if h is None:
+            if len(self.health) > 4096:
+                self.health.clear()
+            h = self.health[addr] = Health()
+        h.c5xx = h.c5xx + 1 if status >= 500 or status == 0 else 0
+        h.cgw = h.cgw + 1 if status in (0, 502, 503, 504) else 0
+        if h.ejected_until > now:
+            return False
+        if not ((p.consecutive_5xx and h.c5xx >= p.consecutive_5xx)
+                or (p.consecutive_gateway and h.cgw >= p.consecutive_gateway)):
+            return False
+        ejected = sum(1 for x in self.health.values() if x.ejected_until > now)
+        if total <= 0 or ejected * 100 >= p.max_ejection_percent * total:
+            return False
+        h.ejections += 1
+        h.ejected_until = now + p.base_ejection * h.ejections
+        h.c5xx = h.cgw = 0
+        return True
+
+
+def _hash(key: bytes, b: Balanced) -> int:
+    ep = b.endpoint
+    return zlib.crc32(key + b"|" + ep.ip.encode() + b":" + str(ep.port).encode())
+
+
+class Cluster:
+    """One backend cluster: endpoints of an authority narrowed to a subset, with its policy."""
+
+    def __init__(self, policy: TrafficPolicy, budget: Budget, p2c: P2C[Any], rng: Any, now: float,
+                 zone: str = "", region: str = "") -> None:
+        self.policy = policy
+        self.p2c = p2c
+        self.rng = rng
+        self.rr = 0
+        self.limiter = Limiter(policy.max_connections, policy.max_pending) if policy.limited else None
+        self.outlier = Outlier(policy) if policy.outlier else None
+        self.budget = RetryBudget(budget, now)
+        self.zone = zone
+        self.region = region
+
+    def choose(self, items: Sequence[Balanced], now: float, hash_key: bytes | None) -> Balanced:
+        if self.outlier is not None and len(items) > 1:
+            healthy = [b for b in items if not self.outlier.ejected(b.endpoint.addr, now)]
+            if healthy:  # all ejected: panic, use every endpoint
+                items = healthy
+        if self.policy.locality and (self.zone or self.region) and len(items) > 1:
+            items = self._local(items)
+        n = len(items)
+        if n == 1:
+            return items[0]
+        lb = self.policy.lb
+        if lb is LbPolicy.ROUND_ROBIN:
+            self.rr += 1
+            return items[self.rr % n]
+        if lb is LbPolicy.RANDOM:
+            return items[int(self.rng.random() * n)]
+        if lb is LbPolicy.CONSISTENT_HASH and hash_key is not None:
+            return max(items, key=lambda b: _hash(hash_key, b))
+        return self.p2c.choose(items, now)
+
+    def _local(self, items: Sequence[Balanced]) -> Sequence[Balanced]:
+        for key, want in (("topology.kubernetes.io/zone", self.zone),
+                          ("topology.kubernetes.io/region", self.region)):
+            if want:
+                near = [b for b in items if dict(b.endpoint.pod_labels).get(key) == want]
+                if near:
+                    return near
+        return items
+
+    def report(self, addr: tuple[str, int], status: int, now: float, total: int) -> bool:
+        return self.outlier.report(addr, status, now, total) if self.outlier is not None else False
