@@ -93,14 +93,30 @@ def _f(obj: Any, name: str, default: Any = None) -> Any:
     return obj.get(_camel(name), default)
 
 
+def _dur(seconds: float) -> str:
+    """5.0 -> "5s", 1.5 -> "1.5s", 0.25 -> "250ms", 0 -> "-"."""
+    if seconds <= 0:
+        return "-"
+    if seconds < 1:
+        return f"{round(seconds * 1000):d}ms"
+    return f"{seconds:g}s"
+
+
+def _seconds(obj: Any, ms_name: str, s_name: str) -> float:
+    """A duration given as `<x>_ms` milliseconds (proto JSON) or `<x>` seconds (the proxy's own dump)."""
+    try:
+        if _f(obj, ms_name) is not None:
+            return float(_f(obj, ms_name)) / 1000
+        return float(_f(obj, s_name) or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def _ms(value: Any) -> str:
     try:
-        ms = int(value or 0)
+        return _dur(float(value or 0) / 1000)
     except (TypeError, ValueError):
         return "?"
-    if ms <= 0:
-        return "-"
-    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
 def _enum(value: Any, prefix: str) -> str:
@@ -142,7 +158,7 @@ def endpoint_rows(dump: Mapping[str, Any]) -> list[list[str]]:
         for ep in sorted(eps, key=lambda e: str(_f(e, "addr"))):
             health = _f(ep, "health") or ("EJECTED" if _f(ep, "ejected") else "HEALTHY")
             rows.append([target, str(_f(ep, "addr") or "?"), str(_f(ep, "identity") or "plaintext"),
-                         _labels(_f(ep, "labels")), str(health)])
+                         _labels(_f(ep, "pod_labels") or _f(ep, "labels")), str(health)])
     return rows
 
 
@@ -190,39 +206,52 @@ def describe_backends(backends: Any) -> str:
     out = []
     for b, w in zip(items, weights):
         share = 100.0 * w / total if total else 100.0 / len(items)
-        subset = _f(b, "subset")
-        out.append(f"{_f(b, 'authority') or '?'}{f'[{subset}]' if subset else ''} {share:g}%")
+        out.append(f"{_target_of(b)} {share:g}%")
     return ", ".join(out)
+
+
+RETRY_FLAGS = (("on_5xx", "5xx"), ("on_gateway", "gateway-error"), ("on_reset", "reset"),
+               ("on_connect", "connect-failure"), ("on_409", "retriable-4xx"))
 
 
 def describe_retry(retry: Any) -> str:
     attempts = int(_f(retry, "attempts") or 0)
     if not attempts:
         return "-"
-    per_try = _ms(_f(retry, "per_try_timeout_ms"))
-    on = ",".join([*map(str, _f(retry, "retry_on") or []), *map(str, _f(retry, "retriable_status_codes") or [])])
+    per_try = _dur(_seconds(retry, "per_try_timeout_ms", "per_try_timeout"))
+    conditions = [*map(str, _f(retry, "retry_on") or []), *(text for flag, text in RETRY_FLAGS if _f(retry, flag)),
+                  *map(str, sorted(_f(retry, "retriable_status_codes") or _f(retry, "codes") or []))]
+    on = ",".join(conditions)
     return f"{attempts}x" + (f" per {per_try}" if per_try != "-" else "") + (f" on {on}" if on else "")
+
+
+def _target_of(obj: Any) -> str:
+    """`authority[subset]` of a backend or mirror (the mirror may nest its backend)."""
+    inner = _f(obj, "backend") if isinstance(_f(obj, "backend"), Mapping) else obj
+    subset = _f(inner, "subset")
+    return f"{_f(inner, 'authority') or '?'}{f'[{subset}]' if subset else ''}"
 
 
 def describe_extras(route: Any) -> str:
     """Fault, mirror, redirect, direct response and rewrite of a route, briefly."""
     out = []
     fault = _f(route, "fault")
-    if _f(fault, "delay_ms"):
-        out.append(f"delay {_ms(_f(fault, 'delay_ms'))} {float(_f(fault, 'delay_percent') or 0):g}%")
-    if _f(fault, "abort_http_status") or int(_f(fault, "abort_grpc_status", -1) or 0) > 0:
-        code = _f(fault, "abort_http_status") or f"grpc {_f(fault, 'abort_grpc_status')}"
+    delay = _seconds(fault, "delay_ms", "delay")
+    if delay:
+        out.append(f"delay {_dur(delay)} {float(_f(fault, 'delay_percent') or 0):g}%")
+    abort = _f(fault, "abort_http_status") or _f(fault, "abort_status")
+    grpc = int(_f(fault, "abort_grpc_status", -1) or -1)
+    if abort or grpc > 0:
+        code = abort or f"grpc {grpc}"
         out.append(f"abort {code} {float(_f(fault, 'abort_percent') or 0):g}%")
     mirror = _f(route, "mirror")
-    if _f(mirror, "authority"):
-        subset = _f(mirror, "subset")
-        out.append(f"mirror {_f(mirror, 'authority')}{f'[{subset}]' if subset else ''} "
-                   f"{float(_f(mirror, 'percent') or 0):g}%")
+    if isinstance(mirror, Mapping) and mirror:
+        out.append(f"mirror {_target_of(mirror)} {float(_f(mirror, 'percent') or 0):g}%")
     redirect = _f(route, "redirect")
     if isinstance(redirect, Mapping) and redirect:
-        out.append(f"redirect {_f(redirect, 'response_code') or 301} "
+        out.append(f"redirect {_f(redirect, 'response_code') or _f(redirect, 'status') or 301} "
                    f"{_f(redirect, 'authority') or ''}{_f(redirect, 'uri') or ''}".rstrip())
-    direct = _f(route, "direct_response")
+    direct = _f(route, "direct_response") or _f(route, "direct")
     if isinstance(direct, Mapping) and direct:
         out.append(f"direct {_f(direct, 'status') or 200}")
     rewrite = _f(route, "rewrite")
@@ -236,38 +265,58 @@ def route_rows(dump: Mapping[str, Any]) -> list[list[str]]:
     profs = profiles(dump)
     for target in sorted(set(profs) | set(destinations(dump))):
         routes = _f(profs.get(target), "routes") or []
+        error = _f(profs.get(target), "error")
         if target not in profs or not routes:
-            rows.append([target, NO_PROFILE if target not in profs else "(default)", "*", "-", "-", "-", "-"])
+            rows.append([target, NO_PROFILE if target not in profs else "(no routes)", "*", "-", "-", "-",
+                         f"profile error: {error}" if error else "-"])
             continue
         for i, route in enumerate(routes):
             matches = _f(route, "matches") or []
             rows.append([target, str(_f(route, "name") or f"#{i}"),
                          " | ".join(describe_match(m) for m in matches) or "*",
-                         describe_backends(_f(route, "backends")), _ms(_f(route, "timeout_ms")),
+                         describe_backends(_f(route, "backends")), _dur(_seconds(route, "timeout_ms", "timeout")),
                          describe_retry(_f(route, "retry")), describe_extras(route)])
     return rows
 
 
 # === clusters ===
 
+POOL_FIELDS = (("max_connections", "maxConnections"), ("max_pending", "http1MaxPendingRequests"),
+               ("max_requests_per_connection", "maxRequestsPerConnection"))
+
+
 def describe_policy(policy: Any) -> list[str]:
-    """[load balancer, connection pool, outlier detection, tls] of a TrafficPolicy, '-' when unset."""
+    """[load balancer, connection pool, outlier detection, tls] of a TrafficPolicy, '-' when unset.
+
+    Reads the proto JSON shape (loadBalancer, connectionPool, outlierDetection)
+    and the proxy's flat compiled shape (lb, max_connections, consecutive_5xx, ...).
+    """
+    if not isinstance(policy, Mapping):
+        return ["-"] * 4
     lb = _f(policy, "load_balancer")
-    lb_text = _enum(_f(lb, "policy") or "LEAST_REQUEST", "LOAD_BALANCER_POLICY_") if lb is not None else "-"
-    hashed = _f(lb, "consistent_hash")
+    lb_text = _enum(_f(lb, "policy") or _f(policy, "lb") or "LEAST_REQUEST", "LOAD_BALANCER_POLICY_")
+    hashed = _f(lb, "consistent_hash") or _f(policy, "hash_key")
     if isinstance(hashed, Mapping) and hashed:
-        lb_text = "CONSISTENT_HASH(" + ",".join(f"{k}={v}" for k, v in hashed.items()) + ")"
-    if _f(lb, "locality_enabled"):
+        lb_text = "CONSISTENT_HASH(" + ",".join(f"{k}={v}" for k, v in hashed.items() if v) + ")"
+    if _f(lb, "locality_enabled") or _f(policy, "locality"):
         lb_text += " +locality"
     pool = _f(policy, "connection_pool")
-    pool_text = ",".join(f"{k}={v}" for k, v in pool.items() if v) if isinstance(pool, Mapping) else ""
+    if isinstance(pool, Mapping):
+        pool_text = ",".join(f"{k}={v}" for k, v in pool.items() if v)
+    else:
+        pool_text = ",".join(f"{label}={_f(policy, name)}" for name, label in POOL_FIELDS if _f(policy, name))
+        connect = _seconds(policy, "connect_timeout_ms", "connect_timeout")
+        pool_text += (("," if pool_text else "") + f"connectTimeout={_dur(connect)}") if connect else ""
     od = _f(policy, "outlier_detection")
+    od = od if isinstance(od, Mapping) else policy
+    errors_5xx = _f(od, "consecutive_5xx_errors") or _f(od, "consecutive_5xx") or 0
+    errors_gw = _f(od, "consecutive_gateway_errors") or _f(od, "consecutive_gateway") or 0
     od_text = ""
-    if isinstance(od, Mapping) and od:
-        od_text = (f"5xx={_f(od, 'consecutive_5xx_errors') or 0} gw={_f(od, 'consecutive_gateway_errors') or 0} "
-                   f"eject={_ms(_f(od, 'base_ejection_time_ms'))} max={_f(od, 'max_ejection_percent') or 0}%")
+    if errors_5xx or errors_gw:
+        od_text = (f"5xx={errors_5xx} gw={errors_gw} eject={_dur(_seconds(od, 'base_ejection_time_ms', 'base_ejection'))}"
+                   f" max={_f(od, 'max_ejection_percent') or 0}%")
     tls = _f(policy, "tls")
-    tls_text = _enum(_f(tls, "mode") or "ISTIO_MUTUAL", "TLS_MODE_") if tls is not None else "-"
+    tls_text = _enum(_f(tls, "mode") or "ISTIO_MUTUAL", "TLS_MODE_")
     return [lb_text, pool_text or "-", od_text or "-", tls_text]
 
 
@@ -277,7 +326,7 @@ def cluster_rows(dump: Mapping[str, Any]) -> list[list[str]]:
     for target in sorted(set(profs) | set(dests)):
         state, prof = dests.get(target), profs.get(target)
         subsets = ",".join(str(_f(s, "name")) for s in _f(prof, "subsets") or []) or "-"
-        policy = describe_policy(_f(prof, "traffic_policy")) if prof is not None else ["-"] * 4
+        policy = describe_policy(_f(prof, "traffic_policy"))
         rows.append([target, str(_f(state, "kind") or "-"), str(len(_f(state, "endpoints") or [])), subsets,
                      *policy])
     return rows

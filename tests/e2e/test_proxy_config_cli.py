@@ -131,9 +131,49 @@ def test_snake_case_profiles_read_the_same() -> None:
         "traffic_policy": {"load_balancer": {"policy": "LOAD_BALANCER_POLICY_RANDOM", "locality_enabled": True}}}}
     dump = {"destinations": {}, "profiles": snake}
     (row,) = route_rows(dump)[1:]
-    assert row[3:6] == [f"{REVIEWS} 100%", "1500ms", "2x on connect-failure"]
+    assert row[3:6] == [f"{REVIEWS} 100%", "1.5s", "2x on connect-failure"]
     (cluster,) = cluster_rows(dump)[1:]
     assert cluster[4] == "RANDOM +locality"
+
+
+# The proxy's own dump (meshlet.proxy.profile.describe): compiled dataclasses, durations in seconds, flat policy.
+PROXY_SHAPE: dict[str, Any] = {
+    "destinations": {},
+    "profiles": {"ratings:9080": {
+        "stream_connected": True, "version": 3, "error": "", "name": "ratings.bookinfo.svc.cluster.local",
+        "routed": True,
+        "routes": [{"name": "ratings-fault", "matches": [{"headers": [{"name": "end-user",
+                                                                      "value": {"exact": "jason"}, "invert": False}],
+                                                         "query_params": [], "port": 0}],
+                    "backends": [{"authority": "ratings.bookinfo.svc.cluster.local:9080", "weight": 100,
+                                  "subset": "v1", "subset_labels": [["version", "v1"]]}],
+                    "timeout": 0.25, "retry": {"attempts": 2, "per_try_timeout": 0.0, "on_5xx": False,
+                                               "on_gateway": True, "on_reset": False, "on_connect": True,
+                                               "on_409": False, "codes": [503]},
+                    "fault": {"delay": 7.0, "delay_percent": 100.0, "abort_status": 0, "abort_percent": 0.0},
+                    "mirror": {"backend": {"authority": "httpbin:8000", "subset": "v2"}, "percent": 100.0},
+                    "direct": {"status": 204, "body": ""}}],
+        "retry_budget": {"ratio": 0.2, "min_per_second": 10, "ttl": 10.0},
+        "traffic_policy": {"lb": "CONSISTENT_HASH", "hash_key": {"header": "x-user", "source_ip": False},
+                           "locality": False, "max_connections": 1, "connect_timeout": 0.0, "max_pending": 1,
+                           "max_requests_per_connection": 0, "consecutive_5xx": 2, "consecutive_gateway": 0,
+                           "outlier_interval": 1.0, "base_ejection": 15.0, "max_ejection_percent": 100,
+                           "tls": {"mode": "ISTIO_MUTUAL"}},
+        "subsets": [{"name": "v1", "labels": {"version": "v1"}, "traffic_policy": {}}]}},
+}
+
+
+def test_the_proxys_own_profile_shape() -> None:
+    (row,) = route_rows(PROXY_SHAPE)[1:]
+    assert row[1:6] == ["ratings-fault", "header end-user=jason",
+                        "ratings.bookinfo.svc.cluster.local:9080[v1] 100%", "250ms",
+                        "2x on gateway-error,connect-failure,503"]
+    assert row[6] == "delay 7s 100%; mirror httpbin:8000[v2] 100%; direct 204"
+    (cluster,) = cluster_rows(PROXY_SHAPE)[1:]
+    assert cluster[3:] == ["v1", "CONSISTENT_HASH(header=x-user)", "maxConnections=1,http1MaxPendingRequests=1",
+                           "5xx=2 gw=0 eject=15s max=100%", "ISTIO_MUTUAL"]
+    broken = {"profiles": {"x:80": {"error": "bad regex", "routes": []}}}
+    assert route_rows(broken)[1][1::5] == ["(no routes)", "profile error: bad regex"]
 
 
 def test_match_descriptions() -> None:
