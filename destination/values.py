@@ -21,7 +21,7 @@ from meshlet.api import destination_pb as pb
 
 from .errors import InvalidRule
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|m|s|ms|us|µs|ns)")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|µs|ns|h|m|s)")
 _UNIT_MS = {"h": 3_600_000.0, "m": 60_000.0, "s": 1000.0, "ms": 1.0, "us": 0.001, "µs": 0.001, "ns": 0.000001}
 MAX_UINT32 = 2**32 - 1
 
@@ -64,6 +64,8 @@ def duration_ms(value: Any, field: str) -> int | None:
         ms = float(value) * 1000
     elif isinstance(value, str):
         text = value.strip()
+        if text == "0":
+            return 0
         pos, ms = 0, 0.0
         for m in _DURATION_PART.finditer(text):
             if m.start() != pos:
