@@ -112,13 +112,6 @@ def _seconds(obj: Any, ms_name: str, s_name: str) -> float:
         return 0.0
 
 
-def _ms(value: Any) -> str:
-    try:
-        return _dur(float(value or 0) / 1000)
-    except (TypeError, ValueError):
-        return "?"
-
-
 def _enum(value: Any, prefix: str) -> str:
     text = str(value or "")
     return text.removeprefix(prefix)

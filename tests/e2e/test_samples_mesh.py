@@ -18,7 +18,13 @@ from meshlet.e2e.apps.emojivoto import NAMESPACE as EMOJIVOTO
 from meshlet.e2e.apps.httpbin import HTTPBIN_DIR
 from meshlet.e2e.apps.httpbin import NAMESPACE as HTTPBIN
 from meshlet.e2e.pods import PodInfo
-from meshlet.e2e.scenarios.harness import UP_TIMEOUT, mesh_unavailable_reason, new_local_target, poll, stop_local
+from meshlet.e2e.scenarios.harness import (
+    UP_TIMEOUT,
+    mesh_unavailable_reason,
+    new_local_target,
+    poll,
+    stop_local,
+)
 from meshlet.e2e.target import LocalMeshTarget, wait_for_pods
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
