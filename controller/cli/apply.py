@@ -37,9 +37,22 @@ def _load(files: Sequence[str], namespace: str | None = None) -> list[Resource]:
     return resources
 
 
-async def _apply(cfg: LocalConfig, resources: list[Resource]) -> list[str]:
+class _Refused(Exception):
+    """References to missing objects (see meshlet.controller.analyze.admission)."""
+
+
+async def _apply(cfg: LocalConfig, resources: list[Resource], validate: str = "strict") -> list[str]:
     store = open_local_store(cfg)
     try:
+        if validate != "ignore":
+            from meshlet.controller.analyze.admission import admit
+
+            verdict = await admit(store, resources)
+            for warning in verdict.warnings + (verdict.errors if validate == "warn" else []):
+                click.echo(f"Warning: {warning}", err=True)
+            if verdict.errors and validate == "strict":
+                raise _Refused(verdict.errors[0] if len(verdict.errors) == 1 else
+                               f"{len(verdict.errors)} problems:\n  " + "\n  ".join(verdict.errors))
         results = await store.apply(resources)
     finally:
         await store.close()
@@ -50,15 +63,17 @@ async def _apply(cfg: LocalConfig, resources: list[Resource]) -> list[str]:
 @click.option("-f", "--filename", "files", multiple=True, required=True, metavar="PATH",
               help="Manifest file, directory of *.yaml/*.yml, or - for stdin (repeatable).")
 @click.option("-n", "--namespace", default=None, help="Namespace for objects that name none.")
+@click.option("--validate", type=click.Choice(["strict", "warn", "ignore"]), default="strict", show_default=True,
+              help="References to missing hosts/gateways: refuse (strict), only warn, or skip the check.")
 @click.pass_obj
-def apply(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None) -> None:
+def apply(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, validate: str) -> None:
     """Create or update resources from manifests (all-or-nothing)."""
     resources = _load(files, namespace)
     if not resources:
         _fail(f"no objects passed to apply (in {', '.join(files)})")
     try:
-        lines = asyncio.run(_apply(cfg, resources))
-    except StoreError as e:
+        lines = asyncio.run(_apply(cfg, resources, validate))
+    except (StoreError, _Refused) as e:
         _fail(str(e))
         return
     for line in lines:

@@ -16,8 +16,9 @@ EXAMPLES = Path("/work/shared/seeds/examples")
 if not EXAMPLES.is_dir():
     EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "examples"
 
-# The seed's examples live in istio-system and production besides default; on a cluster with Istio
-# those namespaces exist already.
+# The seed's examples live in istio-system and production besides default (on a cluster with Istio
+# those namespaces exist already) and route to hosts of the sample apps: apply refuses routes to hosts
+# nothing defines, so the environment has those Services.
 NAMESPACES = """\
 apiVersion: v1
 kind: Namespace
@@ -26,7 +27,14 @@ metadata: {name: istio-system}
 apiVersion: v1
 kind: Namespace
 metadata: {name: production}
-"""
+""" + "".join(f"""---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}}}
+spec: {{selector: {{app: {name}}}, ports: [{{port: {port}, name: http}}]}}
+""" for name, ns, port in [("reviews", "default", 9080), ("ratings", "default", 9080), ("httpbin", "default", 8000),
+                           ("myapp", "default", 8080), ("api-service", "default", 8080),
+                           ("istio-egressgateway", "istio-system", 443)])
 
 
 def run(state: Path, *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
@@ -93,7 +101,8 @@ spec:
   - matches: [{path: {type: PathPrefix, value: /api}, headers: [{name: end-user, value: jason}]}]
     backendRefs: [{name: reviews-v1, port: 9080, weight: 70}, {name: reviews-v2, port: 9080, weight: 30}]
     timeouts: {request: 2s}
-"""
+""" + "".join(f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: reviews-{v}}}\nspec: {{ports: [{{port: 9080}}]}}\n"
+              for v in ("v1", "v2"))
     result = run(state, "apply", "-f", "-", input=text)
     assert result.exit_code == 0, result.output
     assert "meshconfig.meshlet.io/default created" in result.output
@@ -122,3 +131,30 @@ def test_real_executable_applies_the_examples(tmp_path: Path) -> None:
     assert bad.returncode == 1 and "spec.hosts: missing" in bad.stderr
     got = meshlet("get", "vs", "-A")
     assert got.returncode == 0 and "reviews-route" in got.stdout
+
+
+def test_apply_refuses_routes_to_missing_hosts(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    vs = (EXAMPLES / "01-reviews-route.yaml").read_text()
+    result = run(state, "apply", "-f", "-", input=vs)
+    assert result.exit_code == 1
+    assert ('error: virtualservice.networking.istio.io/reviews-route: spec.http[0].route[0].destination.host: '
+            'Referenced host not found: "reviews" (no Service or ServiceEntry defines it; apply it first or in the '
+            'same request) [IST0101]') in result.output
+    assert run(state, "get", "vs").exit_code != 0 or "reviews-route" not in run(state, "get", "vs").output
+    # the Service in the same request is enough; the undefined subset v3 and the rule after the catch-all warn
+    svc = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\nspec: {ports: [{port: 9080}]}\n---\n"
+    result = run(state, "apply", "-f", "-", input=svc + vs)
+    assert result.exit_code == 0, result.output
+    assert ('Warning: virtualservice.networking.istio.io/reviews-route: spec.http[1].route[0].destination.subset: '
+            'Referenced host+subset in destinationrule not found: "reviews+v1" [IST0101]') in result.output
+    assert "spec.http[2]: VirtualService rule #2 not used (rule #1 before it matches every request). [IST0130]" \
+        in result.output
+    # a gateway that does not exist; --validate=warn applies anyway
+    gw_vs = (EXAMPLES / "09-ingress-gateway.yaml").read_text().split("---\n")[1]
+    result = run(state, "apply", "-f", "-", input=svc.replace("reviews", "api-service") + gw_vs)
+    assert result.exit_code == 1 and 'spec.gateways: Referenced gateway not found: "istio-system/ingress-gateway"' \
+        in result.output
+    result = run(state, "apply", "--validate", "warn", "-f", "-", input=gw_vs)
+    assert result.exit_code == 0 and "Warning: virtualservice.networking.istio.io/api-virtualservice: spec.gateways" \
+        in result.output
