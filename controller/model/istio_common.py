@@ -134,10 +134,16 @@ def check_host(host: str, *, wildcard: bool = True) -> str | None:
 
 
 def fqdn(host: str, namespace: str, domain: str = CLUSTER_DOMAIN) -> str:
-    """Istio's rule: a name without a dot is a Service in `namespace`; anything else (FQDN, `*`, IP) is kept."""
-    if host == "*" or "." in host or is_ip(host):
+    """Istio's rule: a name without a dot is a Service in `namespace`, `<svc>.<ns>.svc` gets the cluster
+    domain; anything else (FQDN, `*`, `*.example.com`, IP) is kept (lower-cased, without a trailing dot)."""
+    host = host.strip().lower().rstrip(".")
+    if host == "*" or host.startswith("*.") or is_ip(host):
         return host
-    return f"{host}.{namespace}.svc.{domain}"
+    if "." not in host:
+        return f"{host}.{namespace}.svc.{domain}"
+    if host.endswith(".svc") and host.count(".") == 2:
+        return f"{host}.{domain}"
+    return host
 
 
 def service_of(host: str, domain: str = CLUSTER_DOMAIN) -> tuple[str, str] | None:

@@ -51,6 +51,8 @@ def test_host_helpers() -> None:
     assert fqdn("reviews", "bookinfo") == "reviews.bookinfo.svc.cluster.local"
     assert fqdn("reviews.bookinfo.svc.cluster.local", "x") == "reviews.bookinfo.svc.cluster.local"
     assert fqdn("api.example.com", "x") == "api.example.com"
+    assert fqdn("reviews.bookinfo.svc", "x") == "reviews.bookinfo.svc.cluster.local"
+    assert fqdn("Reviews.", "x") == "reviews.x.svc.cluster.local"
     assert fqdn("*", "x") == "*" and fqdn("10.0.0.1", "x") == "10.0.0.1"
     assert service_of("reviews.bookinfo.svc.cluster.local") == ("bookinfo", "reviews")
     assert service_of("api.example.com") is None
