@@ -1,8 +1,10 @@
-"""The route-policy side of one HTTP exchange (a mixin of `server.HttpServer`).
+"""Responses the proxy makes and the route-policy side of one HTTP exchange (a mixin of
+`server.HttpServer`).
 
-Only requests whose route carries a `Plan` (outbound, with a profile) come here: fault
-delays, the route timeout (504), per-try timeouts, retries within the retry budget,
-connection-pool permits, outlier reports, response header operations and mirroring.
+Errors (`ProxyError`, malformed requests) and `Reply`s become responses here. Requests
+whose route carries a `Plan` (outbound, with a profile) get fault delays, the route
+timeout (504), per-try timeouts, retries within the retry budget, connection-pool
+permits, outlier reports and mirroring.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import asyncio
 import time
 from typing import Any
 
-from .errors import ProxyError, Timeout
+from .errors import ProtocolError, ProxyError, Timeout, error_response
 from .exchange import Exchange, Plan, Reply, Route
 
 
@@ -19,15 +21,68 @@ class PolicyFlow:
     queue: Any
     closed: bool
     draining: bool
+    upgrading: bool
+    input_dead: bool
+    pending_error: ProtocolError | None
     ctx: Any
     router: Any
+    _log: Any
     _task: asyncio.Task[None] | None
 
     def _write(self, data: bytes) -> None: ...
     def _close(self) -> None: ...
     def _next(self) -> None: ...
-    def _local_error(self, ex: Exchange, err: ProxyError, counted: bool = False) -> None: ...
     async def _start_async(self, ex: Exchange, route: Route | None, fresh: bool | None) -> None: ...
+
+    def _local_error(self, ex: Exchange, err: ProxyError, counted: bool = False) -> None:
+        """Answer the first queued exchange with a proxy-generated error."""
+        self._finish(ex)
+        status = err.status
+        m = ex.route.metrics if ex.route is not None else self.router.error_metrics(ex.head, self.ctx)
+        if not counted:
+            m.requests += 1
+        m.response(status, (time.monotonic() - ex.start) * 1000.0)
+        close = not (ex.body_done and ex.head.keep_alive and not ex.head.upgrade) or self.draining
+        self._log.debug("request.failed", error=str(err), status=status, authority=ex.head.host.decode("latin-1"))
+        self._write(error_response(status, str(err), close=close))
+        if self.queue and self.queue[0] is ex:
+            self.queue.popleft()
+        if close:
+            self.queue.clear()
+            self._close()
+            return
+        self._next()
+
+    def _bad_request(self, err: ProtocolError) -> None:
+        """Malformed input: 400 (after the responses already in progress), then close."""
+        self.upgrading = False
+        self.input_dead = True
+        self._log.info("request.malformed", error=str(err), direction=self.ctx.direction)
+        if self.queue:
+            # answer the requests parsed before the bad bytes, then the 400
+            first = self.queue[0]
+            self.queue.clear()
+            self.queue.append(first)
+            self.pending_error = err
+            return
+        self._answer_bad_request(err)
+
+    def _answer_bad_request(self, err: ProtocolError) -> None:
+        m = self.router.error_metrics(None, self.ctx)
+        m.requests += 1
+        m.response(400, 0.0)
+        self._write(error_response(400, str(err), close=True))
+        self._close()
+
+    def _plan_waits(self, ex: Exchange, route: Route) -> bool:
+        """A fault delay or a pool permit to wait for: True when the exchange went on asynchronously."""
+        plan = route.plan
+        assert plan is not None
+        if plan.delay or plan.cluster.limiter is not None:
+            self._task = asyncio.get_running_loop().create_task(self._start_async(ex, route, None))
+            return True
+        self._arm(ex, plan)
+        return False
 
     def _reply(self, ex: Exchange, reply: Reply) -> None:
         """Answer the first queued exchange with a response the proxy makes itself."""

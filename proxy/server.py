@@ -14,7 +14,7 @@ from typing import Any
 
 from . import splice
 from .client import Upstream
-from .errors import ConnectError, ProtocolError, ProxyError, error_response
+from .errors import ConnectError, ProtocolError, ProxyError
 from .exchange import ConnCtx, Exchange, Reply, Route, Router
 from .flow import PolicyFlow
 from .http1 import LAST_CHUNK, Body, RequestEnd, RequestHead, RequestParser, ResponseHead, Upgrade, encode_chunk
@@ -195,12 +195,8 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
             self._reply(ex, route)
             return
         if route is not None:
-            plan = route.plan  # type: ignore[union-attr]
-            if plan is not None:
-                if plan.delay or plan.cluster.limiter is not None:
-                    self._task = asyncio.get_running_loop().create_task(self._start_async(ex, route, None))  # type: ignore[arg-type]
-                    return
-                self._arm(ex, plan)
+            if route.plan is not None and self._plan_waits(ex, route):  # type: ignore[union-attr]
+                return
             up = route.pool.take_idle()  # type: ignore[union-attr]
             if up is not None:
                 self._send(ex, route, up)
@@ -233,7 +229,7 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
         except ProxyError as e:
             self._task = None
             if not self.closed:
-                self._local_error(ex, e)
+                self._local_error(ex, e, counted=ex.route is not None)
             return
         except asyncio.CancelledError:
             raise
@@ -407,43 +403,3 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
     def _close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
-
-    def _local_error(self, ex: Exchange, err: ProxyError, counted: bool = False) -> None:
-        """Answer the first queued exchange with a proxy-generated error."""
-        self._finish(ex)
-        status = err.status
-        m = ex.route.metrics if ex.route is not None else self.router.error_metrics(ex.head, self.ctx)
-        if not counted:
-            m.requests += 1
-        m.response(status, (time.monotonic() - ex.start) * 1000.0)
-        close = not (ex.body_done and ex.head.keep_alive and not ex.head.upgrade) or self.draining
-        self._log.debug("request.failed", error=str(err), status=status, authority=ex.head.host.decode("latin-1"))
-        self._write(error_response(status, str(err), close=close))
-        if self.queue and self.queue[0] is ex:
-            self.queue.popleft()
-        if close:
-            self.queue.clear()
-            self._close()
-            return
-        self._next()
-
-    def _bad_request(self, err: ProtocolError) -> None:
-        """Malformed input: 400 (after the responses already in progress), then close."""
-        self.upgrading = False
-        self.input_dead = True
-        self._log.info("request.malformed", error=str(err), direction=self.ctx.direction)
-        if self.queue:
-            # answer the requests parsed before the bad bytes, then the 400
-            first = self.queue[0]
-            self.queue.clear()
-            self.queue.append(first)
-            self.pending_error = err
-            return
-        self._answer_bad_request(err)
-
-    def _answer_bad_request(self, err: ProtocolError) -> None:
-        m = self.router.error_metrics(None, self.ctx)
-        m.requests += 1
-        m.response(400, 0.0)
-        self._write(error_response(400, str(err), close=True))
-        self._close()
