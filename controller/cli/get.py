@@ -130,6 +130,26 @@ COLUMNS: dict[str, list[Column]] = {
 }
 
 
+def _list(values: Any) -> str:
+    """kubectl's rendering of a string-list column: ["a","b"]."""
+    return json.dumps(list(values), separators=(",", ":")) if values else ""
+
+
+# Istio's CRDs declare these printer columns (kubectl get vs: NAME GATEWAYS HOSTS AGE ...)
+COLUMNS.update({
+    "VirtualService": [NAME, Column("GATEWAYS", lambda r, now: _list(r.spec.gateways)),
+                       Column("HOSTS", lambda r, now: _list(r.spec.hosts)), AGE],
+    "DestinationRule": [NAME, Column("HOST", lambda r, now: r.spec.host), AGE],
+    "ServiceEntry": [NAME, Column("HOSTS", lambda r, now: _list(r.spec.hosts)),
+                     Column("LOCATION", lambda r, now: r.spec.location),
+                     Column("RESOLUTION", lambda r, now: r.spec.resolution), AGE],
+    "PeerAuthentication": [NAME, Column("MODE", lambda r, now: r.spec.mode), AGE],
+    "AuthorizationPolicy": [NAME, Column("ACTION", lambda r, now: r.spec.action), AGE],
+    "HTTPRoute": [NAME, Column("HOSTNAMES", lambda r, now: _list(r.spec.hostnames)), AGE],
+    "MeshConfig": [NAME, Column("OUTBOUND", lambda r, now: r.spec.outbound_traffic_policy.mode), AGE],
+})
+
+
 def table_rows(info: KindInfo, items: list[Resource], *, wide: bool, all_namespaces: bool,
                now: datetime.datetime, header: bool = True, kind_prefix: bool = False) -> list[list[str]]:
     """Cells of a kubectl-style table; kind_prefix names rows `service/x` (when several kinds are shown)."""

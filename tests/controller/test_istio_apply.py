@@ -66,6 +66,13 @@ def test_apply_every_example_then_get(state: Path) -> None:
                            ("proxyconfigs", "istio-system", "default")]:
         result = run(state, "get", kind, "-n", ns)
         assert result.exit_code == 0 and name in result.output, (kind, result.output)
+    header, *rows = run(state, "get", "vs").output.splitlines()
+    assert header.split() == ["NAME", "GATEWAYS", "HOSTS", "AGE"]
+    assert any(r.split()[:3] == ["api-virtualservice", '["istio-system/ingress-gateway"]', '["api.example.com"]']
+               for r in rows)
+    assert run(state, "get", "se").output.splitlines()[1].split()[:4] == [
+        "mysql-external", '["mysql.external.com"]', "MESH_EXTERNAL", "DNS"]
+    assert run(state, "get", "pa", "-n", "production").output.splitlines()[1].split()[:2] == ["default", "STRICT"]
     out = yaml.safe_load(run(state, "get", "pa", "default", "-n", "production", "-o", "yaml").output)
     assert out["spec"] == {"mtls": {"mode": "STRICT"}, "portLevelMtls": {8080: {"mode": "DISABLE"}}}
 
