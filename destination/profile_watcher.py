@@ -42,8 +42,8 @@ class LatestProfile:
 
 
 class _Subscription:
-    def __init__(self, target: Target, caller: CallerRef, listener: LatestProfile) -> None:
-        self.target, self.caller, self.listener = target, caller, listener
+    def __init__(self, target: Target, caller: CallerRef, listener: LatestProfile, path: str) -> None:
+        self.target, self.caller, self.listener, self.path = target, caller, listener, path
         self.last: bytes | None = None
 
     def __repr__(self) -> str:
@@ -61,18 +61,18 @@ class ProfileWatcher:
     def __repr__(self) -> str:
         return f"<ProfileWatcher subscriptions={len(self._subs)}>"
 
-    def compute(self, target: Target, caller: CallerRef) -> pb.DestinationProfile:
+    def compute(self, target: Target, caller: CallerRef, path: str = "") -> pb.DestinationProfile:
         w = self._watcher
-        built = build(target, caller, w.index, w.rules, w.dns.lookup)
+        built = build(target, caller, w.index, w.rules, w.dns.lookup, path=path)
         for problem in built.problems:
             if problem not in self._logged and len(self._logged) < MAX_LOGGED_PROBLEMS:
                 self._logged.add(problem)
                 self._log.warning("rule.skipped", resource=problem[0], reason=problem[1])
         return built.profile
 
-    def subscribe(self, target: Target, caller: CallerRef, listener: LatestProfile) -> None:
-        """Send `listener` the current profile at once, then every different one."""
-        sub = _Subscription(target, caller, listener)
+    def subscribe(self, target: Target, caller: CallerRef, listener: LatestProfile, path: str = "") -> None:
+        """Send `listener` the current profile at once, then every different one (`path`: as the client sent it)."""
+        sub = _Subscription(target, caller, listener, path)
         self._subs.append(sub)
         self._send(sub)
 
@@ -85,7 +85,7 @@ class ProfileWatcher:
 
     def _send(self, sub: _Subscription) -> None:
         try:
-            profile = self.compute(sub.target, sub.caller)
+            profile = self.compute(sub.target, sub.caller, sub.path)
             encoded = bytes(profile)
             if encoded != sub.last:
                 sub.last = encoded

@@ -6,7 +6,8 @@
   VirtualService, the HTTPRoutes attached to the Service give `routes`
   (a VirtualService wins when both exist: Istio calls mixing them
   unsupported). Without either: one default route `default` to the target
-  itself with Istio's default retry policy. So `routes` is never empty for
+  itself with Istio's default retry policy; its backend authority is the
+  path the proxy asked for (so the proxy reuses the target's own streams). So `routes` is never empty for
   a known target; requests matching no route get 404.
 - Pod IP target: the default route to that address. Unknown target (or out
   of the caller's Sidecar scope): no routes, no policy (`fully_qualified_name`
@@ -107,12 +108,15 @@ def _mesh_retry(built: Built, rules: RuleIndex) -> pb.RetryPolicy:
         return vs_routes.default_retry()
 
 
-def build(target: Target, caller: CallerRef, endpoints: EndpointIndex, rules: RuleIndex, dns: Lookup) -> Built:
+def build(target: Target, caller: CallerRef, endpoints: EndpointIndex, rules: RuleIndex, dns: Lookup,
+          *, path: str = "") -> Built:
+    """The profile of `target` for `caller`; `path`: the GetDestination path as the proxy sent it."""
     found = identify(target, caller, endpoints, rules, dns)
+    itself = _authority(path, target)
     if found.kind == "unknown":
         return Built(pb.DestinationProfile())
     if found.kind == "pod":
-        return Built(pb.DestinationProfile(routes=[default_route(str(target))], retry_budget=retry_budget()))
+        return Built(pb.DestinationProfile(routes=[default_route(itself)], retry_budget=retry_budget()))
     built = Built(pb.DestinationProfile(fully_qualified_name=found.host, retry_budget=retry_budget(),
                                         opaque_protocol=_opaque(found)))
     profile = built.profile
@@ -142,9 +146,18 @@ def build(target: Target, caller: CallerRef, endpoints: EndpointIndex, rules: Ru
                 good.append(route)
         profile.routes = gateway_routes.http_routes(good, rules.domain, retry=retry)
     if not profile.routes:
-        profile.routes = [default_route(f"{found.host}:{found.port}", retry)]
+        profile.routes = [default_route(itself, retry)]
     _policies(built, found, caller, rules)
     return built
+
+
+def _authority(path: str, target: Target) -> str:
+    """The path as an authority with a port (the proxy's key for the target's own streams)."""
+    text = path.strip().lower()
+    if not text:
+        return str(target)
+    has_port = "]:" in text if text.startswith("[") else ":" in text
+    return text if has_port else f"{text}:{target.port}"
 
 
 def _policies(built: Built, found: Resolved, caller: CallerRef, rules: RuleIndex) -> None:

@@ -178,7 +178,7 @@ class DestinationService(pb.DestinationBase):
     async def get_profile(self, message: pb.GetDestination) -> AsyncIterator[pb.DestinationProfile]:
         target = self._parse(message)
         listener = LatestProfile()
-        self._profiles.subscribe(target, _caller(message), listener)
+        self._profiles.subscribe(target, _caller(message), listener, message.path)
         self._log.debug("profile.started", target=str(target))
         try:
             while True:

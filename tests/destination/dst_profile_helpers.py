@@ -47,7 +47,7 @@ class World:
 
     def build(self, path: str, caller_ns: str = "shop", *, pod: str = "", labels: dict | None = None) -> Built:
         caller = CallerRef(caller_ns, pod, tuple(sorted((labels or {}).items())))
-        return build(parse_path(path, caller_ns), caller, self.endpoints, self.rules, self.lookup)
+        return build(parse_path(path, caller_ns), caller, self.endpoints, self.rules, self.lookup, path=path)
 
     def profile(self, path: str, caller_ns: str = "shop", **kw):
         built = self.build(path, caller_ns, **kw)

@@ -23,7 +23,8 @@ def test_no_virtual_service_gives_one_default_route_with_istio_default_retries()
     assert p.fully_qualified_name == REVIEWS
     (route,) = p.routes
     assert route.name == "default" and route.matches == []
-    assert backends(route) == [(f"{REVIEWS}:9080", 100, {})]
+    assert backends(route) == [("reviews:9080", 100, {})]  # the target itself, as the proxy named it
+    assert World(services=svcs("reviews")).profile("Reviews").routes[0].backends[0].authority == "reviews:80"
     assert route.retry.attempts == 2 and route.retry.retry_on == DEFAULT_RETRY_ON
     assert route.retry.retriable_status_codes == [] and route.timeout_ms == 0
     assert (p.retry_budget.retry_ratio, p.retry_budget.min_retries_per_second) == (pytest.approx(0.2), 10)
