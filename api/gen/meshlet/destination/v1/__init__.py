@@ -315,6 +315,10 @@ class DestinationProfile(betterproto2.Message):
     """
     HTTP routes, first match wins. Empty: every request goes to the target
     itself. Requests that match no route get 404.
+    destination sends an empty list only for targets outside the registry
+    (fully_qualified_name empty); a Service or ServiceEntry host without a
+    VirtualService/HTTPRoute gets one route "default" to the target itself
+    (authority = the requested path) with the default retry policy.
     """
 
     retry_budget: "RetryBudget | None" = betterproto2.field(
