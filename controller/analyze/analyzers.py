@@ -7,8 +7,19 @@ from collections.abc import Callable, Iterable, Iterator
 from meshlet.controller.analyze import messages as msg
 from meshlet.controller.analyze.messages import Message, Origin
 from meshlet.controller.analyze.snapshot import Snapshot, group_by
-from meshlet.controller.model import HTTPRoute, PeerAuthentication, Resource, Service, VirtualService, to_obj
-from meshlet.controller.model.istio_common import MESH_GATEWAY, gateway_ref, host_matches
+from meshlet.controller.model import (
+    HTTPRoute,
+    PeerAuthentication,
+    Resource,
+    Service,
+    VirtualService,
+    to_obj,
+)
+from meshlet.controller.model.istio_common import (
+    MESH_GATEWAY,
+    gateway_ref,
+    host_matches,
+)
 from meshlet.controller.model.istio_virtualservice import Destination
 
 Analyzer = Callable[[Snapshot], Iterable[Message]]

@@ -11,7 +11,12 @@ from meshlet.controller.analyze import messages as msg
 from meshlet.controller.analyze.analyzers import ANALYZERS, Analyzer
 from meshlet.controller.analyze.messages import Message, Origin
 from meshlet.controller.analyze.snapshot import Snapshot
-from meshlet.controller.model import DEFAULT_REGISTRY, ConversionError, Resource, default_resource
+from meshlet.controller.model import (
+    DEFAULT_REGISTRY,
+    ConversionError,
+    Resource,
+    default_resource,
+)
 from meshlet.controller.model.loader import expand_paths, parse_documents
 
 

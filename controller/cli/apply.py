@@ -11,7 +11,13 @@ from collections.abc import Sequence
 
 import click
 from meshlet.controller.config import LocalConfig
-from meshlet.controller.model import DEFAULT_REGISTRY, ManifestError, Resource, UnknownKind, load_paths
+from meshlet.controller.model import (
+    DEFAULT_REGISTRY,
+    ManifestError,
+    Resource,
+    UnknownKind,
+    load_paths,
+)
 from meshlet.controller.model.registry import KindInfo
 from meshlet.controller.store import StoreError, open_local_store
 

@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from meshlet.controller.model.convert import yfield
-from meshlet.controller.model.meta import LabelSelector, ObjectMeta, Resource, TemplateMeta, check_label
+from meshlet.controller.model.meta import (
+    LabelSelector,
+    ObjectMeta,
+    Resource,
+    TemplateMeta,
+    check_label,
+)
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 

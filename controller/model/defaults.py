@@ -8,7 +8,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TypeVar
 
-from meshlet.controller.model.core import Deployment, Pod, PodSpec, PodTemplateSpec, Service, ServicePort
+from meshlet.controller.model.core import (
+    Deployment,
+    Pod,
+    PodSpec,
+    PodTemplateSpec,
+    Service,
+    ServicePort,
+)
 from meshlet.controller.model.meta import Resource
 
 DEFAULT_NAMESPACE = "default"

@@ -9,7 +9,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from meshlet.controller.model.istio_common import check_duration, check_host, check_percent, check_port, check_regex, parse_duration
+from meshlet.controller.model.istio_common import (
+    check_duration,
+    check_host,
+    check_percent,
+    check_port,
+    check_regex,
+    parse_duration,
+)
 from meshlet.controller.model.meta import Resource
 
 HTTPMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from meshlet.controller.model.meta import check_label
+
 CLUSTER_DOMAIN = "cluster.local"
 MESH_GATEWAY = "mesh"
 """The reserved gateway name meaning every sidecar of the mesh."""
@@ -25,7 +27,7 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, 
 def parse_duration(text: str) -> float:
     """Seconds of an Istio duration ("1s", "500ms", "1.5s", "1m", "1h2m3s"); ValueError naming it if invalid."""
     if not isinstance(text, str):
-        raise ValueError(f"invalid duration {text!r}: expected a string such as '1s' or '500ms'")
+        raise ValueError(f"invalid duration {text!r}: expected a string such as '1s' or '500ms'")  # noqa: TRY004
     s = text.strip()
     if s == "0":
         return 0.0
@@ -238,3 +240,19 @@ class PolicyTargetReference:
     kind: str | None = None
     group: str | None = None
     namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class Destination:
+    host: str
+    subset: str | None = None
+    port: PortSelector | None = None
+
+    def validate(self) -> Iterable[tuple[str, str]]:
+        problem = check_host(self.host, wildcard=False)
+        if problem:
+            yield "host", problem
+        if self.subset is not None:
+            problem = check_label(self.subset, "subset name")
+            if problem:
+                yield "subset", problem

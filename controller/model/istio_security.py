@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from meshlet.controller.model.convert import yfield
-from meshlet.controller.model.istio_common import PolicyTargetReference, WorkloadSelector, check_cidr, check_duration, check_port
+from meshlet.controller.model.istio_common import (
+    PolicyTargetReference,
+    WorkloadSelector,
+    check_cidr,
+    check_duration,
+    check_port,
+)
 from meshlet.controller.model.meta import Resource
 
 SECURITY_VERSIONS = ("security.istio.io/v1beta1",)
@@ -30,7 +36,7 @@ class PeerMtls:
 @dataclass(frozen=True)
 class PeerAuthenticationSpec:
     selector: WorkloadSelector | None = None
-    mtls: PeerMtls | None = yfield(warn_aliases=("mTLS",), default=None)
+    mtls: PeerMtls | None = yfield(warn_aliases=("mTLS",), default=None)  # noqa: RUF009 (a field())
     port_level_mtls: dict[int, PeerMtls] = field(default_factory=dict)
     """Container port -> mode. Istio requires a selector for these (`meshlet analyze` warns)."""
 
@@ -178,7 +184,7 @@ class ClaimToHeader:
 def _seed_headers(value: Any) -> list[Any]:
     """The seed's `headers: [Authorization]` as Istio's `fromHeaders` (Authorization carries a bearer token)."""
     if not isinstance(value, list):
-        raise ValueError("expected a list of header names")
+        raise TypeError("expected a list of header names")
     out: list[Any] = []
     for item in value:
         if isinstance(item, str):

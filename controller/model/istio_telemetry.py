@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from meshlet.controller.model.convert import yfield
-from meshlet.controller.model.istio_common import PolicyTargetReference, WorkloadSelector, check_duration, check_percent
+from meshlet.controller.model.istio_common import (
+    PolicyTargetReference,
+    WorkloadSelector,
+    check_duration,
+    check_percent,
+)
 from meshlet.controller.model.meta import Resource
 
 MetricName = Literal["ALL_METRICS", "REQUEST_COUNT", "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE",

@@ -1,17 +1,28 @@
 """Every kind meshlet knows. Adding a kind = its dataclasses + one line here."""
 from __future__ import annotations
 
-from meshlet.controller.model.core import Deployment, Namespace, Pod, Service, ServiceAccount, WorkloadToken
+from meshlet.controller.model.core import (
+    Deployment,
+    Namespace,
+    Pod,
+    Service,
+    ServiceAccount,
+    WorkloadToken,
+)
 from meshlet.controller.model.gateway_api import HTTPRoute
+from meshlet.controller.model.istio_destinationrule import DestinationRule
 from meshlet.controller.model.istio_networking import (
-    DestinationRule,
     Gateway,
     ProxyConfig,
     ServiceEntry,
     Sidecar,
     WorkloadEntry,
 )
-from meshlet.controller.model.istio_security import AuthorizationPolicy, PeerAuthentication, RequestAuthentication
+from meshlet.controller.model.istio_security import (
+    AuthorizationPolicy,
+    PeerAuthentication,
+    RequestAuthentication,
+)
 from meshlet.controller.model.istio_telemetry import Telemetry
 from meshlet.controller.model.istio_virtualservice import VirtualService
 from meshlet.controller.model.mesh import MeshConfig

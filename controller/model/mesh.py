@@ -10,8 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from meshlet.controller.model.istio_networking import OutboundTrafficPolicy, ProxyConfigSpec
-from meshlet.controller.model.istio_virtualservice import HTTPRetry
+from meshlet.controller.model.istio_http_actions import HTTPRetry
+from meshlet.controller.model.istio_networking import (
+    OutboundTrafficPolicy,
+    ProxyConfigSpec,
+)
 from meshlet.controller.model.meta import Resource, check_subdomain
 
 MESH_CONFIG_NAME = "default"

@@ -9,7 +9,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from meshlet.controller.model.convert import ConversionError, FieldIssue, describe, from_obj, suggest
+from meshlet.controller.model.convert import (
+    ConversionError,
+    FieldIssue,
+    describe,
+    from_obj,
+    suggest,
+)
 from meshlet.controller.model.meta import Resource
 
 

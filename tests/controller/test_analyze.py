@@ -115,24 +115,24 @@ EXPECTED = [
     'Error [IST0101] (HTTPRoute bookinfo/split) Referenced service not found: "reviews-v9"',
     'Error [IST0101] (VirtualService bookinfo/reviews) Referenced gateway not found: "istio-system/missing-gw"',
     'Error [IST0101] (VirtualService bookinfo/reviews) Referenced host not found: "reviews2"',
-    'Error [IST0101] (VirtualService bookinfo/reviews) Referenced host+subset in destinationrule not found: '
-    '"reviews+v3"',
-    "Error [IST0109] (VirtualService bookinfo/reviews) The VirtualServices bookinfo/reviews,bookinfo/reviews-dup "
+    ('Error [IST0101] (VirtualService bookinfo/reviews) Referenced host+subset in destinationrule not found: '
+    '"reviews+v3"'),
+    ("Error [IST0109] (VirtualService bookinfo/reviews) The VirtualServices bookinfo/reviews,bookinfo/reviews-dup "
     "associated with mesh gateway define the same host reviews.bookinfo.svc.cluster.local which can lead to "
-    "undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource.",
-    "Error [IST0109] (VirtualService bookinfo/reviews-dup) The VirtualServices bookinfo/reviews,bookinfo/reviews-dup "
+    "undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource."),
+    ("Error [IST0109] (VirtualService bookinfo/reviews-dup) The VirtualServices bookinfo/reviews,bookinfo/reviews-dup "
     "associated with mesh gateway define the same host reviews.bookinfo.svc.cluster.local which can lead to "
-    "undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource.",
-    "Warning [IST0174] (DestinationRule bookinfo/ghost) The host ghost defined in the DestinationRule does not "
-    "match any services in the mesh.",
-    "Warning [IST0173] (DestinationRule bookinfo/ratings) The Subset v9 defined in the DestinationRule does not "
-    "select any pods.",
-    "Warning [IST0130] (VirtualService bookinfo/reviews) VirtualService rule #2 not used "
-    "(rule #1 before it matches every request).",
-    "Warning [IST0130] (VirtualService bookinfo/reviews-dup) VirtualService rule again not used "
-    "(all matches used by prior rules).",
-    "Info [IST0131] (VirtualService bookinfo/reviews-dup) VirtualService rule again match #0 is not used "
-    "(duplicate/overlapping match in rule first).",
+    "undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource."),
+    ("Warning [IST0174] (DestinationRule bookinfo/ghost) The host ghost defined in the DestinationRule does not "
+    "match any services in the mesh."),
+    ("Warning [IST0173] (DestinationRule bookinfo/ratings) The Subset v9 defined in the DestinationRule does not "
+    "select any pods."),
+    ("Warning [IST0130] (VirtualService bookinfo/reviews) VirtualService rule #2 not used "
+    "(rule #1 before it matches every request)."),
+    ("Warning [IST0130] (VirtualService bookinfo/reviews-dup) VirtualService rule again not used "
+    "(all matches used by prior rules)."),
+    ("Info [IST0131] (VirtualService bookinfo/reviews-dup) VirtualService rule again match #0 is not used "
+    "(duplicate/overlapping match in rule first)."),
 ]
 
 
@@ -168,8 +168,8 @@ spec:
 """)
     snap = Snapshot.of(load_text(text))
     assert lines(snap) == [
-        "Warning [IST0132] (VirtualService default/db) one or more host db.internal defined in VirtualService "
-        "default/db not found in Gateway istio-system/ingress-gateway."]
+        ("Warning [IST0132] (VirtualService default/db) one or more host db.internal defined in VirtualService "
+        "default/db not found in Gateway istio-system/ingress-gateway.")]
 
 
 def test_seed_spellings_and_schema_errors_in_files(tmp_path: Path) -> None:
@@ -185,8 +185,8 @@ def test_seed_spellings_and_schema_errors_in_files(tmp_path: Path) -> None:
     assert any(line.startswith("Warning [MLT0001] (PeerAuthentication production/default) spec.mTLS: 'mTLS' is "
                                "accepted as a spelling of 'mtls'") for line in found)
     assert lines(Snapshot.of(resources), {"production"}) == [
-        "Warning [MLT0002] (PeerAuthentication production/default) portLevelMtls for port(s) 8080 has no effect "
-        "without a selector (Istio rejects it); add spec.selector or drop portLevelMtls."]
+        ("Warning [MLT0002] (PeerAuthentication production/default) portLevelMtls for port(s) 8080 has no effect "
+        "without a selector (Istio rejects it); add spec.selector or drop portLevelMtls.")]
 
 
 def run(state: Path, *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
@@ -233,7 +233,7 @@ def test_analyze_without_a_mesh_and_real_executable(tmp_path: Path) -> None:
     (files / "bookinfo.yaml").write_text(BOOKINFO)
     (files / "zz-broken.yaml").write_text(BROKEN)
     done = subprocess.run([*exe, "analyze", "-f", str(files), "-n", "bookinfo"], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     assert done.returncode == 79, done.stderr
     assert done.stdout.splitlines() == EXPECTED
     assert not (tmp_path / "none").exists()  # analyze never creates a store

@@ -4,7 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from meshlet.controller.model import DEFAULT_REGISTRY, ManifestError, from_obj, load_text, to_obj
+from meshlet.controller.model import (
+    DEFAULT_REGISTRY,
+    ManifestError,
+    from_obj,
+    load_text,
+    to_obj,
+)
 from meshlet.controller.model.istio_common import (
     check_regex,
     fqdn,
@@ -13,8 +19,12 @@ from meshlet.controller.model.istio_common import (
     parse_duration,
     service_of,
 )
-from meshlet.controller.model.istio_networking import DestinationRule, ProxyConfig
-from meshlet.controller.model.istio_security import PeerAuthentication, RequestAuthentication
+from meshlet.controller.model.istio_destinationrule import DestinationRule
+from meshlet.controller.model.istio_networking import ProxyConfig
+from meshlet.controller.model.istio_security import (
+    PeerAuthentication,
+    RequestAuthentication,
+)
 from meshlet.controller.model.istio_virtualservice import VirtualService
 
 EXAMPLES = Path("/work/shared/seeds/examples")
@@ -117,8 +127,8 @@ BROKEN = [
      "spec.http[0].match[0].uri.regex: invalid regex '(abc'"),
     ("  - match: [{headers: {cookie: {regex: '^(?!x)'}}}]\n    route: [{destination: {host: reviews}}]\n",
      "spec.http[0].match[0].headers.cookie.regex: invalid regex '^(?!x)': lookaround"),
-    ("  - route: [{destination: {host: reviews, subset: v1}, weight: 80},"
-     " {destination: {host: reviews, subset: v2}, weight: 30}]\n",
+    (("  - route: [{destination: {host: reviews, subset: v1}, weight: 80},"
+     " {destination: {host: reviews, subset: v2}, weight: 30}]\n"),
      "spec.http[0].route: total destination weight 110 != 100"),
     ("  - route: [{destination: {host: reviews}, weight: 120}]\n",
      "spec.http[0].route[0].weight: weight must be between 0 and 100, got 120"),
