@@ -4,7 +4,7 @@ Tracks VirtualService, DestinationRule, ServiceEntry, Sidecar, HTTPRoute and
 MeshConfig by (namespace, name). Lookups scan the tables (tens of rules in
 local mode) and always see a consistent state.
 
-Choices (documented in docs/traffic.md as well):
+Choices (see also destination/README.md):
 - several VirtualServices for one host apply in creation order (their http
   rules concatenated, Istio's merge for sidecars);
 - a DestinationRule is looked up in the caller's namespace, then the host's

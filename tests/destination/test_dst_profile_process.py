@@ -4,6 +4,8 @@ Resources are written to the store as `meshlet apply` does; the tests wait for w
 (never for a time).
 """
 import asyncio
+import subprocess
+import sys
 import time
 
 import betterproto2
@@ -139,6 +141,8 @@ def endpoints(update):
     name, value = betterproto2.which_one_of(update, "update")
     if name == "no_endpoints":
         return ("blocked" if value.blocked else "none", value.exists)
+    if name == "remove":
+        return name, sorted((a.ip, a.port) for a in value.addrs)
     return name, sorted((a.addr.ip, a.addr.port, tuple(sorted(a.labels.items())), a.tls_identity is None)
                         for a in value.addrs)
 
@@ -166,3 +170,65 @@ async def test_service_entry_endpoints_and_registry_only(mesh):
     profile = await asyncio.wait_for(
         stub.get_profile(pb.GetDestination(path="api.example.com:443", context=ctx), timeout=WAIT).__anext__(), WAIT)
     assert profile.fully_qualified_name == "api.example.com" and profile.opaque_protocol
+
+
+def meshlet(state_dir, *args, input=None):
+    """The real CLI, as a user runs it."""
+    cmd = [sys.executable, "-c", "from meshlet.controller.cli.main import main; main()", "--state-dir", str(state_dir),
+           *args]
+    done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+HTTP_ROUTE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo-split, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+  rules:
+  - backendRefs: [{name: echo-v1, port: 80, weight: 90}, {name: echo-v2, port: 80, weight: 10}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: shop}
+spec:
+  host: echo
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+"""
+
+SIDECAR = """
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: shop}
+spec:
+  egress: [{hosts: ["istio-system/*"]}]
+"""
+
+
+async def test_meshlet_apply_reaches_profile_and_endpoint_streams(mesh, tmp_path):
+    _, store, stub = mesh
+    await store.apply([service("echo"), service("echo-v1"), service("echo-v2"), pod("echo-0", "198.18.0.30", app="echo")])
+    ctx = pb.CallerContext(namespace="shop")
+    profiles = stub.get_profile(pb.GetDestination(path="echo:80", context=ctx), timeout=120)
+    await until(profiles, lambda p: [r.name for r in p.routes] == ["default"], "the default route")
+    get = stub.get(pb.GetDestination(path="echo:80", context=ctx), timeout=120)
+    assert endpoints(await until(get, lambda u: endpoints(u)[0] == "add", "endpoints"))[1][0][:2] == ("198.18.0.30", 80)
+
+    meshlet(tmp_path, "apply", "-f", "-", input=HTTP_ROUTE)
+    routed = await until(profiles, lambda p: p.traffic_policy is not None and p.routes[0].name == "echo-split.0",
+                         "the HTTPRoute and the DestinationRule")
+    assert [(b.authority, b.weight) for b in routed.routes[0].backends] == [
+        ("echo-v1.shop.svc.cluster.local:80", 90), ("echo-v2.shop.svc.cluster.local:80", 10)]
+    assert routed.traffic_policy.load_balancer.policy.name == "ROUND_ROBIN"
+
+    # a Sidecar that leaves echo out of shop's scope: not in the registry any more (ALLOW_ANY: pass through)
+    meshlet(tmp_path, "apply", "-f", "-", input=SIDECAR)
+    await until(profiles, lambda p: p.fully_qualified_name == "" and not p.routes, "an empty profile")
+    await until(get, lambda u: endpoints(u) == ("none", False), "not a mesh service")
+    meshlet(tmp_path, "delete", "sidecar", "default", "-n", "shop")
+    await until(profiles, lambda p: p.fully_qualified_name == "echo.shop.svc.cluster.local", "echo again")
+    await until(get, lambda u: endpoints(u)[0] == "add", "endpoints again")
+    await profiles.aclose()
+    await get.aclose()
