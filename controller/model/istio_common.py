@@ -181,6 +181,15 @@ def check_all(values: Iterable[str], path: str, check: object) -> Iterable[tuple
             yield f"{path}[{i}]", problem
 
 
+def check_export_to(values: tuple[str, ...]) -> Iterable[tuple[str, str]]:
+    """exportTo: '*' (everywhere, the default), '.' (own namespace) or namespace names; '*' alone."""
+    for i, v in enumerate(values):
+        if v not in ("*", ".") and check_label(v, "namespace"):
+            yield f"exportTo[{i}]", f"invalid exportTo {v!r}: use '*', '.' or a namespace name"
+    if "*" in values and len(values) > 1:
+        yield "exportTo", "'*' cannot be combined with other values"
+
+
 # === shared message types ===
 
 @dataclass(frozen=True)

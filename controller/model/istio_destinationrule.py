@@ -14,6 +14,7 @@ from meshlet.controller.model.istio_common import (
     PortSelector,
     WorkloadSelector,
     check_duration,
+    check_export_to,
     check_host,
     check_percent,
 )
@@ -274,6 +275,7 @@ class DestinationRuleSpec:
         problem = check_host(self.host)
         if problem:
             yield "host", problem
+        yield from check_export_to(self.export_to)
         seen: set[str] = set()
         for i, s in enumerate(self.subsets):
             if s.name in seen:

@@ -15,6 +15,7 @@ from meshlet.controller.model.istio_common import (
     WorkloadSelector,
     check_cidr,
     check_duration,
+    check_export_to,
     check_host,
     check_port,
     is_ip,
@@ -100,6 +101,7 @@ class ServiceEntrySpec:
             if p.name is not None and p.name in names:
                 yield f"ports[{i}].name", f"duplicate port name {p.name!r}"
             names.add(p.name or "")
+        yield from check_export_to(self.export_to)
         if self.endpoints and self.workload_selector is not None:
             yield "workloadSelector", "only one of endpoints and workloadSelector may be set"
         if self.resolution == "NONE" and self.endpoints:

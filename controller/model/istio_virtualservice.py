@@ -25,6 +25,7 @@ from meshlet.controller.model.istio_common import (
     check_all,
     check_cidr,
     check_duration,
+    check_export_to,
     check_host,
     check_percent,
     check_port,
@@ -263,6 +264,16 @@ class VirtualServiceSpec:
                             "to (e.g. hosts: [myapp]); delegate VirtualServices without hosts are not supported")
         if not (self.http or self.tls or self.tcp):
             yield "http", "a VirtualService needs at least one http, tls or tcp rule"
+        yield from check_export_to(self.export_to)
+        if self.gateways and MESH_GATEWAY not in self.gateways:
+            # sourceLabels select client sidecars: meaningless for a VirtualService bound to gateways only
+            for kind, rules in (("http", self.http), ("tcp", self.tcp), ("tls", self.tls)):
+                for i, rule in enumerate(rules):
+                    for j, m in enumerate(rule.match):
+                        if m.source_labels and (not m.gateways or MESH_GATEWAY not in m.gateways):
+                            yield (f"{kind}[{i}].match[{j}].sourceLabels",
+                                   (f"sourceLabels need the '{MESH_GATEWAY}' gateway (this VirtualService is bound "
+                                   f"to gateways {', '.join(self.gateways)} only)"))
 
 
 @dataclass(frozen=True, kw_only=True)

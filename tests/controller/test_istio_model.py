@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from meshlet.controller.model import (
     DEFAULT_REGISTRY,
     ManifestError,
@@ -223,3 +225,24 @@ def test_get_names_resolve() -> None:
                        ("requestauthentications", "RequestAuthentication"), ("telemetries", "Telemetry"),
                        ("proxyconfigs", "ProxyConfig"), ("httproutes", "HTTPRoute"), ("meshconfigs", "MeshConfig")]:
         assert DEFAULT_REGISTRY.resolve(name).kind == kind
+
+
+def test_export_to_and_gateway_only_source_labels() -> None:
+    found = problems(VS.replace("  hosts: [reviews]\n", "  hosts: [reviews]\n  exportTo: ['*', Bad_NS]\n")
+                     + "  - route: [{destination: {host: reviews}}]\n")
+    assert found == ["spec.exportTo[1]: invalid exportTo 'Bad_NS': use '*', '.' or a namespace name",
+                     "spec.exportTo: '*' cannot be combined with other values"]
+    gw_only = VS.replace("  hosts: [reviews]\n", "  hosts: [reviews]\n  gateways: [istio-system/ingress]\n")
+    found = problems(gw_only + "  - match: [{sourceLabels: {app: web}}]\n    route: [{destination: {host: reviews}}]\n")
+    assert found == [("spec.http[0].match[0].sourceLabels: sourceLabels need the 'mesh' gateway (this VirtualService "
+                     "is bound to gateways istio-system/ingress only)")]
+    load_text(gw_only.replace("[istio-system/ingress]", "[istio-system/ingress, mesh]")
+              + "  - match: [{sourceLabels: {app: web}}]\n    route: [{destination: {host: reviews}}]\n")
+
+
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(["h", "m", "s", "ms", "us", "ns"])),
+                min_size=1, max_size=4))
+def test_parse_duration_sums_its_parts(parts: list[tuple[int, str]]) -> None:
+    text = "".join(f"{n}{unit}" for n, unit in parts)
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+    assert parse_duration(text) == pytest.approx(sum(n * scale[u] for n, u in parts))
