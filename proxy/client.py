@@ -31,7 +31,7 @@ class Sink(Protocol):
 
 class Upstream(asyncio.Protocol):
     __slots__ = ("transport", "framer", "sink", "alive", "reused", "got_bytes", "idle_since", "metrics", "pool",
-                 "reading", "write_blocked")
+                 "reading", "write_blocked", "uses")
 
     def __init__(self, metrics: TcpMetrics | None, pool: "Pool | None" = None) -> None:
         self.transport: asyncio.Transport | None = None
@@ -45,6 +45,8 @@ class Upstream(asyncio.Protocol):
         self.pool = pool
         self.reading = True
         self.write_blocked = False
+        self.uses = 0
+        """Requests sent on this connection (maxRequestsPerConnection)."""
 
     def set_reading(self, on: bool) -> None:
         if on != self.reading and self.transport is not None and not self.transport.is_closing():
@@ -155,11 +157,15 @@ class Connector:
         self.timeout = timeout
 
     async def connect(self, ip: str, port: int, identity: str, server_name: str,
-                      protocol: asyncio.Protocol) -> asyncio.Transport:
-        """Connect `protocol` (an instance: uvloop hands back its own SSLProtocol for TLS)."""
+                      protocol: asyncio.Protocol, *, timeout: float = 0.0,
+                      origination: ssl.SSLContext | None = None) -> asyncio.Transport:
+        """Connect `protocol` (an instance: uvloop hands back its own SSLProtocol for TLS).
+        `origination`: TLS to a server outside the mesh (DestinationRule SIMPLE/MUTUAL), with
+        `server_name` as SNI and no SPIFFE check."""
         loop = asyncio.get_running_loop()
-        ctx: ssl.SSLContext | None = None
-        if identity:
+        ctx: ssl.SSLContext | None = origination
+        timeout = timeout or self.timeout
+        if identity and origination is None:
             mat = self.idm.current if self.idm is not None else None
             if mat is None:
                 raise IdentityError("no certificate yet: cannot open mTLS connections")
@@ -169,15 +175,15 @@ class Connector:
                 coro = loop.create_connection(lambda: protocol, ip, port)
             else:
                 coro = loop.create_connection(lambda: protocol, ip, port, ssl=ctx, server_hostname=server_name or "",
-                                              ssl_handshake_timeout=self.timeout)
-            transport, _ = await asyncio.wait_for(coro, self.timeout)
+                                              ssl_handshake_timeout=timeout)
+            transport, _ = await asyncio.wait_for(coro, timeout)
         except asyncio.TimeoutError:
             raise ConnectError(f"connect to {ip}:{port} timed out") from None
         except ssl.SSLError as e:
             raise ConnectError(f"TLS handshake with {ip}:{port} failed: {e.reason or e}") from None
         except OSError as e:
             raise ConnectError(f"connect to {ip}:{port} failed: {e.strerror or e}") from None
-        if ctx is not None:
+        if ctx is not None and origination is None:
             uris = peer_uris(transport.get_extra_info("peercert"))
             if uris != [identity]:
                 transport.abort()
@@ -189,16 +195,18 @@ class Pool:
     """Idle keep-alive connections to one endpoint."""
 
     __slots__ = ("ip", "port", "identity", "server_name", "connector", "metrics", "idle", "max_idle",
-                 "idle_timeout")
+                 "idle_timeout", "origination")
 
     def __init__(self, ip: str, port: int, identity: str, server_name: str, connector: Connector,
-                 metrics: TcpMetrics | None, *, max_idle: int = 64, idle_timeout: float = 60.0) -> None:
+                 metrics: TcpMetrics | None, *, max_idle: int = 64, idle_timeout: float = 60.0,
+                 origination: ssl.SSLContext | None = None) -> None:
         self.ip, self.port, self.identity, self.server_name = ip, port, identity, server_name
         self.connector = connector
         self.metrics = metrics
         self.idle: list[Upstream] = []
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
+        self.origination = origination
 
     def take_idle(self) -> Upstream | None:
         idle = self.idle
@@ -214,9 +222,10 @@ class Pool:
             up.close()
         return None
 
-    async def connect(self) -> Upstream:
+    async def connect(self, timeout: float = 0.0) -> Upstream:
         up = Upstream(self.metrics, self)
-        await self.connector.connect(self.ip, self.port, self.identity, self.server_name, up)
+        await self.connector.connect(self.ip, self.port, self.identity, self.server_name, up, timeout=timeout,
+                                     origination=self.origination)
         return up
 
     def release(self, up: Upstream) -> None:
@@ -248,12 +257,13 @@ class Pools:
     def __init__(self, connector: Connector, metrics: ProxyMetrics, *, max_idle: int, idle_timeout: float) -> None:
         self.connector = connector
         self._metrics = metrics
-        self._pools: dict[tuple[str, int, str, str], Pool] = {}
+        self._pools: dict[tuple[str, int, str, str, ssl.SSLContext | None], Pool] = {}
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
 
-    def get(self, ip: str, port: int, identity: str, server_name: str, tcp_labels: tuple[str, ...]) -> Pool:
-        key = (ip, port, identity, server_name)
+    def get(self, ip: str, port: int, identity: str, server_name: str, tcp_labels: tuple[str, ...],
+            origination: ssl.SSLContext | None = None) -> Pool:
+        key = (ip, port, identity, server_name, origination)
         p = self._pools.get(key)
         if p is None:
             if len(self._pools) > 4096:
@@ -262,7 +272,7 @@ class Pools:
                 self._pools.clear()
             p = self._pools[key] = Pool(ip, port, identity, server_name, self.connector,
                                         self._metrics.tcp(tcp_labels), max_idle=self.max_idle,
-                                        idle_timeout=self.idle_timeout)
+                                        idle_timeout=self.idle_timeout, origination=origination)
         return p
 
     def close(self) -> None:

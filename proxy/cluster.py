@@ -197,5 +197,10 @@ class Cluster:
                     return near
         return items
 
+    def spent(self, uses: int) -> bool:
+        """A connection that served `uses` requests is not reused (maxRequestsPerConnection)."""
+        m = self.policy.max_requests_per_connection
+        return bool(m) and uses >= m
+
     def report(self, addr: tuple[str, int], status: int, now: float, total: int) -> bool:
         return self.outlier.report(addr, status, now, total) if self.outlier is not None else False

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -12,11 +13,11 @@ from .client import Pool, Pools
 from .cluster import Cluster
 from .config import ProxyConfig
 from .endpoints import Endpoint, Kind
-from .errors import Blocked, LoopDetected, NoEndpoints
+from .errors import Blocked, ConnectError, LoopDetected, NoEndpoints
 from .exchange import ConnCtx, Plan, Reply, Route
 from .http1 import RequestHead
 from .metrics import ProxyMetrics, RouteMetrics
-from .profile import DEFAULT_POLICY, NO_RETRY, Backend, LbPolicy, Profile, TlsMode
+from .profile import DEFAULT_POLICY, NO_RETRY, Backend, ClientTls, LbPolicy, Profile, TlsMode
 from .profiles import ProfileTarget, Profiles
 from .resolve import Resolver, Target, normalize_authority, usable
 
@@ -54,6 +55,7 @@ class OutboundRouter:
         self.mirrors = mirror
         """`mirror.Mirrors` (fire-and-forget copies), None: no mirroring."""
         self._clusters: dict[tuple[object, ...], Cluster] = {}
+        self._tls: dict[ClientTls, ssl.SSLContext] = {}
         labels = dict(cfg.pod_labels)
         self._zone = labels.get("topology.kubernetes.io/zone", "")
         self._region = labels.get("topology.kubernetes.io/region", "")
@@ -190,20 +192,24 @@ class OutboundRouter:
             b = cluster.choose(items, time.monotonic(), plan.hash_key)
             ep = b.endpoint
             plan.addr = ep.addr
-            tls_off = cluster.policy.tls.mode is TlsMode.DISABLE
-            key = (plan.authority, bt.path, tls_off, bt.state.version, ep.ip, ep.port)
+            tls = cluster.policy.tls
+            key = (plan.authority, bt.path, tls, bt.state.version, ep.ip, ep.port)
             cached = self._cache.get(key)
             if cached is None:
                 svc = _label(bt.state.labels, "dst_service", "service")
                 ns = _label(bt.state.labels, "dst_namespace", "namespace")
                 ip, port, identity, server_name = self._dial(ep)
-                if tls_off:
+                origination = None
+                if tls.mode is not TlsMode.ISTIO_MUTUAL:
                     identity = server_name = ""
-                labels = m.base("outbound", authority=plan.authority, tls=bool(identity), server_id=identity,
-                                dst_service=svc, dst_namespace=ns)
+                    if tls.mode is not TlsMode.DISABLE:
+                        origination, server_name = self._origination(tls), tls.sni or bt.path.rpartition(":")[0]
+                labels = m.base("outbound", authority=plan.authority, tls=bool(identity or origination),
+                                server_id=identity, dst_service=svc, dst_namespace=ns)
                 if len(self._cache) > 10000:
                     self._cache.clear()
-                cached = self._cache[key] = (self._pool(ip, port, identity, server_name, svc, ns), m.route(labels))
+                cached = self._cache[key] = (self._pool(ip, port, identity, server_name, svc, ns, origination),
+                                             m.route(labels))
             return Route(cached[0], cached[1], b.load, plan)
         if kind is Kind.EMPTY:
             raise NoEndpoints(f"service {bt.path} has no ready endpoints")
@@ -211,8 +217,34 @@ class OutboundRouter:
             raise Blocked(BLOCKED)
         self._check_loop(ctx)
         plan.addr = (ctx.orig_ip, ctx.orig_port)
+        tls = cluster.policy.tls
+        if tls.mode in (TlsMode.SIMPLE, TlsMode.MUTUAL):  # TLS origination to an external server
+            pool = self._pool(ctx.orig_ip, ctx.orig_port, "", tls.sni or plan.authority.rpartition(":")[0], "", "",
+                              self._origination(tls))
+            return Route(pool, m.route(m.base("outbound", authority=plan.authority, tls=True)), None, plan)
         pool = self._pool(ctx.orig_ip, ctx.orig_port, "", "", "", "")
         return Route(pool, m.route(m.base("outbound", authority=plan.authority)), None, plan)
+
+    def _origination(self, tls: ClientTls) -> ssl.SSLContext:
+        """The client context of a DestinationRule's SIMPLE/MUTUAL TLS (cached per settings)."""
+        ctx = self._tls.get(tls)
+        if ctx is None:
+            try:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                if tls.ca_certificates:
+                    ctx.load_verify_locations(cafile=tls.ca_certificates)
+                    ctx.verify_mode = ssl.CERT_REQUIRED
+                else:
+                    ctx.verify_mode = ssl.CERT_NONE
+                if tls.mode is TlsMode.MUTUAL:
+                    ctx.load_cert_chain(tls.client_certificate, tls.private_key or None)
+            except (OSError, ssl.SSLError) as e:
+                raise ConnectError(f"TLS origination settings unusable: {e}") from None
+            if len(self._tls) > 256:
+                self._tls.clear()
+            self._tls[tls] = ctx
+        return ctx
 
     def mirror_pool(self, mirror: object) -> Pool | None:
         """A pool to an endpoint of the mirror backend (None when it has none now)."""
@@ -270,10 +302,11 @@ class OutboundRouter:
             return self.cfg.inbound_app_ip, ep.port, "", ""
         return ep.ip, ep.port, ep.identity, ep.server_name
 
-    def _pool(self, ip: str, port: int, identity: str, server_name: str, svc: str, ns: str) -> Pool:
-        tcp = self.metrics.base("outbound", tls=bool(identity), server_id=identity, dst_service=svc,
+    def _pool(self, ip: str, port: int, identity: str, server_name: str, svc: str, ns: str,
+              origination: ssl.SSLContext | None = None) -> Pool:
+        tcp = self.metrics.base("outbound", tls=bool(identity or origination), server_id=identity, dst_service=svc,
                                 dst_namespace=ns) + ("dst",)
-        return self.pools.get(ip, port, identity, server_name, tcp)
+        return self.pools.get(ip, port, identity, server_name, tcp, origination)
 
     def _check_loop(self, ctx: ConnCtx) -> None:
         if ctx.orig_port in self._self_ports and ctx.orig_ip in (self.cfg.pod_ip, "127.0.0.1", "0.0.0.0"):

@@ -220,7 +220,7 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
                 try:
                     up = None if fresh else route.pool.take_idle()
                     if up is None:
-                        up = await route.pool.connect()
+                        up = await route.pool.connect(plan.cluster.policy.connect_timeout if plan else 0.0)
                     break
                 except ConnectError:
                     if plan is None or not self._connect_retry(ex, plan):
@@ -249,6 +249,7 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
         ex.route = route
         ex.upstream = up
         up.sink = self
+        up.uses += 1
         if self.write_blocked:
             up.set_reading(False)
         if up.write_blocked:
@@ -333,7 +334,8 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
         # an Upgrade request answered without 101: the client may already send the new protocol
         reusable = up.framer.keep_alive and ex.body_done and not ex.head.upgrade
         keep_client = reusable and ex.head.keep_alive and not self.draining
-        if not leftover and reusable and ex.head.upstream_keep_alive:
+        if not leftover and reusable and ex.head.upstream_keep_alive and \
+                (route.plan is None or not route.plan.cluster.spent(up.uses)):
             route.pool.release(up)
         else:
             up.close()

@@ -37,6 +37,7 @@ class Mesh:
     destination_fixture: Path
     destination: object = None
     identity: object = None
+    state: Path | None = None
 
     def metrics(self, pod: Pod) -> str:
         status, body = http_get(f"http://{pod.ip}:15090/metrics")
@@ -49,6 +50,15 @@ class Mesh:
                                    str(self.destination_port), str(self.destination_fixture),
                                    str(self.tmp / "profiles.json")], log)
         wait_for(lambda: _can_connect(GATEWAY, self.destination_port), "fake destination listening", log=log)
+
+    def start_real_destination(self, state: Path) -> None:
+        """`python -m meshlet.destination` on the store in `state` (instead of the stand-in)."""
+        log = self.tmp / "destination.log"
+        admin = free_port(GATEWAY)
+        self.destination = _popen([sys.executable, "-m", "meshlet.destination", "--state-dir", str(state),
+                                   "--listen", f"{GATEWAY}:{self.destination_port}",
+                                   "--admin-listen", f"{GATEWAY}:{admin}"], log)
+        wait_for(lambda: _can_connect(GATEWAY, self.destination_port), "destination listening", log=log)
 
     def stop_destination(self) -> None:
         if self.destination is not None:
@@ -88,6 +98,18 @@ def write_tokens(state: Path, tokens: dict[str, tuple[str, bytes]]) -> None:
     asyncio.run(go())
 
 
+def store_apply(state: Path, resources: list) -> None:
+    """Write resources to the store in `state` (as `meshlet apply` does)."""
+    from meshlet.controller.store import SqliteStore
+
+    async def go() -> None:
+        store = SqliteStore(state / "store.db")
+        await store.apply(resources)
+        await store.close()
+
+    asyncio.run(go())
+
+
 def proxy_env(mesh_tmp: Path, pod: Pod, sa: str, token: bytes, identity_port: int, destination_port: int,
               trust_anchors: Path) -> dict[str, str]:
     token_file = mesh_tmp / f"{pod.name}.token"
@@ -107,8 +129,9 @@ def proxy_env(mesh_tmp: Path, pod: Pod, sa: str, token: bytes, identity_port: in
 
 
 @contextlib.contextmanager
-def open_mesh(tmp: Path, extra=None, profiles=None):  # noqa: ANN001, ANN201
-    """The real-path topology; `extra(a, b, c)` adds destination entries, `profiles(a, b, c)` profiles."""
+def open_mesh(tmp: Path, extra=None, profiles=None, store=None):  # noqa: ANN001, ANN201
+    """The real-path topology; `extra(a, b, c)` adds destination entries, `profiles(a, b, c)` profiles;
+    `store(a, b, c)` gives resources for the store, served by the real destination instead."""
     net = Net()
     identity = None
     try:
@@ -148,7 +171,12 @@ def open_mesh(tmp: Path, extra=None, profiles=None):  # noqa: ANN001, ANN201
         if profiles is not None:
             write_json(tmp / "profiles.json", profiles(a, b, c))
         mesh = Mesh(net, a, b, c, tmp, anchors, dst_port, fixture, identity=identity)
-        mesh.start_destination()
+        mesh.state = state
+        if store is not None:
+            store_apply(state, store(a, b, c))
+            mesh.start_real_destination(state)
+        else:
+            mesh.start_destination()
         # workloads
         for pod in (b, c):
             log = tmp / f"apps-{pod.name}.log"

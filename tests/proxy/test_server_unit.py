@@ -55,7 +55,7 @@ class FakeConnector:
         self.fail: Exception | None = None
         self.connections: list[tuple[FakeTransport, object]] = []
 
-    async def connect(self, ip, port, identity, server_name, protocol):  # noqa: ANN001, ANN201
+    async def connect(self, ip, port, identity, server_name, protocol, **kw):  # noqa: ANN001, ANN003, ANN201
         if self.fail is not None:
             raise self.fail
         t = FakeTransport()
