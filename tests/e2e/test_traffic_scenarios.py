@@ -1,6 +1,6 @@
 """The traffic-management e2e scenarios (e2e/scenarios/test_traffic_management.py) as part of the main suite.
 
-They skip when not root, while `meshlet up` does not exist, or while route
-enforcement is missing (a feature probe); otherwise they bring up a real local mesh (slow).
+They skip when not root or while `meshlet up` does not exist; otherwise they
+bring up a real local mesh (slow).
 """
-from meshlet.e2e.scenarios.test_traffic_management import *  # noqa: F403
+from meshlet.e2e.scenarios.test_traffic_management import *
