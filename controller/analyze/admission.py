@@ -6,7 +6,8 @@ HTTPRoute destination host that no Service or ServiceEntry defines, and a
 VirtualService gateway that does not exist, counting both the store and the
 same request (order inside a request does not matter). Warnings only (Istio
 accepts these, and the missing piece often comes next): an undefined subset,
-unreachable rules, conflicting VirtualServices, portLevelMtls without selector.
+unreachable rules, conflicting VirtualServices, portLevelMtls without selector, an HTTPS
+gateway server without tls.
 """
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ from meshlet.controller.analyze.snapshot import Snapshot
 from meshlet.controller.model import DEFAULT_REGISTRY, Resource
 from meshlet.controller.store.base import Store
 
-CHECKED_KINDS = frozenset({"VirtualService", "HTTPRoute", "PeerAuthentication"})
+CHECKED_KINDS = frozenset({"VirtualService", "HTTPRoute", "PeerAuthentication", "Gateway"})
 """Kinds whose references are checked; a request without them reads nothing more from the store."""
 CONTEXT_KINDS = ("Service", "ServiceEntry", "DestinationRule", "Gateway", "VirtualService", "HTTPRoute")
 BLOCKING_REFERENCES = frozenset({"host", "gateway", "service"})
-ANALYZERS = (a.destination_hosts, a.gateways, a.conflicting_mesh_hosts, a.unreachable_rules, a.peer_authentications,
-             a.http_routes)
+ANALYZERS = (a.destination_hosts, a.gateways, a.gateway_servers, a.conflicting_mesh_hosts, a.unreachable_rules,
+             a.peer_authentications, a.http_routes)
 
 
 @dataclass(frozen=True)

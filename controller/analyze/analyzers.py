@@ -85,6 +85,17 @@ def gateways(snap: Snapshot) -> Iterator[Message]:
                               "spec.hosts")
 
 
+def gateway_servers(snap: Snapshot) -> Iterator[Message]:
+    """MLT0004: an HTTPS or TLS server without tls settings (Istio's validation refuses it)."""
+    for gw in snap.gateways().values():
+        for i, server in enumerate(gw.spec.servers):
+            protocol = server.port.protocol.upper()
+            if protocol in ("HTTPS", "TLS") and (server.tls is None or server.tls.mode is None):
+                yield Message(msg.GATEWAY_SERVER_WITHOUT_TLS, origin(gw),
+                              (server.name or server.port.name or f"#{i}", server.port.number, protocol),
+                              f"spec.servers[{i}].tls")
+
+
 def conflicting_mesh_hosts(snap: Snapshot) -> Iterator[Message]:
     """IST0109: two VirtualServices for the mesh gateway claim the same host."""
     claims: list[tuple[str, Resource]] = []
@@ -199,5 +210,5 @@ def http_routes(snap: Snapshot) -> Iterator[Message]:
                                   f"spec.rules[{i}].backendRefs[{j}]")
 
 
-ANALYZERS: tuple[Analyzer, ...] = (destination_hosts, gateways, conflicting_mesh_hosts, unreachable_rules,
-                                   destination_rules, peer_authentications, http_routes)
+ANALYZERS: tuple[Analyzer, ...] = (destination_hosts, gateways, gateway_servers, conflicting_mesh_hosts,
+                                   unreachable_rules, destination_rules, peer_authentications, http_routes)

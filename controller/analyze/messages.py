@@ -55,10 +55,15 @@ PORT_LEVEL_MTLS_WITHOUT_SELECTOR = MessageType(
 DUPLICATE_DESTINATION_RULES = MessageType(
     "MLT0003", "DuplicateDestinationRuleHost", Level.WARNING,
     "DestinationRules {0} all apply to host {1}; only the oldest one is used for each setting.")
+GATEWAY_SERVER_WITHOUT_TLS = MessageType(
+    "MLT0004", "GatewayServerWithoutTls", Level.WARNING,
+    "server {0} on port {1} has protocol {2} but no tls settings (Istio rejects this); add tls.mode "
+    "and a credentialName.")
 
 ALL_TYPES = (REFERENCED_RESOURCE_NOT_FOUND, SCHEMA_VALIDATION_ERROR, CONFLICTING_MESH_GATEWAY_VS_HOSTS,
              VS_UNREACHABLE_RULE, VS_INEFFECTIVE_MATCH, VS_HOST_NOT_FOUND_IN_GATEWAY, DR_SUBSET_NOT_SELECT_PODS,
-             UNKNOWN_DR_HOST, SPELLING_ACCEPTED, PORT_LEVEL_MTLS_WITHOUT_SELECTOR, DUPLICATE_DESTINATION_RULES)
+             UNKNOWN_DR_HOST, SPELLING_ACCEPTED, PORT_LEVEL_MTLS_WITHOUT_SELECTOR, DUPLICATE_DESTINATION_RULES,
+             GATEWAY_SERVER_WITHOUT_TLS)
 
 
 @dataclass(frozen=True)

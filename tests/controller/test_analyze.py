@@ -167,7 +167,10 @@ spec:
   tcp: [{route: [{destination: {host: mysql.external.com, port: {number: 3306}}}]}]
 """)
     snap = Snapshot.of(load_text(text))
-    assert lines(snap) == [
+    assert lines(snap, {"istio-system"}) == [
+        ("Warning [MLT0004] (Gateway istio-system/egress-gateway) server https on port 443 has protocol HTTPS but "
+        "no tls settings (Istio rejects this); add tls.mode and a credentialName.")]
+    assert lines(snap, {"default"}) == [
         ("Warning [IST0132] (VirtualService default/db) one or more host db.internal defined in VirtualService "
         "default/db not found in Gateway istio-system/ingress-gateway.")]
 
