@@ -140,3 +140,14 @@ def test_module_runs_as_a_process(unused_tcp_port: int) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_admin_fail_switch(start_app: StartApp) -> None:
+    base = await start_app(build_app(settings()))
+    assert (await fetch("POST", f"{base}/admin/fail/503"))[0] == 200
+    status, headers, body = await fetch("GET", f"{base}/get")
+    assert status == 503 and headers["x-version"] == "v1" and body == b"failing on purpose\n"
+    assert (await fetch("GET", f"{base}/stats"))[0] == 200
+    assert (await fetch("POST", f"{base}/admin/fail/abc"))[0] == 400
+    assert (await fetch("POST", f"{base}/admin/fail/0"))[0] == 200
+    assert (await fetch("GET", f"{base}/get"))[0] == 200

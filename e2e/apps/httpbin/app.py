@@ -3,7 +3,9 @@
 Routes: `/status/{codes}` (one code, or a comma list answered at random, as
 httpbin), `/delay/{seconds}` (capped at 10 s), `/headers`, `/ip`, `/get`,
 `/anything[/...]` (any method), `/` and `/stats` (this process's request
-counters: what a mirror received). Every response carries `x-version` (from
+counters: what a mirror received). `POST /admin/fail/{code}` makes this
+process answer every other request with `code` (0 turns it off): an endpoint
+that keeps failing, for outlier-detection tests. Every response carries `x-version` (from
 `SERVICE_VERSION`) and `x-pod` (from `POD_NAME`) so split and mirror tests
 can tell backends apart.
 """
@@ -49,6 +51,13 @@ class HttpbinSettings:
         return cls(host=env.get("HTTPBIN_HOST", "0.0.0.0"), port=port,
                    version=env.get("SERVICE_VERSION") or "v1",
                    pod_name=env.get("POD_NAME") or env.get("HOSTNAME") or "unknown")
+
+
+@dataclass
+class Chaos:
+    """A status every request gets instead of its answer (0: behave)."""
+
+    fail_status: int = 0
 
 
 @dataclass
@@ -126,16 +135,20 @@ def _headers(request: web.Request) -> dict[str, str]:
 
 STATS_KEY: web.AppKey[RequestStats] = web.AppKey("stats", RequestStats)
 SETTINGS_KEY: web.AppKey[HttpbinSettings] = web.AppKey("settings", HttpbinSettings)
+CHAOS_KEY: web.AppKey[Chaos] = web.AppKey("chaos", Chaos)
 
 
 @web.middleware
 async def stamp(request: web.Request, handler: Any) -> web.StreamResponse:
     """Count the request, turn BadRequest into 400 and label the response with version and pod."""
     settings = request.app[SETTINGS_KEY]
-    if request.path != "/stats":
+    internal = request.path == "/stats" or request.path.startswith("/admin/")
+    if not internal:
         request.app[STATS_KEY].record(request.path)
+    fail = request.app[CHAOS_KEY].fail_status
     try:
-        resp = await handler(request)
+        resp = web.Response(status=fail, text="failing on purpose\n") if fail and not internal \
+            else await handler(request)
     except BadRequest as exc:
         resp = web.json_response({"error": str(exc)}, status=400)
     except web.HTTPException as exc:
@@ -186,10 +199,18 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response({**request.app[STATS_KEY].dump(), "version": s.version, "pod": s.pod_name})
 
 
+async def admin_fail(request: web.Request) -> web.Response:
+    text = request.match_info["code"]
+    code = 0 if text == "0" else parse_status_codes(text)[0]
+    request.app[CHAOS_KEY].fail_status = code
+    return web.json_response({"fail_status": code})
+
+
 def build_app(settings: HttpbinSettings) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, middlewares=[stamp])
     app[SETTINGS_KEY] = settings
     app[STATS_KEY] = RequestStats()
+    app[CHAOS_KEY] = Chaos()
     app.router.add_get("/", index)
     app.router.add_route("*", "/status/{codes}", status)
     app.router.add_get("/delay/{seconds}", delay)
@@ -197,6 +218,7 @@ def build_app(settings: HttpbinSettings) -> web.Application:
     app.router.add_get("/ip", ip)
     app.router.add_get("/get", get)
     app.router.add_get("/stats", stats)
+    app.router.add_post("/admin/fail/{code}", admin_fail)
     app.router.add_route("*", "/anything", anything)
     app.router.add_route("*", "/anything/{tail:.*}", anything)
     return app
