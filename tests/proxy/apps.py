@@ -3,11 +3,13 @@
 `python apps.py NAME`: HTTP on 8080 (JSON echo of the request, POST /echo
 echoes the body, /ws is a WebSocket echo, /status/N answers N, /flaky/KEY fails
 (503) every other request per key, /fail-on/NAME answers 500 in the app NAME and
-200 elsewhere, /_seen lists the (host, path) of the requests seen) and a
+200 elsewhere, /_seen lists the (host, path) of the requests seen), the same over
+HTTPS on 8443 when APPS_TLS_CERT/APPS_TLS_KEY name a certificate, and a
 server-speaks-first line protocol on 2525 (banner, then echoes lines).
 """
 import asyncio
 import collections
+import os
 import sys
 
 from aiohttp import WSMsgType, web
@@ -91,6 +93,12 @@ async def main(name: str) -> None:
     runner = web.AppRunner(make_app(name), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", 8080).start()
+    if os.environ.get("APPS_TLS_CERT"):  # HTTPS on 8443 (a server outside the mesh)
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(os.environ["APPS_TLS_CERT"], os.environ["APPS_TLS_KEY"])
+        await web.TCPSite(runner, "0.0.0.0", 8443, ssl_context=ctx).start()
     server = await asyncio.start_server(banner, "0.0.0.0", 2525)
     print("apps ready", flush=True)
     async with server:

@@ -129,7 +129,7 @@ def proxy_env(mesh_tmp: Path, pod: Pod, sa: str, token: bytes, identity_port: in
 
 
 @contextlib.contextmanager
-def open_mesh(tmp: Path, extra=None, profiles=None, store=None):  # noqa: ANN001, ANN201
+def open_mesh(tmp: Path, extra=None, profiles=None, store=None, app_env=None):  # noqa: ANN001, ANN201
     """The real-path topology; `extra(a, b, c)` adds destination entries, `profiles(a, b, c)` profiles;
     `store(a, b, c)` gives resources for the store, served by the real destination instead."""
     net = Net()
@@ -180,7 +180,7 @@ def open_mesh(tmp: Path, extra=None, profiles=None, store=None):  # noqa: ANN001
         # workloads
         for pod in (b, c):
             log = tmp / f"apps-{pod.name}.log"
-            net.start(pod, [sys.executable, str(HERE / "apps.py"), pod.name], log)
+            net.start(pod, [sys.executable, str(HERE / "apps.py"), pod.name], log, env=app_env)
         for pod in (b, c):
             log = tmp / f"apps-{pod.name}.log"
             wait_for(lambda log=log: b"apps ready" in log.read_bytes(), f"apps in {pod.name}", log=log)

@@ -25,7 +25,7 @@ def _endpoints(a, b, c):  # noqa: ANN001, ANN202
     v1 = {"ip": b.ip, "port": 8080, "identity": SERVER_ID, "pod_labels": {"app": "web", "version": "v1"}}
     v2 = {"ip": c.ip, "port": 8080, "pod_labels": {"app": "web", "version": "v2"}}
     both = ["split", "hdr", "outlier", "noroute", "live", "rw"]
-    only_b = ["abort", "delay", "timeout", "retry", "budget", "mirror", "pool"]
+    only_b = ["abort", "delay", "timeout", "retry", "budget", "mirror", "pool", "notls"]
     out = {svc(n): {"labels": {"dst_service": n, "dst_namespace": NS}, "endpoints": [v1, v2]} for n in both}
     out.update({svc(n): {"labels": {"dst_service": n, "dst_namespace": NS}, "endpoints": [v1]} for n in only_b})
     out[svc("blocked")] = {"blocked": True}
@@ -61,6 +61,7 @@ def _profiles(a, b, c):  # noqa: ANN001, ANN202
             "outlierDetection": {"consecutive5xxErrors": 2, "intervalMs": 100, "baseEjectionTimeMs": 1000,
                                  "maxEjectionPercent": 100}}},
         svc("noroute"): {"routes": [{"matches": [{"path": {"exact": "/only"}}], "backends": to("noroute")}]},
+        svc("notls"): {"trafficPolicy": {"tls": {"mode": "TLS_MODE_DISABLE"}}},
         svc("live"): {"routes": [{"directResponse": {"status": 200, "body": "b25l"}}]},  # "one"
         svc("rw"): {"routes": [{"matches": [{"path": {"prefix": "/old"}}], "rewrite": {"uri": "/new"},
                                 "requestHeaders": {"set": {"x-route": "yes"}},
@@ -69,11 +70,58 @@ def _profiles(a, b, c):  # noqa: ANN001, ANN202
     }
 
 
+def tls_files(d) -> dict[str, str]:  # noqa: ANN001
+    """A CA and a server certificate for "secure.example" signed by it (PEM files in `d`)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(subject: str, key, issuer: str, issuer_key, *, ca: bool):  # noqa: ANN001, ANN202
+        b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert("test ca", ca_key, "test ca", ca_key, ca=True)
+    leaf = cert("secure.example", key, "test ca", ca_key, ca=False)
+    out = {"ca": str(d / "ca.pem"), "cert": str(d / "server.pem"), "key": str(d / "server.key")}
+    (d / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (d / "server.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (d / "server.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    return out
+
+
+SECURE = f"secure.{NS}.svc.cluster.local:8443"
+
+
 @pytest.fixture(scope="module")
 def rmesh(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, iptables)")
-    with open_mesh(tmp_path_factory.mktemp("rmesh"), extra=_endpoints, profiles=_profiles) as m:
+    tmp = tmp_path_factory.mktemp("rmesh")
+    files = tls_files(tmp)
+
+    def endpoints(a, b, c):  # noqa: ANN001, ANN202
+        return {**_endpoints(a, b, c), SECURE: {"labels": {"dst_service": "secure"},
+                                                 "endpoints": [{"ip": c.ip, "port": 8443}]}}
+
+    def profiles(a, b, c):  # noqa: ANN001, ANN202
+        return {**_profiles(a, b, c), SECURE: {"trafficPolicy": {"tls": {
+            "mode": "TLS_MODE_SIMPLE", "caCertificates": files["ca"], "sni": "secure.example"}}}}
+
+    with open_mesh(tmp, extra=endpoints, profiles=profiles,
+                   app_env={"APPS_TLS_CERT": files["cert"], "APPS_TLS_KEY": files["key"]}) as m:
         yield m
 
 
@@ -225,3 +273,16 @@ def test_profile_change_applies_to_new_requests(rmesh: Mesh) -> None:
     dump = json.loads(body)["profiles"][svc("live")]
     assert dump["routes"][0]["direct"]["body"] == "two" and dump["stream_connected"]
 
+
+
+def test_tls_origination_to_a_server_outside_the_mesh(rmesh: Mesh) -> None:
+    got = requests(rmesh, SECURE, ["/tls"])[0]
+    assert got["status"] == 200 and app_of(got) == "c", got
+    assert metric(rmesh.metrics(rmesh.a), "request_total", authority=SECURE, tls="true") >= 1
+
+
+def test_tls_disable_speaks_plaintext_to_a_meshed_endpoint(rmesh: Mesh) -> None:
+    got = requests(rmesh, svc("notls"), ["/plain"])[0]
+    assert got["status"] == 200 and app_of(got) == "b"
+    assert metric(rmesh.metrics(rmesh.a), "request_total", authority=svc("notls"), tls="false") >= 1
+    assert metric(rmesh.metrics(rmesh.a), "request_total", authority=svc("notls"), tls="true") == 0
