@@ -13,6 +13,7 @@ The rule "only the last http rule may lack a match" is a `meshlet analyze` warni
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -42,6 +43,8 @@ from meshlet.controller.model.istio_http_actions import (
 )
 from meshlet.controller.model.meta import Resource
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+"""An HTTP token (RFC 9110); header names match case-insensitively."""
 NETWORKING_VERSIONS = ("networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
 """apiVersions served besides networking.istio.io/v1."""
 
@@ -120,8 +123,8 @@ class HTTPMatchRequest:
                 yield "port", problem
         for where, headers in (("headers", self.headers), ("withoutHeaders", self.without_headers)):
             for name in headers:
-                if not name or name != name.lower():
-                    yield f"{where}.{name}", "header names must be lower-case"
+                if not _HEADER_NAME.match(name):
+                    yield f"{where}.{name}", f"invalid header name {name!r}"
 
     @property
     def is_catch_all(self) -> bool:

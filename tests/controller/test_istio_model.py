@@ -149,6 +149,8 @@ BROKEN = [
     ("  - directResponse: {status: 200}\n    route: [{destination: {host: reviews}}]\n",
      "spec.http[0].directResponse: only one of route, redirect, directResponse, delegate may be set"),
     ("  - {}\n", "spec.http[0].route: a rule needs a route, redirect, directResponse or delegate"),
+    ("  - match: [{withoutHeaders: {'a b': {exact: x}}}]\n    route: [{destination: {host: reviews}}]\n",
+     "spec.http[0].match[0].withoutHeaders.a b: invalid header name 'a b'"),
 ]
 
 
