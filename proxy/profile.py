@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,17 +31,24 @@ class StrMatch:
     value: str
     ignore_case: bool = False
     pattern: re.Pattern[str] | None = None
+    test: Callable[[str], bool] = field(init=False, repr=False, compare=False)
+    """`test(s)`: whether `s` matches (a closure built once: no dispatch per request)."""
 
-    def test(self, s: str) -> bool:
-        k = self.kind
-        if k is MatchKind.EXACT:
-            return s == self.value if not self.ignore_case else s.lower() == self.value
-        if k is MatchKind.PREFIX:
-            return s.startswith(self.value) if not self.ignore_case else s.lower().startswith(self.value)
-        return self.pattern.fullmatch(s) is not None  # type: ignore[union-attr]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "test", _tester(self))
 
     def describe(self) -> dict[str, object]:
         return {self.kind.value: self.value, **({"ignore_case": True} if self.ignore_case else {})}
+
+
+def _tester(m: StrMatch) -> Callable[[str], bool]:
+    v = m.value
+    if m.kind is MatchKind.REGEX:
+        fullmatch = m.pattern.fullmatch  # type: ignore[union-attr]
+        return lambda s: fullmatch(s) is not None
+    if m.kind is MatchKind.EXACT:
+        return (lambda s: s.lower() == v) if m.ignore_case else v.__eq__
+    return (lambda s: s.lower().startswith(v)) if m.ignore_case else (lambda s: s.startswith(v))
 
 
 @dataclass(frozen=True, slots=True)
