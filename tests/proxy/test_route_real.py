@@ -25,7 +25,7 @@ def _endpoints(a, b, c):  # noqa: ANN001, ANN202
     v1 = {"ip": b.ip, "port": 8080, "identity": SERVER_ID, "pod_labels": {"app": "web", "version": "v1"}}
     v2 = {"ip": c.ip, "port": 8080, "pod_labels": {"app": "web", "version": "v2"}}
     both = ["split", "hdr", "outlier", "noroute", "live", "rw"]
-    only_b = ["abort", "delay", "timeout", "retry", "budget", "mirror", "pool", "notls"]
+    only_b = ["abort", "delay", "timeout", "retry", "budget", "mirror", "pool", "notls", "pertry"]
     out = {svc(n): {"labels": {"dst_service": n, "dst_namespace": NS}, "endpoints": [v1, v2]} for n in both}
     out.update({svc(n): {"labels": {"dst_service": n, "dst_namespace": NS}, "endpoints": [v1]} for n in only_b})
     out[svc("blocked")] = {"blocked": True}
@@ -61,6 +61,8 @@ def _profiles(a, b, c):  # noqa: ANN001, ANN202
             "outlierDetection": {"consecutive5xxErrors": 2, "intervalMs": 100, "baseEjectionTimeMs": 1000,
                                  "maxEjectionPercent": 100}}},
         svc("noroute"): {"routes": [{"matches": [{"path": {"exact": "/only"}}], "backends": to("noroute")}]},
+        svc("pertry"): {"routes": [{"retry": {"attempts": 2, "perTryTimeoutMs": 200, "retryOn": ["5xx"]},
+                                    "backends": to("pertry")}]},
         svc("notls"): {"trafficPolicy": {"tls": {"mode": "TLS_MODE_DISABLE"}}},
         svc("live"): {"routes": [{"directResponse": {"status": 200, "body": "b25l"}}]},  # "one"
         svc("rw"): {"routes": [{"matches": [{"path": {"prefix": "/old"}}], "rewrite": {"uri": "/new"},
@@ -286,3 +288,10 @@ def test_tls_disable_speaks_plaintext_to_a_meshed_endpoint(rmesh: Mesh) -> None:
     assert got["status"] == 200 and app_of(got) == "b"
     assert metric(rmesh.metrics(rmesh.a), "request_total", authority=svc("notls"), tls="false") >= 1
     assert metric(rmesh.metrics(rmesh.a), "request_total", authority=svc("notls"), tls="true") == 0
+
+
+def test_per_try_timeout_retries_then_gives_504(rmesh: Mesh) -> None:
+    got = requests(rmesh, svc("pertry"), ["/sleep/3000"])[0]
+    assert got["status"] == 504 and got["headers"]["meshlet-proxy-error"] == "timeout"
+    assert metric(rmesh.metrics(rmesh.a), "retry_total", authority=svc("pertry")) == 2
+    assert requests(rmesh, svc("pertry"), ["/sleep/1"])[0]["status"] == 200
