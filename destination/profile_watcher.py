@@ -4,7 +4,9 @@ The profile watcher shares the endpoints watcher's indexes and store loop:
 it hooks into `EndpointsWatcher.on_publish`, so a change of any watched kind
 (Service, Pod, VirtualService, DestinationRule, ServiceEntry, HTTPRoute,
 Sidecar, MeshConfig) recomputes every subscribed profile once per batch and
-sends it only when it differs from the last one sent. Translation is pure
+sends it only when it differs from the last one sent (a batch of Pod changes
+only recomputes profiles that depend on pods: by pod IP, or for a caller
+whose labels come from its pod). Translation is pure
 (`profiles.build`); resources it has to skip are logged once per version.
 
 `LatestProfile` is the listener of one stream: a queue of one where a new
@@ -20,7 +22,8 @@ from meshlet.api import destination_pb as pb
 
 from .lookup import CallerRef
 from .profiles import build
-from .targets import Target
+from .index import POD
+from .targets import IpTarget, Target
 from .watcher import EndpointsWatcher
 
 MAX_LOGGED_PROBLEMS = 1000
@@ -45,6 +48,7 @@ class _Subscription:
     def __init__(self, target: Target, caller: CallerRef, listener: LatestProfile, path: str) -> None:
         self.target, self.caller, self.listener, self.path = target, caller, listener, path
         self.last: bytes | None = None
+        self.depends_on_pods = isinstance(target, IpTarget) or (bool(caller.pod) and not caller.labels)
 
     def __repr__(self) -> str:
         return f"<ProfileSubscription {self.target} caller={self.caller.namespace}/{self.caller.pod}>"
@@ -79,8 +83,11 @@ class ProfileWatcher:
     def unsubscribe(self, listener: LatestProfile) -> None:
         self._subs = [s for s in self._subs if s.listener is not listener]
 
-    def publish(self) -> None:
+    def publish(self, changed: frozenset[str] = frozenset({"*"})) -> None:
+        only_pods = changed == {POD}
         for sub in list(self._subs):
+            if only_pods and not sub.depends_on_pods:
+                continue
             self._send(sub)
 
     def _send(self, sub: _Subscription) -> None:

@@ -42,6 +42,7 @@ class DestinationMetrics:
     streams: Gauge
     overflows: Counter
     invalid: Counter
+    profile_streams: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DestinationMetrics:
@@ -53,6 +54,7 @@ class DestinationMetrics:
                 registry=registry,
             ),
             invalid=Counter("destination_invalid_requests", "Requests with a malformed path", registry=registry),
+            profile_streams=Gauge("destination_profile_streams", "Open GetProfile streams", registry=registry),
         )
 
 
@@ -179,12 +181,14 @@ class DestinationService(pb.DestinationBase):
         target = self._parse(message)
         listener = LatestProfile()
         self._profiles.subscribe(target, _caller(message), listener, message.path)
+        self._metrics.profile_streams.inc()
         self._log.debug("profile.started", target=str(target))
         try:
             while True:
                 yield await listener.queue.get()
         finally:
             self._profiles.unsubscribe(listener)
+            self._metrics.profile_streams.dec()
             self._log.debug("profile.ended", target=str(target))
 
 

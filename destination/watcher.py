@@ -26,6 +26,8 @@ from .index import POD, SERVICE, EndpointIndex
 from .lookup import CallerRef, blocked, entry_endpoints, identify
 from .rules import RULE_KINDS, SERVICE_ENTRY, RuleIndex
 from .targets import Target
+
+ALL_KINDS = frozenset({SERVICE, POD, *RULE_KINDS})
 from .values import attr, items
 
 
@@ -130,8 +132,9 @@ class EndpointsWatcher:
         self._synced = asyncio.Event()
         self._publish_scheduled = False
         self.dns = dns or DnsCache(on_change=self._schedule_publish, log=log)
-        self.on_publish: list[Callable[[], None]] = []
-        """Called after every publish (the profile watcher recomputes its streams)."""
+        self.on_publish: list[Callable[[frozenset[str]], None]] = []
+        """Called after every publish with the kinds changed since the last one (None: everything)."""
+        self._changed: set[str] = set(ALL_KINDS)
 
     @property
     def ready(self) -> bool:
@@ -183,10 +186,12 @@ class EndpointsWatcher:
         self.index.replace(services, pods)
         for kind in RULE_KINDS:
             self.rules.replace(kind, (rules or {}).get(kind, ()))
+        self._changed.update(ALL_KINDS)
         self.publish()
 
     def apply(self, event_type: str, resource: Any) -> None:
         """Record one change; call `publish()` (or let `run` schedule it) to tell listeners."""
+        self._changed.add(resource.kind)
         target: Any = self.rules if resource.kind in RULE_KINDS else self.index
         if event_type == "DELETED":
             target.delete(resource)
@@ -214,9 +219,10 @@ class EndpointsWatcher:
             for update in updates:
                 for listener in list(publisher.listeners):
                     self._deliver(listener, update)
+        changed, self._changed = frozenset(self._changed), set()
         for hook in list(self.on_publish):
             try:
-                hook()
+                hook(changed)
             except Exception as e:  # noqa: BLE001 - a broken view must not stop endpoint updates
                 self._log.error("publish_hook.failed", hook=repr(hook), error=repr(e))
 
