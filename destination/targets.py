@@ -106,6 +106,6 @@ def _split_port(path: str) -> tuple[str, int]:
 
 
 def _port(text: str, path: str) -> int:
-    if not text.isdigit() or len(text) > 5 or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or not 1 <= int(text) <= 65535:
         raise InvalidPath(f"path {path!r}: port {text!r} is not a number between 1 and 65535")
     return int(text)

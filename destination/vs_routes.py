@@ -186,7 +186,7 @@ def retry_policy(retries: Any, field_: str) -> pb.RetryPolicy:
     for part in (p.strip() for p in str(retry_on).split(",")):
         if not part:
             continue
-        if part.isdigit():
+        if part.isascii() and part.isdigit():
             if not 100 <= int(part) <= 599:
                 raise InvalidRule(f"{field_}.retryOn: {part} is not an HTTP status code")
             out.retriable_status_codes.append(int(part))

@@ -63,3 +63,8 @@ def test_any_text_parses_or_raises_invalid_path(text):
         parse_path(text, "ns")
     except InvalidPath:
         pass
+
+
+def test_non_ascii_digits_are_not_a_port():
+    with pytest.raises(InvalidPath, match="port"):
+        parse_path("web:²")
