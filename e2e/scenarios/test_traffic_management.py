@@ -10,22 +10,18 @@ generous for busy machines), checks it and deletes its resources again.
 
 Every scenario is bounded: at most a few hundred requests, one curl process
 per batch (URL globbing, one keep-alive connection), timeouts on every call.
+Retries, the retry budget, connection-pool limits and outlier ejection are in
+test_traffic_resilience.py; the helpers in traffic.py.
 """
 from __future__ import annotations
 
-import os
-import shlex
-import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Self
 
 import pytest
-import yaml
-from meshlet.e2e.apps.httpbin import HTTPBIN_DIR
+from meshlet.e2e.apps.httpbin import HTTPBIN_DIR, ROUTING_DIR
 from meshlet.e2e.apps.httpbin import NAMESPACE as HTTPBIN
 from meshlet.e2e.pods import PodInfo
 from meshlet.e2e.scenarios.harness import (
@@ -39,16 +35,20 @@ from meshlet.e2e.scenarios.harness import (
     start_bookinfo,
     stop_local,
 )
-from meshlet.e2e.target import MeshTarget, wait_for_pods
+from meshlet.e2e.scenarios.traffic import (
+    APPLY_WAIT,
+    HTTPBIN_URL,
+    Applied,
+    Clients,
+    Reply,
+    seed,
+    versions,
+)
+from meshlet.e2e.target import wait_for_pods
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-SEEDS = Path(os.environ.get("MESHLET_SEED_EXAMPLES", "/work/shared/seeds/examples"))
-MARK = "~~meshlet~~"  # separates curl's -w output from bodies (a -w format starting with @ names a file)
-HTTPBIN_URL = "http://httpbin.httpbin:8000"
 REVIEWS_API = "http://productpage:9080/api/v1/products/0/reviews"
-APPLY_WAIT = 30.0
-"""Seconds to wait for an applied rule to show (the target is one second; busy CI machines are slower)."""
 
 DESTINATION_RULES = """\
 apiVersion: networking.istio.io/v1alpha3
@@ -71,92 +71,18 @@ spec:
 """
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    """0 when curl itself failed (timeout, reset)."""
-    body: str
-    seconds: float
-    version: str
-    """The `x-version` response header (httpbin), empty when absent."""
-
-
 @dataclass
-class TrafficMesh:
-    """Bookinfo and httpbin on one mesh, and the calls the scenarios make from inside pods."""
+class TrafficMesh(Clients):
+    """Bookinfo and httpbin on one mesh."""
 
-    bookinfo: BookinfoMesh
-    httpbin: list[PodInfo]
-
-    @property
-    def target(self) -> MeshTarget:
-        return self.bookinfo.target
+    bookinfo: BookinfoMesh | None = None
 
     def sleep(self, namespace: str = NAMESPACE) -> PodInfo:
-        return self.bookinfo.pod("sleep", namespace=namespace)
+        return self.pod("sleep", namespace=namespace)
 
-    def calls(self, pod: PodInfo, url: str, *headers: str, count: int = 1, max_time: float = 15.0) -> list[Reply]:
-        """`count` GETs of `url` from inside `pod` over one keep-alive connection (curl URL globbing)."""
-        target_url = url if count == 1 else f"{url}{'&' if '?' in url else '?'}n=[1-{int(count)}]"
-        hdrs = " ".join(f"-H {shlex.quote(h)}" for h in headers)
-        fmt = f"{MARK}%{{http_code}} %{{time_total}} %header{{x-version}}{MARK}"
-        script = f"curl -s -g -m {max_time:g} {hdrs} -w {shlex.quote(fmt)} {shlex.quote(target_url)}"
-        if count > 1:  # globbing needs the brackets unescaped: -g off for the batch
-            script = script.replace(" -g ", " ")
-        proc = self.target.exec(pod.namespace, pod.name, ["sh", "-c", script], timeout=60 + count * max_time / 10)
-        parts = proc.stdout.split(MARK)
-        replies = []
-        for body, meta in zip(parts[0::2], parts[1::2]):
-            code, seconds, *version = meta.split(" ", 2)
-            replies.append(Reply(int(code) if code.isdigit() else 0, body, float(seconds or 0),
-                                 (version[0] if version else "").strip()))
-        return replies
-
-    def call(self, pod: PodInfo, url: str, *headers: str, max_time: float = 15.0) -> Reply:
-        replies = self.calls(pod, url, *headers, max_time=max_time)
-        return replies[0] if replies else Reply(0, "", 0.0, "")
-
-    def httpbin_stats(self, version: str) -> dict:
-        """`/stats` of the httpbin pod of `version`, asked directly from the test host (the pod's inbound side)."""
-        import json
-        import urllib.request
-
-        pod = next(p for p in self.httpbin if p.labels.get("version") == version)
-        with urllib.request.urlopen(f"http://{self.target.pod_address(pod, 8000)}/stats", timeout=10) as resp:
-            return json.loads(resp.read())
-
-
-def seed(name: str, **replace: str) -> str:
-    path = SEEDS / name
-    if not path.exists():
-        pytest.skip(f"seed example {path} not found (set MESHLET_SEED_EXAMPLES)")
-    text = path.read_text()
-    for old, new in replace.items():
-        text = text.replace(old, new)
-    return text
-
-
-class Applied:
-    """Resources applied from YAML text (namespace filled in when missing), deleted again on exit."""
-
-    def __init__(self, target: MeshTarget, text: str, namespace: str) -> None:
-        self.target = target
-        self.docs = [d for d in yaml.safe_load_all(text) if d]
-        for doc in self.docs:
-            doc.setdefault("metadata", {}).setdefault("namespace", namespace)
-
-    def __enter__(self) -> Self:
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="meshlet-scenario-", delete=False) as f:
-            yaml.safe_dump_all(self.docs, f)
-        try:
-            self.target.apply(Path(f.name))
-        finally:
-            os.unlink(f.name)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for doc in reversed(self.docs):
-            self.target.delete(doc["kind"].lower(), doc["metadata"]["namespace"], doc["metadata"]["name"])
+    def reviews(self, pod: PodInfo, count: int, *headers: str) -> list[dict]:
+        assert self.bookinfo is not None
+        return self.bookinfo.curl_json_lines(pod, REVIEWS_API, count, *headers)
 
 
 @pytest.fixture(scope="module")
@@ -169,19 +95,14 @@ def traffic_mesh() -> Iterator[TrafficMesh]:
         bookinfo = start_bookinfo(target)
         target.apply(HTTPBIN_DIR)
         httpbin = wait_for_pods(target, HTTPBIN, expect=2, timeout=UP_TIMEOUT)
-        mesh = TrafficMesh(bookinfo, httpbin)
-        with Applied(target, DESTINATION_RULES, NAMESPACE), Applied(target, (HTTPBIN_DIR / "routing" /
-                                                                            "destination-rule.yaml").read_text(),
-                                                                   HTTPBIN):
+        mesh = TrafficMesh(target, [*bookinfo.pods, *bookinfo.legacy_pods, *httpbin], bookinfo)
+        httpbin_subsets = (ROUTING_DIR / "destination-rule.yaml").read_text()
+        with Applied(target, DESTINATION_RULES, NAMESPACE), Applied(target, httpbin_subsets, HTTPBIN):
             poll(lambda: True if mesh.call(mesh.sleep(), f"{HTTPBIN_URL}/get").status == 200 else None,
                  timeout=90, what="httpbin through the mesh")
             yield mesh
     finally:
         stop_local(target)
-
-
-def versions(replies: list[Reply]) -> Counter[str]:
-    return Counter(r.version or f"status {r.status}" for r in replies)
 
 
 def test_weighted_split_80_20(traffic_mesh: TrafficMesh) -> None:
@@ -216,13 +137,13 @@ spec:
     sleep = traffic_mesh.sleep()
     with Applied(traffic_mesh.target, vs, NAMESPACE):
         def jason_on_v2() -> list[dict] | None:
-            bodies = traffic_mesh.bookinfo.curl_json_lines(sleep, REVIEWS_API, 10, "end-user: jason")
+            bodies = traffic_mesh.reviews(sleep, 10, "end-user: jason")
             return bodies if len(bodies) == 10 and {b.get("version") for b in bodies} == {"v2"} else None
 
         poll(jason_on_v2, timeout=APPLY_WAIT, interval=0.5, what="end-user jason answered by reviews v2 only")
-        others = traffic_mesh.bookinfo.curl_json_lines(sleep, REVIEWS_API, 10, "end-user: someone-else")
+        others = traffic_mesh.reviews(sleep, 10, "end-user: someone-else")
         assert {b.get("version") for b in others} == {"v1"}, others
-        anonymous = traffic_mesh.bookinfo.curl_json_lines(sleep, REVIEWS_API, 10)
+        anonymous = traffic_mesh.reviews(sleep, 10)
         assert {b.get("version") for b in anonymous} == {"v1"}
 
 
@@ -231,11 +152,11 @@ def test_seed_cookie_rule_routes_jason_to_v2(traffic_mesh: TrafficMesh) -> None:
     sleep = traffic_mesh.sleep()
     with Applied(traffic_mesh.target, seed("01-reviews-route.yaml"), NAMESPACE):
         def jason_on_v2() -> bool | None:
-            bodies = traffic_mesh.bookinfo.curl_json_lines(sleep, REVIEWS_API, 10, "Cookie: user=jason")
+            bodies = traffic_mesh.reviews(sleep, 10, "Cookie: user=jason")
             return True if len(bodies) == 10 and {b.get("version") for b in bodies} == {"v2"} else None
 
         poll(jason_on_v2, timeout=APPLY_WAIT, interval=0.5, what="the user=jason cookie answered by v2 only")
-        others = traffic_mesh.bookinfo.curl_json_lines(sleep, REVIEWS_API, 30, "Cookie: user=jasonette")
+        others = traffic_mesh.reviews(sleep, 30, "Cookie: user=jasonette")
         assert {b.get("version") for b in others} == {"v1", "v3"}, Counter(b.get("version") for b in others)
 
 
@@ -290,11 +211,11 @@ spec:
     with Applied(traffic_mesh.target, vs, HTTPBIN):
         poll(lambda: True if traffic_mesh.call(sleep, f"{HTTPBIN_URL}/status/200").status == 503 else None,
              timeout=APPLY_WAIT, interval=0.5, what="the abort to take effect")
-        before = sum(traffic_mesh.httpbin_stats(v)["paths"].get("/delay/5", 0) for v in ("v1", "v2"))
+        before = sum(traffic_mesh.httpbin(v)["paths"].get("/delay/5", 0) for v in ("v1", "v2"))
         replies = traffic_mesh.calls(sleep, f"{HTTPBIN_URL}{path}", count=5)
         assert [r.status for r in replies] == [503] * 5
         assert all(r.seconds < 4.5 for r in replies), [r.seconds for r in replies]
-        after = sum(traffic_mesh.httpbin_stats(v)["paths"].get("/delay/5", 0) for v in ("v1", "v2"))
+        after = sum(traffic_mesh.httpbin(v)["paths"].get("/delay/5", 0) for v in ("v1", "v2"))
         assert after == before, "aborted requests reached httpbin"
         legacy = traffic_mesh.sleep(LEGACY_NAMESPACE)
         assert traffic_mesh.call(legacy, f"{HTTPBIN_URL}/status/200").status == 200
@@ -335,9 +256,9 @@ def test_mirror_receives_copies_while_the_client_sees_only_the_primary(traffic_m
         assert [(r.status, r.version) for r in replies] == [(200, "v1")] * 20
 
         def mirrored() -> int | None:
-            copies = traffic_mesh.httpbin_stats("v2")["paths"].get(path, 0)
+            copies = traffic_mesh.httpbin("v2")["paths"].get(path, 0)
             return copies if copies >= 20 else None
 
         copies = poll(mirrored, timeout=30, what=f"20 mirrored copies of {path} on httpbin v2")
         assert copies == 20
-        assert traffic_mesh.httpbin_stats("v1")["paths"].get(path) == 20
+        assert traffic_mesh.httpbin("v1")["paths"].get(path) == 20

@@ -1,0 +1,190 @@
+"""Resilience on a real local mesh: retries and their budget, connection-pool limits, outlier ejection.
+
+Run: `sudo python -m pytest e2e/scenarios/test_traffic_resilience.py -v` (or
+`tests/e2e/test_traffic_scenarios.py`). One small mesh per module: httpbin
+v1/v2 and the meshed and uninjected `sleep` clients. httpbin's
+`/status/500,200,200,200` is a flaky upstream (a random pick per request) and
+`POST /admin/fail/500` makes one pod keep failing. Each scenario applies its
+VirtualService or DestinationRule, waits for it to show, checks, removes it.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from meshlet.e2e.apps.httpbin import HTTPBIN_DIR
+from meshlet.e2e.apps.httpbin import NAMESPACE as HTTPBIN
+from meshlet.e2e.scenarios.harness import (
+    BOOKINFO_DIR,
+    LEGACY_NAMESPACE,
+    NAMESPACE,
+    UP_TIMEOUT,
+    mesh_unavailable_reason,
+    new_local_target,
+    poll,
+    stop_local,
+)
+from meshlet.e2e.scenarios.traffic import (
+    APPLY_WAIT,
+    HTTPBIN_URL,
+    Applied,
+    Clients,
+    versions,
+)
+from meshlet.e2e.target import wait_for_pods
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+FLAKY = f"{HTTPBIN_URL}/status/500,200,200,200"
+BUDGET_TTL_S = 10.0
+BUDGET_MIN_PER_S = 10
+BUDGET_RATIO = 0.2
+"""The default retry budget (Linkerd's): 20% of the requests of the last 10 s plus 10 retries per second."""
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[Clients]:
+    reason = mesh_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    target = new_local_target()
+    try:
+        target.run(["up", "-f", str(BOOKINFO_DIR / "bookinfo-namespace.yaml"), "-f", str(BOOKINFO_DIR / "sleep.yaml"),
+                    "-f", str(HTTPBIN_DIR)])
+        pods = [*wait_for_pods(target, NAMESPACE, expect=1, timeout=UP_TIMEOUT),
+                *wait_for_pods(target, LEGACY_NAMESPACE, expect=1, timeout=UP_TIMEOUT),
+                *wait_for_pods(target, HTTPBIN, expect=2, timeout=UP_TIMEOUT)]
+        clients = Clients(target, pods)
+        poll(lambda: True if clients.call(clients.pod("sleep", namespace=NAMESPACE), f"{HTTPBIN_URL}/get").status
+             == 200 else None, timeout=90, what="httpbin through the mesh")
+        yield clients
+    finally:
+        stop_local(target)
+
+
+def statuses(replies: list) -> Counter[int]:
+    return Counter(r.status for r in replies)
+
+
+def hits(mesh: Clients, path: str) -> int:
+    return sum(mesh.httpbin(v)["paths"].get(path, 0) for v in ("v1", "v2"))
+
+
+def test_retries_turn_a_flaky_upstream_into_successes(mesh: Clients) -> None:
+    sleep = mesh.pod("sleep", namespace=NAMESPACE)
+    baseline = statuses(mesh.calls(sleep, FLAKY, count=40))
+    assert baseline[500] > 0, f"the flaky upstream did not fail without retries (Istio retries no 5xx by default): " \
+                              f"{baseline}"
+    vs = """\
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: httpbin-retries}
+spec:
+  hosts: [httpbin]
+  http:
+  - route: [{destination: {host: httpbin}}]
+    retries: {attempts: 8, perTryTimeout: 5s, retryOn: 5xx}
+"""
+    with Applied(mesh.target, vs, HTTPBIN):
+        poll(lambda: True if statuses(mesh.calls(sleep, FLAKY, count=20)) == {200: 20} else None,
+             timeout=APPLY_WAIT, interval=0.5, what="retries to take effect")
+        after = statuses(mesh.calls(sleep, FLAKY, count=40))
+    assert after == {200: 40}, after
+
+
+def test_retry_budget_caps_retries(mesh: Clients) -> None:
+    """An upstream that always fails, 10 attempts each: the budget keeps upstream load far below 11x."""
+    sleep = mesh.pod("sleep", namespace=NAMESPACE)
+    path = "/status/500"
+    vs = """\
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: httpbin-budget}
+spec:
+  hosts: [httpbin]
+  http:
+  - route: [{destination: {host: httpbin}}]
+    retries: {attempts: 10, perTryTimeout: 5s, retryOn: 5xx}
+"""
+    n = 60
+    marker = uuid.uuid4().hex[:6]
+    with Applied(mesh.target, vs, HTTPBIN):
+        probe = f"{HTTPBIN_URL}/status/500?probe={marker}"
+
+        def retried() -> bool | None:
+            before = hits(mesh, path)
+            mesh.call(sleep, probe)
+            return True if hits(mesh, path) - before > 1 else None
+
+        poll(retried, timeout=APPLY_WAIT, interval=1.0, what="retries on 5xx to take effect")
+        before = hits(mesh, path)
+        started = time.monotonic()
+        replies = mesh.calls(sleep, f"{HTTPBIN_URL}{path}", count=n)
+        elapsed = time.monotonic() - started
+        upstream = hits(mesh, path) - before
+    assert statuses(replies) == {500: n}
+    unbudgeted = n * 11
+    # what the budget allows over the run (its window slides): the floor per second plus a share of requests
+    allowed = BUDGET_MIN_PER_S * (BUDGET_TTL_S + elapsed) + BUDGET_RATIO * (n + 200)
+    print(f"budget: {upstream} upstream requests for {n} in {elapsed:.1f}s (allowed {allowed:.0f})")
+    assert n < upstream <= n + allowed + 10, f"{upstream} upstream requests for {n} in {elapsed:.1f}s"
+    assert upstream < unbudgeted / 2, f"{upstream} upstream requests: retries were not capped"
+
+
+def test_connection_pool_limit_returns_503s(mesh: Clients) -> None:
+    """Istio's circuit-breaking task: one connection, one pending request, three concurrent clients."""
+    sleep = mesh.pod("sleep", namespace=NAMESPACE)
+    dr = """\
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: httpbin-pool}
+spec:
+  host: httpbin
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
+"""
+    url = f"{HTTPBIN_URL}/delay/0.5"
+    with Applied(mesh.target, dr, HTTPBIN):
+        def overflowing() -> Counter[int] | None:
+            counts = statuses(mesh.calls(sleep, url, count=9, parallel=3))
+            return counts if counts[503] else None
+
+        counts = poll(overflowing, timeout=APPLY_WAIT + 30, interval=0.5, what="503s from the pool limit")
+        assert counts[200] > 0 and set(counts) <= {200, 503}, counts
+        legacy = mesh.pod("sleep", namespace=LEGACY_NAMESPACE)
+        assert statuses(mesh.calls(legacy, url, count=6, parallel=3)) == {200: 6}, "an uninjected client overflowed"
+
+
+def test_failing_endpoint_is_ejected_and_returns(mesh: Clients) -> None:
+    sleep = mesh.pod("sleep", namespace=NAMESPACE)
+    dr = """\
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: httpbin-outlier}
+spec:
+  host: httpbin
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 5s, maxEjectionPercent: 100}
+"""
+    with Applied(mesh.target, dr, HTTPBIN):
+        mesh.httpbin("v2", "/admin/fail/500", method="POST")
+        try:
+            def ejected() -> Counter[str] | None:
+                counts = versions(mesh.calls(sleep, f"{HTTPBIN_URL}/get", count=10))
+                return counts if counts == {"v1": 10} else None
+
+            poll(ejected, timeout=APPLY_WAIT + 30, interval=0.2, what="the failing v2 endpoint ejected")
+        finally:
+            mesh.httpbin("v2", "/admin/fail/0", method="POST")
+
+        def back() -> Counter[str] | None:
+            counts = versions(mesh.calls(sleep, f"{HTTPBIN_URL}/get", count=10))
+            return counts if counts["v2"] and set(counts) == {"v1", "v2"} else None
+
+        poll(back, timeout=60, interval=0.5, what="v2 back after its ejection time")
