@@ -39,6 +39,8 @@ from .targets import Target
 from .values import attr, items
 
 MISSING_SUBSET_LABEL = "meshlet.io/missing-subset"
+_SKIPPED = (InvalidRule, AttributeError, TypeError, ValueError, KeyError)
+"""Errors that skip one resource (the others still apply); anything but InvalidRule is a bug, logged as such."""
 DEFAULT_ROUTE = "default"
 OPAQUE_PROTOCOLS = frozenset({"TCP", "TLS", "MONGO", "MYSQL", "REDIS"})
 
@@ -103,7 +105,7 @@ def _mesh_retry(built: Built, rules: RuleIndex) -> pb.RetryPolicy:
         return vs_routes.default_retry()
     try:
         return vs_routes.retry_policy(policy, "defaultHttpRetryPolicy")
-    except InvalidRule as e:
+    except _SKIPPED as e:
         built.problems.append((_name(mesh), str(e)))
         return vs_routes.default_retry()
 
@@ -128,7 +130,7 @@ def build(target: Target, caller: CallerRef, endpoints: EndpointIndex, rules: Ru
             http = vs_routes.http_routes(vs, backends, who, retry=retry)
             tcp = vs_routes.l4_routes(vs, "tcp", backends, who)
             tls = vs_routes.l4_routes(vs, "tls", backends, who)
-        except InvalidRule as e:
+        except _SKIPPED as e:
             built.problems.append((_name(vs), str(e)))
             continue
         profile.routes += http
@@ -140,7 +142,7 @@ def build(target: Target, caller: CallerRef, endpoints: EndpointIndex, rules: Ru
         for route in attached:
             try:
                 gateway_routes.http_routes([route], rules.domain, retry=retry)
-            except InvalidRule as e:
+            except _SKIPPED as e:
                 built.problems.append((_name(route), str(e)))
             else:
                 good.append(route)
@@ -169,7 +171,7 @@ def _policies(built: Built, found: Resolved, caller: CallerRef, rules: RuleIndex
         top = dr_policy.traffic_policy(policy)
         ports = dr_policy.port_policies(policy)
         subsets = dr_policy.subsets(dr, found.port)
-    except InvalidRule as e:
+    except _SKIPPED as e:
         built.problems.append((_name(dr), str(e)))
         return
     profile = built.profile

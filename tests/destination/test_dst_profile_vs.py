@@ -323,3 +323,15 @@ spec:
 """
     (route,) = World(text, services=svcs("reviews")).profile("reviews:9080").routes
     assert (route.retry.attempts, route.retry.retry_on) == (5, ["5xx", "reset"])
+
+
+def test_every_seed_example_translates_without_problems():
+    texts = [p.read_text() for p in sorted(SEEDS.glob("*.yaml")) if not p.name.startswith("16-")]
+    hosts = ["reviews", "ratings", "httpbin", "myapp", "productpage", "details", "api-service", "backend"]
+    world = World("\n---\n".join(texts), namespace="default",
+                  services=[service(h, "default", port=9080) for h in hosts])
+    for host in hosts:
+        built = world.build(f"{host}:9080", "default")
+        assert not built.problems and built.profile.routes, host
+    entry = world.build("mysql.external.com:3306", "default")
+    assert entry.profile.fully_qualified_name == "mysql.external.com" and entry.profile.opaque_protocol
