@@ -223,3 +223,30 @@ def test_profiles_of_entries_and_out_of_scope_targets():
     assert [b.authority for b in p.routes[0].backends] == ["api.example.com:443"]
     assert world.profile("db.data:80").fully_qualified_name == ""  # outside the caller's Sidecar scope
     assert world.profile("db.data:80", "data").fully_qualified_name == "db.data.svc.cluster.local"
+
+
+def test_egress_task_service_entry_with_a_virtual_service():
+    text = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: httpbin-ext}
+spec:
+  hosts: [httpbin.org]
+  ports: [{number: 80, name: http-port, protocol: HTTP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin-ext}
+spec:
+  hosts: [httpbin.org]
+  http: [{timeout: 3s, route: [{destination: {host: httpbin.org}, weight: 100}]}]
+"""
+    world = World(text, dns={"httpbin.org": ("192.0.2.80",)})
+    p = world.profile("httpbin.org:80")  # two labels: parsed like svc.ns, still found as the entry's host
+    assert p.fully_qualified_name == "httpbin.org" and not p.opaque_protocol
+    (route,) = p.routes
+    assert (route.timeout_ms, [b.authority for b in route.backends]) == (3000, ["httpbin.org:80"])
+    w = watcher(text, dns={"httpbin.org": ("192.0.2.80",)})
+    assert state(w, "httpbin.org:80") == [("192.0.2.80", 80, None)]
+    assert state(w, "192.0.2.80:80") == [("192.0.2.80", 80, None)]
