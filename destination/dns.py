@@ -63,6 +63,7 @@ class DnsCache:
     async def run(self) -> None:
         """Resolve and refresh until cancelled."""
         while True:
+            self._wake.clear()  # before resolving: a name asked for meanwhile wakes the wait below
             now = time.monotonic()
             due = [n for n in self._wanted if now - self._resolved_at.get(n, -1e18) >= self._refresh]
             changed = False
@@ -75,7 +76,6 @@ class DnsCache:
                     self._log.info("dns.resolved", name=name, addresses=list(ips))
             if changed:
                 self._on_change()
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._refresh)
             if not self._wake.is_set():  # a refresh round: keep only what was used since the last one

@@ -250,3 +250,32 @@ spec:
     w = watcher(text, dns={"httpbin.org": ("192.0.2.80",)})
     assert state(w, "httpbin.org:80") == [("192.0.2.80", 80, None)]
     assert state(w, "192.0.2.80:80") == [("192.0.2.80", 80, None)]
+
+
+async def test_dns_name_asked_for_during_a_resolution_is_not_left_for_the_next_refresh():
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def resolver(name):
+        if name == "slow.test":
+            started.set()
+            release.wait(30)
+        return ("10.0.0.9",)
+
+    cache = DnsCache(on_change=lambda: None, log=structlog.get_logger(), refresh=3600, resolver=resolver)
+    task = asyncio.create_task(cache.run())
+    try:
+        cache.lookup("slow.test")
+        assert await asyncio.to_thread(started.wait, 30)
+        cache.lookup("next.test")
+        release.set()
+        for _ in range(3000):
+            if cache.lookup("next.test") is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert cache.lookup("next.test") == ("10.0.0.9",)
+    finally:
+        release.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
