@@ -20,9 +20,9 @@ import asyncio
 import structlog
 from meshlet.api import destination_pb as pb
 
+from .index import POD
 from .lookup import CallerRef
 from .profiles import build
-from .index import POD
 from .targets import IpTarget, Target
 from .watcher import EndpointsWatcher
 

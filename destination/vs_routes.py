@@ -30,7 +30,18 @@ from typing import Any, Protocol
 from meshlet.api import destination_pb as pb
 
 from .errors import InvalidRule
-from .values import attr, check_regex, duration_ms, header_ops, items, labels_match, mapping, percent, string_match, uint
+from .values import (
+    attr,
+    check_regex,
+    duration_ms,
+    header_ops,
+    items,
+    labels_match,
+    mapping,
+    percent,
+    string_match,
+    uint,
+)
 
 RETRY_ON = frozenset({
     "5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "retriable-4xx", "refused-stream",

@@ -28,6 +28,8 @@ from .rules import RULE_KINDS, SERVICE_ENTRY, RuleIndex
 from .targets import Target
 
 ALL_KINDS = frozenset({SERVICE, POD, *RULE_KINDS})
+ANYONE = CallerRef()
+"""A caller without context (namespace "", no pod, no labels)."""
 from .values import attr, items
 
 
@@ -149,7 +151,7 @@ class EndpointsWatcher:
 
     # === subscriptions ===
 
-    def resolve(self, target: Target, caller: CallerRef = CallerRef()) -> State:
+    def resolve(self, target: Target, caller: CallerRef = ANYONE) -> State:
         """Endpoints of `target` as `caller` sees it (pure over the indexes and the DNS cache)."""
         found = identify(target, caller, self.index, self.rules, self.dns.lookup)
         if found.kind in ("service", "pod"):
@@ -158,7 +160,7 @@ class EndpointsWatcher:
             return entry_endpoints(found, self.dns.lookup)
         return BLOCKED if blocked(caller, found.labels, self.rules) else None
 
-    def subscribe(self, target: Target, listener: Listener, caller: CallerRef = CallerRef()) -> None:
+    def subscribe(self, target: Target, listener: Listener, caller: CallerRef = ANYONE) -> None:
         """Send `listener` the current snapshot of `target` at once, then diffs."""
         key = (target, caller)
         publisher = self._publishers.get(key)
@@ -167,7 +169,7 @@ class EndpointsWatcher:
         publisher.listeners.append(listener)
         self._deliver(listener, snapshot(publisher.state))
 
-    def unsubscribe(self, target: Target, listener: Listener, caller: CallerRef = CallerRef()) -> None:
+    def unsubscribe(self, target: Target, listener: Listener, caller: CallerRef = ANYONE) -> None:
         key = (target, caller)
         publisher = self._publishers.get(key)
         if publisher is None:

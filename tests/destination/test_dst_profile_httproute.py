@@ -3,8 +3,8 @@ import pytest
 
 pytest.importorskip("meshlet.controller.model.gateway_api")
 
-from dst_helpers import service  # noqa: E402
-from dst_profile_helpers import World, backends  # noqa: E402
+from dst_helpers import service
+from dst_profile_helpers import World, backends
 
 ECHO = "echo.shop.svc.cluster.local"
 

@@ -3,8 +3,8 @@ import pytest
 
 pytest.importorskip("meshlet.controller.model.istio_networking")
 
-from dst_helpers import service  # noqa: E402
-from dst_profile_helpers import World  # noqa: E402
+from dst_helpers import service
+from dst_profile_helpers import World
 
 FULL = """
 apiVersion: networking.istio.io/v1

@@ -6,13 +6,18 @@ import structlog
 
 pytest.importorskip("meshlet.controller.model.istio_networking")
 
-from dst_helpers import TD, Recorder, pod, service  # noqa: E402
-from dst_profile_helpers import World, resources  # noqa: E402
-from meshlet.destination.dns import DnsCache  # noqa: E402
-from meshlet.destination.lookup import CallerRef  # noqa: E402
-from meshlet.destination.targets import parse_path  # noqa: E402
-from meshlet.destination.translator import add_update  # noqa: E402
-from meshlet.destination.watcher import BLOCKED, EndpointsWatcher, NoEndpoints, transition  # noqa: E402
+from dst_helpers import TD, Recorder, pod, service
+from dst_profile_helpers import World, resources
+from meshlet.destination.dns import DnsCache
+from meshlet.destination.lookup import CallerRef
+from meshlet.destination.targets import parse_path
+from meshlet.destination.translator import add_update
+from meshlet.destination.watcher import (
+    BLOCKED,
+    EndpointsWatcher,
+    NoEndpoints,
+    transition,
+)
 
 ENTRIES = """
 apiVersion: networking.istio.io/v1

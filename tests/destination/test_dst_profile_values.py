@@ -1,7 +1,12 @@
 """Pure value conversions of the profile translators."""
 import pytest
 from meshlet.destination.errors import InvalidRule
-from meshlet.destination.hosts import canonical_host, egress_allows, host_matches, visible
+from meshlet.destination.hosts import (
+    canonical_host,
+    egress_allows,
+    host_matches,
+    visible,
+)
 from meshlet.destination.values import duration_ms, percent
 
 

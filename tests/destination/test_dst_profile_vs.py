@@ -5,9 +5,9 @@ import pytest
 
 pytest.importorskip("meshlet.controller.model.istio_virtualservice")
 
-from dst_helpers import pod, service  # noqa: E402
-from dst_profile_helpers import World, backends  # noqa: E402
-from meshlet.destination.profiles import MISSING_SUBSET_LABEL  # noqa: E402
+from dst_helpers import pod, service
+from dst_profile_helpers import World, backends
+from meshlet.destination.profiles import MISSING_SUBSET_LABEL
 
 SEEDS = Path("/work/shared/seeds/examples")
 DEFAULT_RETRY_ON = ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"]
@@ -308,8 +308,8 @@ def test_a_rule_that_cannot_be_translated_is_skipped_and_reported():
     bad_rule = dataclasses.replace(vs.spec.http[0], timeout="soon")
     world.rules.upsert(dataclasses.replace(vs, spec=dataclasses.replace(vs.spec, http=(bad_rule,))))
     built = world.build("reviews:9080")
-    assert built.problems == [("VirtualService/shop/m", "http[0].timeout: 'soon' is not a duration "
-                                                        "(use e.g. '5s', '250ms', '1m30s')")]
+    reason = "http[0].timeout: 'soon' is not a duration (use e.g. '5s', '250ms', '1m30s')"
+    assert built.problems == [("VirtualService/shop/m", reason)]
     assert [r.name for r in built.profile.routes][:1] == ["moved"]  # the other one still applies
 
 

@@ -4,12 +4,12 @@ import structlog
 
 pytest.importorskip("meshlet.controller.model.istio_virtualservice")
 
-from dst_helpers import TD, pod, service  # noqa: E402
-from dst_profile_helpers import resources  # noqa: E402
-from meshlet.destination.lookup import CallerRef  # noqa: E402
-from meshlet.destination.profile_watcher import LatestProfile, ProfileWatcher  # noqa: E402
-from meshlet.destination.targets import parse_path  # noqa: E402
-from meshlet.destination.watcher import EndpointsWatcher  # noqa: E402
+from dst_helpers import TD, pod, service
+from dst_profile_helpers import resources
+from meshlet.destination.lookup import CallerRef
+from meshlet.destination.profile_watcher import LatestProfile, ProfileWatcher
+from meshlet.destination.targets import parse_path
+from meshlet.destination.watcher import EndpointsWatcher
 
 VS = """
 apiVersion: networking.istio.io/v1
