@@ -6,13 +6,18 @@ v1/v2 and the meshed and uninjected `sleep` clients. httpbin's
 `/status/500,200,200,200` is a flaky upstream (a random pick per request) and
 `POST /admin/fail/500` makes one pod keep failing. Each scenario applies its
 VirtualService or DestinationRule, waits for it to show, checks, removes it.
+The egress scenario (REGISTRY_ONLY, ServiceEntry) calls a small HTTP server
+the test runs on the mesh's bridge address: a host outside the mesh.
 """
 from __future__ import annotations
 
+import ipaddress
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from meshlet.e2e.apps.httpbin import HTTPBIN_DIR
@@ -32,9 +37,10 @@ from meshlet.e2e.scenarios.traffic import (
     HTTPBIN_URL,
     Applied,
     Clients,
+    Reply,
     versions,
 )
-from meshlet.e2e.target import wait_for_pods
+from meshlet.e2e.target import LocalMeshTarget, wait_for_pods
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -188,3 +194,73 @@ spec:
             return counts if counts["v2"] and set(counts) == {"v1", "v2"} else None
 
         poll(back, timeout=60, interval=0.5, what="v2 back after its ejection time")
+
+
+class _Outside(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"outside the mesh\n"
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def outside_server(mesh: Clients) -> Iterator[tuple[str, int]]:
+    """An HTTP server on the test mesh's bridge (gateway) address: reachable from pods, not a mesh service."""
+    if not isinstance(mesh.target, LocalMeshTarget) or not mesh.target.settings.pod_cidr:
+        pytest.skip("needs a local test mesh (its bridge address hosts the outside server)")
+    gateway = str(ipaddress.IPv4Network(mesh.target.settings.pod_cidr)[1])
+    server = ThreadingHTTPServer((gateway, 0), _Outside)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield gateway, int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_registry_only_blocks_an_unknown_host_until_a_service_entry_allows_it(
+        mesh: Clients, outside_server: tuple[str, int]) -> None:
+    ip, port = outside_server
+    sleep = mesh.pod("sleep", namespace=NAMESPACE)
+    legacy = mesh.pod("sleep", namespace=LEGACY_NAMESPACE)
+    host = f"Host: outside.example:{port}"
+    url = f"http://{ip}:{port}/"
+    allow_any = mesh.call(sleep, url, host)
+    assert (allow_any.status, allow_any.body) == (200, "outside the mesh\n"), "ALLOW_ANY did not pass through"
+    registry_only = """\
+apiVersion: meshlet.io/v1alpha1
+kind: MeshConfig
+metadata: {name: default}
+spec:
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+"""
+    entry = f"""\
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{name: outside}}
+spec:
+  hosts: [outside.example]
+  location: MESH_EXTERNAL
+  ports: [{{number: {port}, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: {ip}}}]
+"""
+    with Applied(mesh.target, registry_only, None):
+        poll(lambda: True if mesh.call(sleep, url, host).status == 502 else None, timeout=APPLY_WAIT,
+             interval=0.5, what="REGISTRY_ONLY blocking outside.example")
+        assert mesh.call(legacy, url, host).status == 200, "an uninjected client was blocked"
+        with Applied(mesh.target, entry, NAMESPACE):
+            def allowed() -> Reply | None:
+                reply = mesh.call(sleep, url, host)
+                return reply if reply.status == 200 else None
+
+            reply = poll(allowed, timeout=APPLY_WAIT, interval=0.5, what="the ServiceEntry allowing outside.example")
+            assert reply.body == "outside the mesh\n"
+        poll(lambda: True if mesh.call(sleep, url, host).status == 502 else None, timeout=APPLY_WAIT,
+             interval=0.5, what="outside.example blocked again without its ServiceEntry")

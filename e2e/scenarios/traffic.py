@@ -110,7 +110,7 @@ class Applied:
     (to put back a resource the block changed).
     """
 
-    def __init__(self, target: MeshTarget, text: str, namespace: str, restore: str | None = None) -> None:
+    def __init__(self, target: MeshTarget, text: str, namespace: str | None, restore: str | None = None) -> None:
         self.target = target
         self.namespace = namespace
         self.docs = self._docs(text)
@@ -119,7 +119,9 @@ class Applied:
     def _docs(self, text: str) -> list[dict]:
         docs = [d for d in yaml.safe_load_all(text) if d]
         for doc in docs:
-            doc.setdefault("metadata", {}).setdefault("namespace", self.namespace)
+            meta = doc.setdefault("metadata", {})
+            if self.namespace is not None:  # None: cluster-scoped kinds (MeshConfig)
+                meta.setdefault("namespace", self.namespace)
         return docs
 
     def _apply(self, docs: list[dict]) -> None:
@@ -139,4 +141,5 @@ class Applied:
             self._apply(self.restore)
             return
         for doc in reversed(self.docs):
-            self.target.delete(doc["kind"].lower(), doc["metadata"]["namespace"], doc["metadata"]["name"])
+            meta = doc["metadata"]
+            self.target.delete(doc["kind"].lower(), meta.get("namespace") or "default", meta["name"])
