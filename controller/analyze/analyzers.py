@@ -15,6 +15,7 @@ from meshlet.controller.model import (
     VirtualService,
     to_obj,
 )
+from meshlet.controller.model.convert import suggest
 from meshlet.controller.model.istio_common import (
     MESH_GATEWAY,
     gateway_ref,
@@ -54,14 +55,32 @@ def destination_hosts(snap: Snapshot) -> Iterator[Message]:
         for path, dest in _destinations(vs):
             host = snap.fqdn(dest.host, ns)
             if not snap.host_known(host):
-                yield Message(msg.REFERENCED_RESOURCE_NOT_FOUND, origin(vs), ("host", dest.host), f"{path}.host")
+                yield Message(msg.REFERENCED_RESOURCE_NOT_FOUND, origin(vs), ("host", dest.host), f"{path}.host",
+                              _host_hint(snap, dest.host, ns))
                 continue
             if dest.subset is None:
                 continue
             defined = set().union(*(names for pattern, names in subsets.items() if host_matches(pattern, host)))
             if dest.subset not in defined:
+                close = suggest(dest.subset, sorted(defined))
+                hint = (f"did you mean {close!r}?" if close else
+                        f"subsets defined: {', '.join(sorted(defined))}" if defined else
+                        "no DestinationRule defines subsets for this host")
                 yield Message(msg.REFERENCED_RESOURCE_NOT_FOUND, origin(vs),
-                              ("host+subset in destinationrule", f"{dest.host}+{dest.subset}"), f"{path}.subset")
+                              ("host+subset in destinationrule", f"{dest.host}+{dest.subset}"), f"{path}.subset",
+                              hint)
+
+
+def _host_hint(snap: Snapshot, host: str, namespace: str) -> str:
+    """`reviews.bookinfo` is taken literally (Istio's rule): point at the FQDN; else the closest known name."""
+    services = snap.services_by_host()
+    parts = host.split(".")
+    if len(parts) == 2 and f"{host}.svc.{snap.domain}" in services:
+        return f"write {host}.svc.{snap.domain}: a name with a dot is taken as a full host name"
+    local = {name.split(".")[0]: name for name in services if name.split(".")[1] == namespace}
+    candidates = [*local, *services, *(p for p, _ in snap.service_entry_hosts())]
+    close = suggest(host, candidates)
+    return f"did you mean {close!r}?" if close and close != host else ""
 
 
 def gateways(snap: Snapshot) -> Iterator[Message]:

@@ -85,6 +85,8 @@ class Message:
     args: tuple[Any, ...]
     path: str = ""
     """Field path inside the resource, when known (shown in JSON output)."""
+    hint: str = ""
+    """A likely fix ("did you mean ...?"), appended to the text."""
 
     @property
     def level(self) -> Level:
@@ -92,7 +94,8 @@ class Message:
 
     @property
     def text(self) -> str:
-        return self.type.template.format(*self.args)
+        text = self.type.template.format(*self.args)
+        return f"{text} ({self.hint})" if self.hint else text
 
     def line(self) -> str:
         return f"{self.level.value} [{self.type.code}] ({self.origin}) {self.text}"

@@ -114,9 +114,10 @@ spec:
 EXPECTED = [
     'Error [IST0101] (HTTPRoute bookinfo/split) Referenced service not found: "reviews-v9"',
     'Error [IST0101] (VirtualService bookinfo/reviews) Referenced gateway not found: "istio-system/missing-gw"',
-    'Error [IST0101] (VirtualService bookinfo/reviews) Referenced host not found: "reviews2"',
+    'Error [IST0101] (VirtualService bookinfo/reviews) Referenced host not found: "reviews2" '
+    "(did you mean 'reviews'?)",
     ('Error [IST0101] (VirtualService bookinfo/reviews) Referenced host+subset in destinationrule not found: '
-    '"reviews+v3"'),
+    '"reviews+v3" (subsets defined: v1, v2)'),
     ("Error [IST0109] (VirtualService bookinfo/reviews) The VirtualServices bookinfo/reviews,bookinfo/reviews-dup "
     "associated with mesh gateway define the same host reviews.bookinfo.svc.cluster.local which can lead to "
     "undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource."),
@@ -240,3 +241,17 @@ def test_analyze_without_a_mesh_and_real_executable(tmp_path: Path) -> None:
     assert done.returncode == 79, done.stderr
     assert done.stdout.splitlines() == EXPECTED
     assert not (tmp_path / "none").exists()  # analyze never creates a store
+
+
+def test_hints_for_hosts_with_a_namespace_suffix() -> None:
+    vs = BOOKINFO.split("---\napiVersion: networking.istio.io/v1\nkind: VirtualService")[0] + """---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: other, namespace: default}
+spec:
+  hosts: [ratings.bookinfo.svc.cluster.local]
+  http: [{route: [{destination: {host: reviews.bookinfo}}]}]
+"""
+    assert lines(Snapshot.of(load_text(vs))) == [
+        'Error [IST0101] (VirtualService default/other) Referenced host not found: "reviews.bookinfo" (write '
+        'reviews.bookinfo.svc.cluster.local: a name with a dot is taken as a full host name)']

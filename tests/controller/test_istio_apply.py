@@ -155,7 +155,8 @@ def test_apply_refuses_routes_to_missing_hosts(tmp_path: Path) -> None:
     result = run(state, "apply", "-f", "-", input=svc + vs)
     assert result.exit_code == 0, result.output
     assert ('Warning: virtualservice.networking.istio.io/reviews-route: spec.http[1].route[0].destination.subset: '
-            'Referenced host+subset in destinationrule not found: "reviews+v1" [IST0101]') in result.output
+            'Referenced host+subset in destinationrule not found: "reviews+v1" (no DestinationRule defines subsets '
+            'for this host) [IST0101]') in result.output
     assert "spec.http[2]: VirtualService rule #2 not used (rule #1 before it matches every request). [IST0130]" \
         in result.output
     # a gateway that does not exist; --validate=warn applies anyway
