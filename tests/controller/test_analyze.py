@@ -114,8 +114,8 @@ spec:
 EXPECTED = [
     'Error [IST0101] (HTTPRoute bookinfo/split) Referenced service not found: "reviews-v9"',
     'Error [IST0101] (VirtualService bookinfo/reviews) Referenced gateway not found: "istio-system/missing-gw"',
-    'Error [IST0101] (VirtualService bookinfo/reviews) Referenced host not found: "reviews2" '
-    "(did you mean 'reviews'?)",
+    ('Error [IST0101] (VirtualService bookinfo/reviews) Referenced host not found: "reviews2" '
+    "(did you mean 'reviews'?)"),
     ('Error [IST0101] (VirtualService bookinfo/reviews) Referenced host+subset in destinationrule not found: '
     '"reviews+v3" (subsets defined: v1, v2)'),
     ("Error [IST0109] (VirtualService bookinfo/reviews) The VirtualServices bookinfo/reviews,bookinfo/reviews-dup "
@@ -253,5 +253,5 @@ spec:
   http: [{route: [{destination: {host: reviews.bookinfo}}]}]
 """
     assert lines(Snapshot.of(load_text(vs))) == [
-        'Error [IST0101] (VirtualService default/other) Referenced host not found: "reviews.bookinfo" (write '
-        'reviews.bookinfo.svc.cluster.local: a name with a dot is taken as a full host name)']
+        ('Error [IST0101] (VirtualService default/other) Referenced host not found: "reviews.bookinfo" (write '
+        'reviews.bookinfo.svc.cluster.local: a name with a dot is taken as a full host name)')]
