@@ -30,6 +30,8 @@ class Workload:
 class Snapshot:
     resources: dict[tuple[str, str, str], Resource] = field(default_factory=dict)
     domain: str = "cluster.local"
+    _memo: dict[str, object] = field(default_factory=dict, repr=False)
+    """Indexes built on first use; a Snapshot is not changed after `of`."""
 
     @classmethod
     def of(cls, *layers: Iterable[Resource], domain: str = "cluster.local") -> Snapshot:
@@ -55,12 +57,17 @@ class Snapshot:
         return {(r.metadata.namespace or "", r.name): r for r in self.of_kind("Gateway") if isinstance(r, Gateway)}
 
     def services_by_host(self) -> dict[str, Service]:
-        return {f"{r.name}.{r.metadata.namespace}.svc.{self.domain}": r
-                for r in self.of_kind("Service") if isinstance(r, Service)}
+        if "services" not in self._memo:  # built once: analyzers ask per route
+            self._memo["services"] = {f"{r.name}.{r.metadata.namespace}.svc.{self.domain}": r
+                                      for r in self.of_kind("Service") if isinstance(r, Service)}
+        return self._memo["services"]  # type: ignore[no-any-return]
 
     def service_entry_hosts(self) -> list[tuple[str, ServiceEntry]]:
-        return [(fqdn(h, r.metadata.namespace or "default", self.domain), r)
-                for r in self.of_kind("ServiceEntry") if isinstance(r, ServiceEntry) for h in r.spec.hosts]
+        if "entries" not in self._memo:
+            self._memo["entries"] = [(fqdn(h, r.metadata.namespace or "default", self.domain), r)
+                                     for r in self.of_kind("ServiceEntry") if isinstance(r, ServiceEntry)
+                                     for h in r.spec.hosts]
+        return self._memo["entries"]  # type: ignore[no-any-return]
 
     def workloads(self) -> list[Workload]:
         out = [Workload(p.metadata.namespace or "", p.metadata.labels)
