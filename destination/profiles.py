@@ -185,8 +185,9 @@ def _opaque(found: Resolved) -> bool:
         port = next((p for p in found.service.spec.ports if p.port == found.port), None)
         if port is None:
             return False
-        name, app = (port.name or "").lower(), (port.app_protocol or "").lower()
-        return app == "tcp" or name == "tcp" or name.startswith("tcp-")
+        # Istio's protocol selection: appProtocol, else the port name's prefix (`tcp-db`, `mysql`)
+        app = (port.app_protocol or (port.name or "").partition("-")[0]).upper()
+        return app in OPAQUE_PROTOCOLS
     if found.kind == "entry":
         port = entry_port(found.entry, found.port)
         return bool(port) and str(attr(port, "protocol", default="")).upper() in OPAQUE_PROTOCOLS

@@ -335,3 +335,15 @@ def test_every_seed_example_translates_without_problems():
         assert not built.problems and built.profile.routes, host
     entry = world.build("mysql.external.com:3306", "default")
     assert entry.profile.fully_qualified_name == "mysql.external.com" and entry.profile.opaque_protocol
+
+
+@pytest.mark.parametrize("name, app_protocol, opaque", [
+    ("tcp-db", None, True), ("mysql", None, True), ("http", None, False), ("web", "tcp", True), ("tcp", "http", False),
+])
+def test_opaque_protocol_from_the_service_port(name, app_protocol, opaque):
+    import dataclasses
+
+    svc = service("db", port=5432)
+    port = dataclasses.replace(svc.spec.ports[0], name=name, app_protocol=app_protocol)
+    svc = dataclasses.replace(svc, spec=dataclasses.replace(svc.spec, ports=(port,)))
+    assert World(services=[svc]).profile("db:5432").opaque_protocol is opaque
