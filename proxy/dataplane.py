@@ -16,6 +16,7 @@ from .metrics import ProxyMetrics, TcpMetrics
 from .origdst import original_dst, peek
 from .routing import InboundRouter, OutboundRouter, TcpRoute
 from .exchange import ConnCtx
+from .h2.plane import H2Plane
 from .server import HttpServer
 from .sniff import Sniff
 from .tlsctx import peer_id
@@ -45,6 +46,8 @@ class DataPlane:
         self.pools = pools
         self.log = log.bind(component="dataplane")
         self.http_conns: set[HttpServer] = set()
+        self.h2 = H2Plane(outbound, inbound, idm, self.http_conns, log,  # type: ignore[arg-type]
+                          connect_timeout=cfg.connect_timeout, idle_timeout=cfg.idle_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # === outbound ===
@@ -133,6 +136,9 @@ class DataPlane:
             router = self.outbound if ctx.direction == "outbound" else self.inbound
             server = HttpServer(router, ctx, sniff.metrics, self.http_conns, self.log)  # type: ignore[arg-type]
             server.attach(sniff.transport, sniff.take())
+            return
+        if verdict is Detected.HTTP2:
+            self.h2.serve(sniff, ctx)
             return
         task = asyncio.get_running_loop().create_task(self._opaque(sniff, ctx))
         self._tasks.add(task)

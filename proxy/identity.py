@@ -79,6 +79,8 @@ class TlsMaterial:
     """SHA-256 of the first trust anchor (DER)."""
     server_ctx: ssl.SSLContext
     client_ctx: ssl.SSLContext
+    h2_client_ctx: ssl.SSLContext | None = None
+    """As `client_ctx`, offering ALPN "h2" (the proxy's HTTP/2 upstream connections)."""
 
     def renew_at(self, fraction: float) -> float:
         return self.not_before + (self.not_after - self.not_before) * fraction
@@ -120,6 +122,7 @@ def material_from(key: PrivateKey, identity: str, leaf_der: bytes, intermediates
     try:
         server = server_context(chain_pem, key_pem, trust_pem)
         client = client_context(chain_pem, key_pem, trust_pem)
+        h2_client = client_context(chain_pem, key_pem, trust_pem, alpn=("h2",))
     except ssl.SSLError as e:
         if "KEY_VALUES_MISMATCH" in str(e).upper():
             raise IdentityError("issued certificate is not for our key") from None
@@ -131,7 +134,7 @@ def material_from(key: PrivateKey, identity: str, leaf_der: bytes, intermediates
         not_before=float(ssl.cert_time_to_seconds(info["notBefore"])),
         not_after=float(ssl.cert_time_to_seconds(info["notAfter"])),
         trust_fingerprint=hashlib.sha256(ssl.PEM_cert_to_DER_cert(anchors[0].decode())).hexdigest(),
-        server_ctx=server, client_ctx=client,
+        server_ctx=server, client_ctx=client, h2_client_ctx=h2_client,
     )
 
 

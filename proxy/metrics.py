@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 LATENCY_BUCKETS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000,
                    5000, 10000, 20000, 30000, 40000, 50000)
@@ -64,10 +65,12 @@ class RouteMetrics:
         self.requests = 0
         self.by_status: dict[int, StatusStats] = {}
 
-    def response(self, status: int, latency_ms: float) -> None:
-        s = self.by_status.get(status)
+    def response(self, status: int, latency_ms: float, grpc_status: int | None = None) -> None:
+        """`grpc_status`: a gRPC response's status (classified by it, labelled `grpc_status_code`)."""
+        key: int | tuple[int, int] = status if grpc_status is None else (status, grpc_status)
+        s = self.by_status.get(key)  # type: ignore[call-overload]
         if s is None:
-            s = self.by_status[status] = StatusStats()
+            s = self.by_status[key] = StatusStats()  # type: ignore[index]
         s.count += 1
         s.sum += latency_ms
         s.buckets[bisect_left(LATENCY_BUCKETS, latency_ms)] += 1
@@ -150,9 +153,24 @@ class _HotCollector:
                                     labels=BASE + ("status_code",))
         for r in routes:
             req.add_metric(r.labels, r.requests)
+            hist: dict[str, StatusStats] = {}
             for status, s in list(r.by_status.items()):
-                code = str(status)
-                resp.add_metric(r.labels + (code, classify(status)), s.count)
+                if type(status) is tuple:  # gRPC: (HTTP status, grpc-status)
+                    code = str(status[0])
+                    labels = dict(zip(BASE + ("status_code", "classification"),
+                                      r.labels + (code, "success" if status[1] == 0 else "failure")))
+                    labels["grpc_status_code"] = str(status[1])
+                    resp.samples.append(Sample("response_total", labels, s.count))
+                else:
+                    code = str(status)
+                    resp.add_metric(r.labels + (code, classify(status)), s.count)
+                h = hist.get(code)
+                if h is None:
+                    hist[code] = h = StatusStats()
+                h.count += s.count
+                h.sum += s.sum
+                h.buckets = [a + b for a, b in zip(h.buckets, s.buckets, strict=True)]
+            for code, s in hist.items():
                 cumulative, buckets = 0, []
                 for bound, n in zip(LATENCY_BUCKETS, s.buckets[:-1], strict=True):
                     cumulative += n

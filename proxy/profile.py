@@ -165,6 +165,8 @@ class Retry:
     on_connect: bool = False
     on_409: bool = False
     codes: frozenset[int] = frozenset()
+    grpc_codes: frozenset[int] = frozenset()
+    """gRPC statuses retried (retryOn unavailable, cancelled, deadline-exceeded, resource-exhausted, internal)."""
 
     def status_retriable(self, status: int) -> bool:
         return ((self.on_5xx and status >= 500) or (self.on_gateway and status in (502, 503, 504))
@@ -180,6 +182,8 @@ class Fault:
     delay_percent: float = 0.0
     abort_status: int = 0
     abort_percent: float = 0.0
+    abort_grpc: int = -1
+    """gRPC status to abort gRPC requests with (-1: none; used when abort_status is 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +367,10 @@ def _backend(m: Any, where: str) -> Backend:
                    _ops(m.request_headers), _ops(m.response_headers))
 
 
+GRPC_RETRY_ON = {"cancelled": 1, "deadline-exceeded": 4, "resource-exhausted": 8, "internal": 13, "unavailable": 14}
+"""Istio's gRPC retryOn conditions and the gRPC status each one retries."""
+
+
 def _retry(m: Any) -> Retry:
     if m is None or not m.attempts:
         return NO_RETRY
@@ -377,7 +385,7 @@ def _retry(m: Any) -> Retry:
     return Retry(attempts=int(m.attempts), per_try_timeout=m.per_try_timeout_ms / 1000.0,
                  on_5xx="5xx" in on, on_gateway="gateway-error" in on,
                  on_reset="reset" in on or "5xx" in on, on_connect="connect-failure" in on or "5xx" in on,
-                 on_409="retriable-4xx" in on, codes=frozenset(codes))
+                 on_409="retriable-4xx" in on, codes=frozenset(codes), grpc_codes=frozenset(c for n, c in GRPC_RETRY_ON.items() if n in on))
 
 
 def _route(m: Any, i: int, source_labels: Mapping[str, str], source_namespace: str) -> Route | None:
@@ -408,11 +416,13 @@ def _route(m: Any, i: int, source_labels: Mapping[str, str], source_namespace: s
         raise ProfileError(f"{where}.backends: every weight is 0")
     f = m.fault
     fault = None
-    if f is not None and ((f.delay_ms and f.delay_percent > 0) or (f.abort_http_status and f.abort_percent > 0)):
+    grpc_abort = f is not None and not f.abort_http_status and 0 <= f.abort_grpc_status <= 16 and f.abort_percent > 0
+    if f is not None and ((f.delay_ms and f.delay_percent > 0) or (f.abort_http_status and f.abort_percent > 0)
+                          or grpc_abort):
         if f.abort_http_status and not 200 <= f.abort_http_status <= 599:
             raise ProfileError(f"{where}.fault.abort_http_status: {f.abort_http_status} is not an HTTP status")
         fault = Fault(f.delay_ms / 1000.0, min(f.delay_percent, 100.0), int(f.abort_http_status),
-                      min(f.abort_percent, 100.0))
+                      min(f.abort_percent, 100.0), int(f.abort_grpc_status) if grpc_abort else -1)
     mirror = None
     if m.mirror is not None and m.mirror.authority and m.mirror.percent > 0:
         mm = m.mirror

@@ -37,16 +37,20 @@ def server_context(chain_pem: bytes, key_pem: bytes, trust_pem: bytes) -> ssl.SS
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.set_alpn_protocols(["h2", "http/1.1"])  # h2 for the peer proxies' HTTP/2 connections
     _load(ctx, chain_pem, key_pem, trust_pem)
     return ctx
 
 
-def client_context(chain_pem: bytes, key_pem: bytes, trust_pem: bytes) -> ssl.SSLContext:
-    """Outbound: presents our leaf; the peer's URI SAN is checked after the handshake."""
+def client_context(chain_pem: bytes, key_pem: bytes, trust_pem: bytes, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    """Outbound: presents our leaf; the peer's URI SAN is checked after the handshake.
+    `alpn`: protocols offered ("h2" for HTTP/2 connections; none for HTTP/1 and TCP)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_REQUIRED
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
     _load(ctx, chain_pem, key_pem, trust_pem)
     return ctx
 

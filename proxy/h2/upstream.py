@@ -1,0 +1,334 @@
+"""The upstream side of HTTP/2: one multiplexed client connection per endpoint (more when the
+peer's stream limit is reached), pooled per endpoint, over mTLS with ALPN "h2" or h2c."""
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any, Protocol
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from ..client import Pool
+from ..errors import ConnectError, IdentityError, PeerIdentityError
+from ..identity import IdentityManager
+from ..metrics import TcpMetrics
+from ..tlsctx import peer_uris
+
+CONN_WINDOW = 16 * 1024 * 1024
+"""The connection-level receive window: streams are bounded by their own 64 KiB windows, so
+one stalled stream does not stall the others."""
+
+
+class StreamSink(Protocol):
+    def up_head(self, headers: list[tuple[bytes, bytes]], ended: bool) -> None: ...
+    def up_data(self, data: bytes, flow: int) -> None: ...
+    def up_trailers(self, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def up_end(self) -> None: ...
+    def up_reset(self, code: int, refused: bool) -> None:
+        """The stream failed: reset by the peer (its error code) or the connection ended.
+        `refused`: the peer never processed it (REFUSED_STREAM, GOAWAY past it): safe to retry."""
+    def up_window(self) -> None:
+        """Send window opened: send more request data."""
+
+
+def _config(client: bool) -> h2.config.H2Configuration:
+    return h2.config.H2Configuration(client_side=client, header_encoding=None, validate_inbound_headers=True,
+                                     normalize_inbound_headers=True)
+
+
+class H2Upstream(asyncio.Protocol):
+    """A client HTTP/2 connection; streams are opened by sinks and events go to them."""
+
+    def __init__(self, metrics: TcpMetrics | None, pool: "H2Pool") -> None:
+        self.conn = h2.connection.H2Connection(_config(True))
+        self.transport: asyncio.Transport | None = None
+        self.metrics = metrics
+        self.pool = pool
+        self.streams: dict[int, StreamSink] = {}
+        self.alive = True
+        self.goaway = False
+        self.write_blocked = False
+        self._idle: asyncio.TimerHandle | None = None
+
+    # === stream API (for sinks) ===
+
+    def has_capacity(self) -> bool:
+        return self.alive and not self.goaway and \
+            self.conn.open_outbound_streams < self.conn.remote_settings.max_concurrent_streams
+
+    def open(self, headers: list[tuple[bytes, bytes]], end: bool, sink: StreamSink) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, headers, end_stream=end)
+        self.streams[sid] = sink
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self.flush()
+        return sid
+
+    def window(self, sid: int) -> int:
+        if self.write_blocked or not self.alive:
+            return 0
+        try:
+            return min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+        except h2.exceptions.StreamClosedError:
+            return 0
+
+    def send(self, sid: int, data: bytes, end: bool = False) -> None:
+        self.conn.send_data(sid, data, end_stream=end)
+
+    def end(self, sid: int) -> None:
+        self.conn.end_stream(sid)
+
+    def ack(self, sid: int, n: int) -> None:
+        if n and self.alive:
+            self.conn.acknowledge_received_data(n, sid)  # a closed stream: the connection window still
+
+    def reset(self, sid: int, code: int = 8) -> None:
+        """Abandon a stream (default CANCEL); its sink gets nothing more."""
+        if self.streams.pop(sid, None) is not None and self.alive:
+            try:
+                self.conn.reset_stream(sid, code)
+            except h2.exceptions.H2Error:
+                pass
+            self.flush()
+        self._maybe_idle()
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+            if self.metrics is not None:
+                self.metrics.write_bytes += len(data)
+
+    # === asyncio ===
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self.metrics is not None:
+            self.metrics.opened()
+        self.conn.initiate_connection()
+        self.conn.increment_flow_control_window(CONN_WINDOW - 65535)
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        if self.metrics is not None:
+            self.metrics.read_bytes += len(data)
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.H2Error as e:
+            self.flush()
+            self._fail(f"upstream HTTP/2 protocol error: {e}")
+            return
+        for ev in events:
+            t = type(ev)
+            if t is h2.events.DataReceived:
+                sink = self.streams.get(ev.stream_id)
+                if sink is None:
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                else:
+                    sink.up_data(ev.data, ev.flow_controlled_length)
+            elif t is h2.events.ResponseReceived:
+                sink = self.streams.get(ev.stream_id)
+                if sink is not None:
+                    sink.up_head(ev.headers, ev.stream_ended is not None)
+            elif t is h2.events.TrailersReceived:
+                sink = self.streams.get(ev.stream_id)
+                if sink is not None:
+                    sink.up_trailers(ev.headers)
+            elif t is h2.events.StreamEnded:
+                sink = self.streams.pop(ev.stream_id, None)
+                if sink is not None:
+                    sink.up_end()
+                    self._maybe_idle()
+            elif t is h2.events.StreamReset:
+                sink = self.streams.pop(ev.stream_id, None)
+                if sink is not None:
+                    sink.up_reset(ev.error_code, ev.error_code == h2.errors.ErrorCodes.REFUSED_STREAM)
+                    self._maybe_idle()
+            elif t is h2.events.WindowUpdated:
+                if ev.stream_id == 0:
+                    for sink in list(self.streams.values()):
+                        sink.up_window()
+                else:
+                    sink = self.streams.get(ev.stream_id)
+                    if sink is not None:
+                        sink.up_window()
+            elif t is h2.events.RemoteSettingsChanged:
+                if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
+                    for sink in list(self.streams.values()):
+                        sink.up_window()
+            elif t is h2.events.ConnectionTerminated:
+                self.goaway = True
+                self.pool.forget(self)
+                last = ev.last_stream_id if ev.last_stream_id is not None else 0
+                for sid in [s for s in self.streams if s > last]:
+                    self.streams.pop(sid).up_reset(7, True)  # never processed: REFUSED_STREAM
+                self._maybe_idle()
+        self.flush()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def pause_writing(self) -> None:
+        self.write_blocked = True
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        for sink in list(self.streams.values()):
+            sink.up_window()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.metrics is not None and self.transport is not None:
+            self.metrics.closed("" if exc is None else type(exc).__name__)
+            self.metrics = None
+        self._fail("upstream connection lost" + (f": {exc}" if exc else ""))
+
+    def _fail(self, why: str) -> None:
+        self.alive = False
+        self.pool.forget(self)
+        streams, self.streams = self.streams, {}
+        for sink in streams.values():
+            sink.up_reset(2, False)  # INTERNAL_ERROR
+        if self.transport is not None:
+            self.transport.close()
+
+    def _maybe_idle(self) -> None:
+        if self.streams or self._idle is not None or not self.alive:
+            return
+        if self.goaway:
+            self.close()
+            return
+        self._idle = asyncio.get_running_loop().call_later(self.pool.idle_timeout, self._idle_close)
+
+    def _idle_close(self) -> None:
+        self._idle = None
+        if not self.streams:
+            self.close()
+
+    def close(self) -> None:
+        if self.alive:
+            self.alive = False
+            self.pool.forget(self)
+            try:
+                self.conn.close_connection()
+                self.flush()
+            except h2.exceptions.H2Error:
+                pass
+        if self.transport is not None:
+            self.transport.close()
+
+
+class H2Pool:
+    """Multiplexed connections to one endpoint (the h2 counterpart of an HTTP/1 `Pool`)."""
+
+    def __init__(self, ip: str, port: int, identity: str, server_name: str, idm: IdentityManager | None,
+                 metrics: TcpMetrics | None, connect_timeout: float, idle_timeout: float) -> None:
+        self.ip, self.port, self.identity, self.server_name = ip, port, identity, server_name
+        self.idm = idm
+        self.metrics = metrics
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.conns: list[H2Upstream] = []
+        self._connecting: asyncio.Future[H2Upstream] | None = None
+
+    def take(self) -> H2Upstream | None:
+        for up in self.conns:
+            if up.has_capacity():
+                return up
+        return None
+
+    async def acquire(self, timeout: float = 0.0) -> H2Upstream:
+        up = self.take()
+        if up is not None:
+            return up
+        if self._connecting is None:
+            fut = self._connecting = asyncio.get_running_loop().create_future()
+            try:
+                up = await self._connect(timeout or self.connect_timeout)
+            except BaseException as e:
+                self._connecting = None
+                if not isinstance(e, asyncio.CancelledError):
+                    fut.set_exception(e)
+                    fut.exception()  # retrieved: waiters re-raise it
+                else:
+                    fut.cancel()
+                raise
+            self._connecting = None
+            self.conns.append(up)
+            fut.set_result(up)
+            return up
+        return await asyncio.shield(self._connecting)
+
+    async def _connect(self, timeout: float) -> H2Upstream:
+        loop = asyncio.get_running_loop()
+        up = H2Upstream(self.metrics, self)
+        ctx: ssl.SSLContext | None = None
+        if self.identity:
+            mat = self.idm.current if self.idm is not None else None
+            if mat is None:
+                raise IdentityError("no certificate yet: cannot open mTLS connections")
+            ctx = mat.h2_client_ctx or mat.client_ctx
+        try:
+            if ctx is None:
+                coro = loop.create_connection(lambda: up, self.ip, self.port)
+            else:
+                coro = loop.create_connection(lambda: up, self.ip, self.port, ssl=ctx,
+                                              server_hostname=self.server_name or "", ssl_handshake_timeout=timeout)
+            transport, _ = await asyncio.wait_for(coro, timeout)
+        except asyncio.TimeoutError:
+            raise ConnectError(f"connect to {self.ip}:{self.port} timed out") from None
+        except ssl.SSLError as e:
+            raise ConnectError(f"TLS handshake with {self.ip}:{self.port} failed: {e.reason or e}") from None
+        except OSError as e:
+            raise ConnectError(f"connect to {self.ip}:{self.port} failed: {e.strerror or e}") from None
+        if ctx is not None:
+            uris = peer_uris(transport.get_extra_info("peercert"))
+            if uris != [self.identity]:
+                transport.abort()
+                raise PeerIdentityError(f"{self.ip}:{self.port} presented {uris or 'no URI SAN'}, "
+                                        f"expected {self.identity}")
+        return up
+
+    def forget(self, up: H2Upstream) -> None:
+        try:
+            self.conns.remove(up)
+        except ValueError:
+            pass
+
+    def close(self) -> None:
+        for up in list(self.conns):
+            up.close()
+        self.conns.clear()
+
+
+class H2Pools:
+    """One `H2Pool` per HTTP/1 `Pool` the routers chose (same endpoint, identity and labels)."""
+
+    def __init__(self, idm: IdentityManager | None, connect_timeout: float, idle_timeout: float) -> None:
+        self.idm = idm
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self._pools: dict[tuple[Any, ...], H2Pool] = {}
+
+    def get(self, pool: Pool) -> H2Pool:
+        if pool.origination is not None:
+            raise ConnectError("TLS origination (DestinationRule SIMPLE/MUTUAL) is not supported for HTTP/2")
+        key = (pool.ip, pool.port, pool.identity, pool.server_name)
+        p = self._pools.get(key)
+        if p is None:
+            if len(self._pools) > 4096:
+                self.close()
+            p = self._pools[key] = H2Pool(pool.ip, pool.port, pool.identity, pool.server_name, self.idm,
+                                          pool.metrics, self.connect_timeout, self.idle_timeout)
+        return p
+
+    def close(self) -> None:
+        for p in self._pools.values():
+            p.close()
+        self._pools.clear()
