@@ -120,6 +120,12 @@ class EndpointIndex:
                 addresses.append(self._address(pod, target_port))
         return AddressSet.of(addresses, labels)
 
+    def selected(self, namespace: str, selector: dict[str, str], port: int) -> list[Address]:
+        """Ready pods of `namespace` whose labels match `selector` (ServiceEntry workloadSelector), on `port`."""
+        return [self._address(pod, port) for (pod_ns, _), pod in self._pods.items()
+                if pod_ns == namespace and _ready(pod) and all(pod.metadata.labels.get(k) == v
+                                                               for k, v in selector.items())]
+
     def _address(self, pod: Any, port: int) -> Address:
         namespace, name = _key(pod)
         service_account = pod.spec.service_account_name or "default"

@@ -15,7 +15,9 @@ Endpoints of a ServiceEntry: STATIC -> its endpoints (port from the
 endpoint's `ports[<port name>]`, else the entry port's targetPort, else the
 port); DNS/DNS_ROUND_ROBIN -> the resolved addresses of each endpoint
 address, or of the host when there are none; NONE -> None (pass through).
-They carry no TLS identity (MESH_INTERNAL entries are not mapped to pods).
+They carry no TLS identity. A `workloadSelector` (MESH_INTERNAL) instead
+selects the ready pods of the entry's namespace (meshed ones with their
+identity), on the entry port's targetPort.
 """
 from __future__ import annotations
 
@@ -165,7 +167,7 @@ def blocked(caller: CallerRef, labels: Mapping[str, str], rules: RuleIndex) -> b
     return rules.outbound_mode(rules.sidecar_for(caller.namespace, labels)) == REGISTRY_ONLY
 
 
-def entry_endpoints(found: Resolved, dns: Lookup) -> AddressSet | None:
+def entry_endpoints(found: Resolved, dns: Lookup, endpoints: EndpointIndex | None = None) -> AddressSet | None:
     """Endpoints of a ServiceEntry target; None for `resolution: NONE` (pass through)."""
     se, port = found.entry, found.port
     spec = se.spec
@@ -177,16 +179,19 @@ def entry_endpoints(found: Resolved, dns: Lookup) -> AddressSet | None:
     target_port = attr(se_port, "target_port") or port
     ns = namespace_of(se)
     labels = {"dst_service": found.host, "dst_namespace": ns}
-    addresses = []
-    endpoints = items(spec, "endpoints")
+    addresses: list[Address] = []
+    selector = mapping(attr(spec, "workload_selector"), "match_labels", "labels")
+    if selector and endpoints is not None:
+        return AddressSet.of(endpoints.selected(ns, selector, int(target_port)), labels)
+    entries = items(spec, "endpoints")
     if resolution == "STATIC":
-        for e in endpoints:
+        for e in entries:
             address = attr(e, "address")
             if address and not str(address).startswith("unix://"):
                 ep_port = mapping(e, "ports").get(port_name, target_port) if port_name else target_port
                 addresses.append(Address(str(address), int(ep_port), namespace=ns, labels=mapping(e, "labels")))
         return AddressSet.of(addresses, labels)
-    sources = [(attr(e, "address"), e) for e in endpoints] or [(found.host, None)]
+    sources = [(attr(e, "address"), e) for e in entries] or [(found.host, None)]
     for name, e in sources:
         if not name or str(name).startswith("*"):
             continue

@@ -157,7 +157,7 @@ class EndpointsWatcher:
         if found.kind in ("service", "pod"):
             return self.index.resolve(target)
         if found.kind == "entry":
-            return entry_endpoints(found, self.dns.lookup)
+            return entry_endpoints(found, self.dns.lookup, self.index)
         return BLOCKED if blocked(caller, found.labels, self.rules) else None
 
     def subscribe(self, target: Target, listener: Listener, caller: CallerRef = ANYONE) -> None:

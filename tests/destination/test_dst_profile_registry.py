@@ -8,6 +8,7 @@ pytest.importorskip("meshlet.controller.model.istio_networking")
 
 from dst_helpers import TD, Recorder, pod, service
 from dst_profile_helpers import World, resources
+from meshlet.controller.model import ManifestError
 from meshlet.destination.dns import DnsCache
 from meshlet.destination.lookup import CallerRef
 from meshlet.destination.targets import parse_path
@@ -163,6 +164,20 @@ def test_blocked_transitions():
     assert transition(BLOCKED, BLOCKED) == []
 
 
+
+
+def _selector_key() -> str:
+    """Istio spells a Sidecar's workload selector `labels`; the model used `matchLabels` for a while."""
+    try:
+        resources("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: probe}\n"
+                  "spec: {workloadSelector: {labels: {app: x}}}\n")
+    except ManifestError:
+        return "matchLabels"
+    return "labels"
+
+
+SELECTOR = _selector_key()
+
 SIDECARS = """
 apiVersion: networking.istio.io/v1
 kind: Sidecar
@@ -174,10 +189,10 @@ apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: strict, namespace: shop}
 spec:
-  workloadSelector: {matchLabels: {app: locked}}  # Istio spells it labels; the model wants matchLabels
+  workloadSelector: {SELECTOR: {app: locked}}
   egress: [{hosts: ["~/*"]}]
   outboundTrafficPolicy: {mode: REGISTRY_ONLY}
-"""
+""".replace("SELECTOR", SELECTOR)
 
 
 def test_sidecar_egress_scope_and_its_outbound_policy():
@@ -284,3 +299,22 @@ async def test_dns_name_asked_for_during_a_resolution_is_not_left_for_the_next_r
         release.set()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_mesh_internal_entry_with_a_workload_selector_selects_pods():
+    text = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: legacy}
+spec:
+  hosts: [legacy.internal]
+  location: MESH_INTERNAL
+  ports: [{number: 80, name: http, targetPort: 8080}]
+  resolution: STATIC
+  workloadSelector: {SELECTOR: {app: legacy}}
+""".replace("SELECTOR", SELECTOR)
+    w = watcher(text, pods=[pod("legacy-0", "198.18.0.40", app="legacy"), pod("other", "198.18.0.41", app="other"),
+                            pod("legacy-1", "198.18.0.42", app="legacy", ready=False)])
+    s = w.resolve(parse_path("legacy.internal:80", "shop"), CallerRef("shop"))
+    (address,) = s.addresses.values()
+    assert (address.ip, address.port, address.identity) == ("198.18.0.40", 8080, "spiffe://cluster.local/ns/shop/sa/web")
