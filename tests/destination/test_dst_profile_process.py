@@ -13,7 +13,9 @@ import pytest
 from cp_process import Proc
 from dst_helpers import pod, service
 from dst_profile_helpers import manifests as resources
+from grpclib import GRPCError
 from grpclib.client import Channel
+from grpclib.const import Status
 from meshlet.api import destination_pb as pb
 from meshlet.controller.model import Namespace, ObjectMeta
 from meshlet.controller.store import SqliteStore
@@ -170,6 +172,10 @@ async def test_service_entry_endpoints_and_registry_only(mesh):
     profile = await asyncio.wait_for(
         stub.get_profile(pb.GetDestination(path="api.example.com:443", context=ctx), timeout=WAIT).__anext__(), WAIT)
     assert profile.fully_qualified_name == "api.example.com" and profile.opaque_protocol
+
+    with pytest.raises(GRPCError) as e:
+        await asyncio.wait_for(stub.get_profile(pb.GetDestination(path="api:https"), timeout=WAIT).__anext__(), WAIT)
+    assert e.value.status is Status.INVALID_ARGUMENT and "port 'https'" in e.value.message
 
 
 def meshlet(state_dir, *args, input=None):
