@@ -11,7 +11,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from ..errors import ProtocolError
+from ..errors import ProtocolError, ProxyError
 from ..exchange import ConnCtx
 from ..metrics import TcpMetrics
 from .stream import H2Exchange
@@ -151,7 +151,11 @@ class H2Server(asyncio.Protocol):
                 self.draining = True
         for ex in started:
             if not ex.done:
-                ex.begin()
+                try:
+                    ex.begin()
+                except Exception as e:  # noqa: BLE001 - a bug fails this stream, not the connection
+                    self.log.warning("h2.internal_error", error=f"{type(e).__name__}: {e}")
+                    ex.local_error(ProxyError(f"internal proxy error: {type(e).__name__}"))
         self.flush()
         if self.draining and not self.streams:
             self._close()

@@ -44,7 +44,7 @@ def _config(client: bool) -> h2.config.H2Configuration:
 class H2Upstream(asyncio.Protocol):
     """A client HTTP/2 connection; streams are opened by sinks and events go to them."""
 
-    def __init__(self, metrics: TcpMetrics | None, pool: "H2Pool") -> None:
+    def __init__(self, metrics: TcpMetrics | None, pool: H2Pool) -> None:
         self.conn = h2.connection.H2Connection(_config(True))
         self.transport: asyncio.Transport | None = None
         self.metrics = metrics
@@ -244,26 +244,35 @@ class H2Pool:
         return None
 
     async def acquire(self, timeout: float = 0.0) -> H2Upstream:
-        up = self.take()
-        if up is not None:
-            return up
-        if self._connecting is None:
+        """A connection with room for one more stream (one connect at a time per endpoint)."""
+        while True:
+            up = self.take()
+            if up is not None:
+                return up
+            if self._connecting is not None:
+                fut = self._connecting
+                try:
+                    await asyncio.shield(fut)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if not fut.cancelled() or (task is not None and task.cancelling()):
+                        raise  # we are cancelled ourselves
+                continue  # the connecting caller was cancelled: connect ourselves
             fut = self._connecting = asyncio.get_running_loop().create_future()
             try:
                 up = await self._connect(timeout or self.connect_timeout)
             except BaseException as e:
                 self._connecting = None
-                if not isinstance(e, asyncio.CancelledError):
-                    fut.set_exception(e)
-                    fut.exception()  # retrieved: waiters re-raise it
-                else:
+                if isinstance(e, asyncio.CancelledError):
                     fut.cancel()
+                else:
+                    fut.set_exception(e)
+                    fut.exception()  # marked retrieved: the waiters re-raise it
                 raise
             self._connecting = None
             self.conns.append(up)
             fut.set_result(up)
             return up
-        return await asyncio.shield(self._connecting)
 
     async def _connect(self, timeout: float) -> H2Upstream:
         loop = asyncio.get_running_loop()
@@ -281,7 +290,7 @@ class H2Pool:
                 coro = loop.create_connection(lambda: up, self.ip, self.port, ssl=ctx,
                                               server_hostname=self.server_name or "", ssl_handshake_timeout=timeout)
             transport, _ = await asyncio.wait_for(coro, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ConnectError(f"connect to {self.ip}:{self.port} timed out") from None
         except ssl.SSLError as e:
             raise ConnectError(f"TLS handshake with {self.ip}:{self.port} failed: {e.reason or e}") from None

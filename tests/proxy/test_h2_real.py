@@ -8,7 +8,6 @@ import re
 import sys
 
 import pytest
-
 from proxy_mesh import HERE, NS, SERVER_ID, open_mesh
 from proxy_netns import wait_for
 
@@ -21,7 +20,7 @@ TIMEOUT = "198.18.251.4:50051"  # route timeout 300 ms
 HDR = "198.18.251.5:8081"      # h2c routes by header: jason → c (v2), others → b (v1)
 
 
-def _endpoints(a, b, c):  # noqa: ANN001, ANN202
+def _endpoints(a, b, c):
     grpc_b = {"labels": {"dst_service": "echo", "dst_namespace": NS},
               "endpoints": [{"ip": b.ip, "port": 50051, "identity": SERVER_ID}]}
     out = {k: grpc_b for k in (PLAIN, RETRY, ABORT, TIMEOUT)}
@@ -31,7 +30,7 @@ def _endpoints(a, b, c):  # noqa: ANN001, ANN202
     return out
 
 
-def _profiles(a, b, c):  # noqa: ANN001, ANN202
+def _profiles(a, b, c):
     return {
         RETRY: {"routes": [{"retry": {"attempts": 2, "retryOn": ["unavailable"]}, "backends": [{"authority": RETRY}]}]},
         ABORT: {"routes": [{"fault": {"abortGrpcStatus": 7, "abortPercent": 100, "abortHttpStatus": 0},
@@ -46,7 +45,7 @@ def _profiles(a, b, c):  # noqa: ANN001, ANN202
 
 
 @pytest.fixture(scope="module")
-def h2mesh(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def h2mesh(tmp_path_factory: pytest.TempPathFactory):
     import os
 
     if os.geteuid() != 0:
@@ -60,13 +59,13 @@ def h2mesh(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         yield m
 
 
-def _run(m, *args: str) -> dict:  # noqa: ANN001
+def _run(m, *args: str) -> dict:
     r = m.a.run(sys.executable, str(HERE / "h2_apps.py"), *args, timeout=40)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def _grpc(m, authority: str, **md: str) -> dict:  # noqa: ANN001
+def _grpc(m, authority: str, **md: str) -> dict:
     host, port = authority.rsplit(":", 1)
     return _run(m, "grpc", host, port, *(f"{k}={v}" for k, v in md.items()))
 
@@ -81,7 +80,7 @@ def _series(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_grpc_call_over_mtls_through_both_proxies(h2mesh) -> None:  # noqa: ANN001
+def test_grpc_call_over_mtls_through_both_proxies(h2mesh) -> None:
     m = h2mesh
     got = _grpc(m, PLAIN)
     assert got == {"status": 0, "reply": "b:hello"}
@@ -96,14 +95,14 @@ def test_grpc_call_over_mtls_through_both_proxies(h2mesh) -> None:  # noqa: ANN0
     assert _series(out, "request_total", direction="outbound", authority=PLAIN) >= 1
 
 
-def test_several_calls_share_one_upstream_connection(h2mesh) -> None:  # noqa: ANN001
+def test_several_calls_share_one_upstream_connection(h2mesh) -> None:
     m = h2mesh
     for _ in range(3):
         assert _grpc(m, PLAIN)["status"] == 0
     assert _series(m.metrics(m.a), "response_total", authority=PLAIN, grpc_status_code="0") >= 3
 
 
-def test_h2c_header_route_reaches_the_chosen_backend(h2mesh) -> None:  # noqa: ANN001
+def test_h2c_header_route_reaches_the_chosen_backend(h2mesh) -> None:
     m = h2mesh
     jason = _run(m, "get", f"http://{HDR}/page", "end-user=jason")
     assert jason["headers"][":status"] == "200" and jason["body"] == "c /page end-user=jason"
@@ -111,7 +110,7 @@ def test_h2c_header_route_reaches_the_chosen_backend(h2mesh) -> None:  # noqa: A
     assert other["headers"][":status"] == "200" and other["body"] == "b /page end-user=mary"
 
 
-def test_grpc_retry_on_unavailable_succeeds(h2mesh) -> None:  # noqa: ANN001
+def test_grpc_retry_on_unavailable_succeeds(h2mesh) -> None:
     m = h2mesh
     got = _grpc(m, RETRY, **{"x-fail-first": "retry-1"})
     assert got == {"status": 0, "reply": "b:hello"}
@@ -121,7 +120,7 @@ def test_grpc_retry_on_unavailable_succeeds(h2mesh) -> None:  # noqa: ANN001
     assert _grpc(m, PLAIN, **{"x-fail-first": "plain-1"})["status"] == 14
 
 
-def test_grpc_fault_abort_returns_its_status(h2mesh) -> None:  # noqa: ANN001
+def test_grpc_fault_abort_returns_its_status(h2mesh) -> None:
     m = h2mesh
     got = _grpc(m, ABORT)
     assert got["status"] == 7 and "fault" in got["message"]
@@ -129,14 +128,14 @@ def test_grpc_fault_abort_returns_its_status(h2mesh) -> None:  # noqa: ANN001
                    classification="failure") >= 1
 
 
-def test_grpc_route_timeout_is_deadline_exceeded(h2mesh) -> None:  # noqa: ANN001
+def test_grpc_route_timeout_is_deadline_exceeded(h2mesh) -> None:
     m = h2mesh
     got = _grpc(m, TIMEOUT, **{"x-sleep": "3"})
     assert got["status"] == 4, got
     assert _grpc(m, TIMEOUT)["status"] == 0
 
 
-def test_http1_still_works_next_to_h2(h2mesh) -> None:  # noqa: ANN001
+def test_http1_still_works_next_to_h2(h2mesh) -> None:
     m = h2mesh
     r = m.a.run("curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
                 f"http://{m.b.ip}:8080/", timeout=20)

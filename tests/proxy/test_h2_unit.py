@@ -10,7 +10,6 @@ import h2.connection
 import h2.events
 import pytest
 import structlog
-
 from meshlet.proxy.client import Pool
 from meshlet.proxy.errors import NoEndpoints, ProtocolError
 from meshlet.proxy.exchange import ConnCtx, Route
@@ -45,7 +44,7 @@ class MemTransport(asyncio.Transport):
     def abort(self) -> None:
         self.closing = True
 
-    def set_protocol(self, protocol) -> None:  # noqa: ANN001
+    def set_protocol(self, protocol) -> None:
         self.protocol = protocol
 
     def pause_reading(self) -> None:
@@ -54,7 +53,7 @@ class MemTransport(asyncio.Transport):
     def resume_reading(self) -> None:
         pass
 
-    def get_extra_info(self, name, default=None):  # noqa: ANN001, ANN201
+    def get_extra_info(self, name, default=None):
         return default
 
 
@@ -92,13 +91,13 @@ class FakeRouter:
         self.fail = fail
         self.heads = []
 
-    def route_now(self, head, ctx):  # noqa: ANN001, ANN201
+    def route_now(self, head, ctx):
         self.heads.append(head)
         if self.fail is not None:
             raise self.fail
         return Route(Pool("127.0.0.1", 1, "", "", None, None), self.error_metrics(head, ctx))  # type: ignore[arg-type]
 
-    def error_metrics(self, head, ctx):  # noqa: ANN001, ANN201
+    def error_metrics(self, head, ctx):
         return self.m.route(self.m.base("outbound", authority="svc:80"))
 
 
@@ -184,7 +183,7 @@ def scrape(metrics: ProxyMetrics) -> str:
 async def test_grpc_call_with_trailers_through_the_proxy() -> None:
     m = Mesh()
 
-    def app(ev) -> None:  # noqa: ANN001
+    def app(ev) -> None:
         if isinstance(ev, h2.events.StreamEnded):
             sid = ev.stream_id
             m.app.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/grpc")])
@@ -224,7 +223,7 @@ async def test_large_response_respects_flow_control() -> None:
     m = Mesh()
     payload = bytes(range(256)) * 1200  # 300 KiB: several windows
 
-    def app(ev) -> None:  # noqa: ANN001
+    def app(ev) -> None:
         if isinstance(ev, h2.events.StreamEnded):
             m.app.send_headers(ev.stream_id, [(b":status", b"200")])
             m.pending = [ev.stream_id, payload]
@@ -253,7 +252,7 @@ async def test_slow_client_bounds_what_the_proxy_buffers() -> None:
     m.client_acks = False
     sent = [-1]
 
-    def app(ev) -> None:  # noqa: ANN001
+    def app(ev) -> None:
         if isinstance(ev, h2.events.StreamEnded):
             m.app.send_headers(ev.stream_id, [(b":status", b"200")])
             sent[0] = 0
@@ -302,7 +301,7 @@ async def test_upstream_reset_before_response_is_a_502_and_after_is_a_reset() ->
     m.pump()
     assert dict(m.got(sid, h2.events.ResponseReceived)[0].headers)[b":status"] == b"502"
 
-    def app(ev) -> None:  # noqa: ANN001
+    def app(ev) -> None:
         if isinstance(ev, h2.events.RequestReceived):
             m.app.send_headers(ev.stream_id, [(b":status", b"200")])
             m.app.send_data(ev.stream_id, b"part")
@@ -328,7 +327,7 @@ async def test_client_reset_cancels_the_upstream_stream() -> None:
 
 async def test_malformed_request_is_refused_without_crashing() -> None:
     m = Mesh()
-    sid = m.request([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"svc:80")])
+    m.request([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"svc:80")])
     m.pump()
     m.srv.data_received(b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")  # DATA on stream 0: a connection error
     m.pump()
