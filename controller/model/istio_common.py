@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from meshlet.controller.model.convert import yfield
 from meshlet.controller.model.meta import check_label
 
 CLUSTER_DOMAIN = "cluster.local"
@@ -237,10 +238,24 @@ class PortSelector:
 
 @dataclass(frozen=True)
 class WorkloadSelector:
+    """istio.type.v1beta1.WorkloadSelector (`matchLabels`): policies, DestinationRule, ProxyConfig, Telemetry."""
+
     match_labels: dict[str, str] = field(default_factory=dict)
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.match_labels.items())
+
+
+@dataclass(frozen=True)
+class LabelsSelector:
+    """networking.v1alpha3.WorkloadSelector (`labels`): Sidecar and ServiceEntry.
+
+    `matchLabels` (the spelling of the other selectors) is accepted with a warning."""
+
+    labels: dict[str, str] = yfield(warn_aliases=("matchLabels",), default_factory=dict)  # noqa: RUF009
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.labels.items())
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from meshlet.controller.model.istio_common import (
     Destination,
+    LabelsSelector,
     WorkloadSelector,
     check_cidr,
     check_duration,
@@ -81,7 +82,7 @@ class ServiceEntrySpec:
     location: Literal["MESH_EXTERNAL", "MESH_INTERNAL"] = "MESH_EXTERNAL"
     resolution: Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"] = "NONE"
     endpoints: tuple[WorkloadEntrySpec, ...] = ()
-    workload_selector: WorkloadSelector | None = None
+    workload_selector: LabelsSelector | None = None
     export_to: tuple[str, ...] = ()
     subject_alt_names: tuple[str, ...] = ()
 
@@ -265,7 +266,7 @@ class OutboundTrafficPolicy:
 
 @dataclass(frozen=True)
 class SidecarSpec:
-    workload_selector: WorkloadSelector | None = None
+    workload_selector: LabelsSelector | None = None
     ingress: tuple[IstioIngressListener, ...] = ()
     egress: tuple[IstioEgressListener, ...] = ()
     outbound_traffic_policy: OutboundTrafficPolicy | None = None

@@ -248,3 +248,19 @@ def test_parse_duration_sums_its_parts(parts: list[tuple[int, str]]) -> None:
     text = "".join(f"{n}{unit}" for n, unit in parts)
     scale = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
     assert parse_duration(text) == pytest.approx(sum(n * scale[u] for n, u in parts))
+
+
+def test_sidecar_and_service_entry_select_by_labels() -> None:
+    (sc,) = load_text("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec:\n"
+                      "  workloadSelector: {labels: {app: ratings}}\n  egress: [{hosts: ['./*', 'istio-system/*']}]\n"
+                      "  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")
+    assert sc.spec.workload_selector.matches({"app": "ratings", "version": "v1"})
+    warnings: list[str] = []
+    (sc,) = load_text("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec:\n"
+                      "  workloadSelector: {matchLabels: {app: x}}\n", warnings=warnings)
+    assert sc.spec.workload_selector.labels == {"app": "x"}
+    assert warnings == [("<string>: document 1: spec.workloadSelector.matchLabels: 'matchLabels' is accepted as a "
+                        "spelling of 'labels'; please write 'labels'")]
+    assert problems("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec:\n"
+                    "  egress: [{hosts: [reviews]}]\n") == [
+        "spec.egress[0].hosts[0]: invalid host 'reviews': use 'namespace/dnsName' ('*', '.' or '~' as namespace)"]
