@@ -99,3 +99,6 @@ class ProfileWatcher:
                 sub.listener.profile(profile)
         except Exception as e:  # noqa: BLE001 - one bad profile must not stop the others
             self._log.error("profile.failed", subscription=repr(sub), error=repr(e))
+            if sub.last is None:  # the first message is due at once: an empty profile (target itself)
+                sub.last = b""
+                sub.listener.profile(pb.DestinationProfile())

@@ -75,3 +75,24 @@ def test_pod_batches_recompute_only_pod_dependent_profiles():
     w.apply("ADDED", service("other"))
     w.publish()
     assert len(calls) == 3
+
+
+def test_a_failing_translation_still_answers_at_once_and_recovers():
+    w, profiles = setup()
+    compute, broken = profiles.compute, [True]
+
+    def flaky(*a, **k):
+        if broken[0]:
+            raise RuntimeError("bug")
+        return compute(*a, **k)
+
+    profiles.compute = flaky
+    listener = LatestProfile()
+    profiles.subscribe(parse_path("web", "shop"), CallerRef("shop"), listener)
+    (empty,) = drain(listener)
+    assert empty.routes == []
+    broken[0] = False
+    w.apply("ADDED", service("other"))
+    w.publish()
+    (fixed,) = drain(listener)
+    assert [r.name for r in fixed.routes] == ["default"]
