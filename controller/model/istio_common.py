@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from meshlet.controller.model.convert import yfield
@@ -175,9 +175,10 @@ def gateway_ref(ref: str, namespace: str) -> tuple[str, str]:
     return namespace, ref
 
 
-def check_all(values: Iterable[str], path: str, check: object) -> Iterable[tuple[str, str]]:
+def check_all(values: Iterable[str], path: str, check: Callable[[str], str | None]) -> Iterable[tuple[str, str]]:
+    """(path[i], reason) for each value `check` finds invalid."""
     for i, value in enumerate(values):
-        problem = check(value)  # type: ignore[operator]
+        problem = check(value)
         if problem:
             yield f"{path}[{i}]", problem
 
