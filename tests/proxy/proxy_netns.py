@@ -1,9 +1,12 @@
 """Real-path test topology: network namespaces on a private bridge, with nat capture rules.
 
-    root netns: bridge <prefix>br 198.18.250.1/24 (control plane stand-ins listen here)
-    ns a (meshed client)  198.18.250.10
-    ns b (meshed server)  198.18.250.11
-    ns c (unmeshed)       198.18.250.12
+    root netns: bridge <prefix>br 198.18.N.1/24 (control plane stand-ins listen here)
+    ns a (meshed client)  198.18.N.10
+    ns b (meshed server)  198.18.N.11
+    ns c (unmeshed)       198.18.N.12
+
+N (200..239) comes from the process id, so concurrent runs (other engineers, other
+suites) do not share a subnet; 198.18.251.0/24 stays outside every run ("any address").
 
 Everything created here carries a per-run prefix and is removed in `close()`.
 """
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SUBNET = "198.18.250"
+SUBNET = f"198.18.{200 + os.getpid() % 40}"
 GATEWAY = f"{SUBNET}.1"
 PROXY_GID = 1337
 PROXY_PORTS = (15000, 15001, 15006, 15021, 15090)
