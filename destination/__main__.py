@@ -1,6 +1,8 @@
 """`python -m meshlet.destination`: the destination control-plane service.
 
-Watches Services and Pods in the store and streams endpoints to proxies.
+Watches Services, Pods and the traffic resources in the store and streams
+endpoints and route profiles to proxies (see README.md); the admin port also
+serves /debug/profile and /debug/endpoints (debug.py).
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from meshlet.controller.log import setup as setup_log
 from meshlet.identity.admin import admin_app, split_hostport, start_admin
 from prometheus_client import CollectorRegistry
 
+from .debug import add_debug_routes
+from .profile_watcher import ProfileWatcher
 from .server import DEFAULT_QUEUE_CAPACITY, DestinationMetrics, DestinationService
 from .watcher import EndpointsWatcher
 
@@ -46,11 +50,13 @@ async def serve(settings: DestinationSettings) -> None:
     store = SqliteStore(settings.db_path)
     registry = CollectorRegistry()
     watcher = EndpointsWatcher(trust_domain=settings.trust_domain, log=log)
+    profiles = ProfileWatcher(watcher, log)
     service = DestinationService(
         watcher=watcher,
         metrics=DestinationMetrics.create(registry),
         log=log,
         queue_capacity=settings.stream_queue_capacity,
+        profiles=profiles,
     )
     server = Server([service])
     stop = asyncio.Event()
@@ -58,8 +64,9 @@ async def serve(settings: DestinationSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     serving = False
-    runner = await start_admin(admin_app(ready=lambda: serving and watcher.ready, registry=registry),
-                               *settings.admin_listen)
+    admin = admin_app(ready=lambda: serving and watcher.ready, registry=registry)
+    add_debug_routes(admin, watcher, profiles)
+    runner = await start_admin(admin, *settings.admin_listen)
     watch_task = asyncio.create_task(watcher.run(store), name="endpoints-watcher")
     stopped = asyncio.create_task(stop.wait())
     try:

@@ -4,6 +4,7 @@ Resources are written to the store as `meshlet apply` does; the tests wait for w
 (never for a time).
 """
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -137,6 +138,13 @@ async def test_profile_stream_follows_virtual_service_changes(mesh):
     await until(stream, lambda p: [r.name for r in p.routes] == ["default"], "the default route again")
     await stream.aclose()
     assert "profile.failed" not in proc.output()
+    # the admin debug views tell the same
+    status, body = await asyncio.to_thread(proc.get, "/debug/profile?path=reviews:9080&ns=shop")
+    assert status == 200 and json.loads(body)["routes"][0]["name"] == "default"
+    status, body = await asyncio.to_thread(proc.get, "/debug/endpoints?path=reviews.shop:9080")
+    assert status == 200 and [e["ip"] for e in json.loads(body)["endpoints"]] == ["198.18.0.21"]
+    status, body = await asyncio.to_thread(proc.get, "/debug/profile?path=reviews:x")
+    assert status == 400 and "port 'x'" in body
 
 
 def endpoints(update):
