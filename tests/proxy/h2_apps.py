@@ -50,6 +50,11 @@ class Echo:
             raise GRPCError(Status.UNAVAILABLE, "first attempt fails")
         if md.get("x-sleep"):
             await asyncio.sleep(float(md["x-sleep"]))
+        if md.get("x-size"):  # a large answer: its size and the request's checksum
+            import hashlib
+
+            await stream.send_message(hashlib.sha256(req).hexdigest().encode() + b"x" * int(md["x-size"]))
+            return
         await stream.send_message(f"{self.name}:".encode() + req)
 
     def __mapping__(self) -> dict[str, Handler]:
@@ -96,13 +101,21 @@ async def serve(name: str) -> None:
 
 
 async def grpc_call(host: str, port: int, metadata: dict[str, str]) -> dict[str, Any]:
+    import hashlib
+
     from grpclib.client import Channel, UnaryUnaryMethod
 
     ch = Channel(host, port, codec=RawCodec())
+    body = b"hello"
+    if "x-send" in metadata:  # a large request
+        body = bytes(range(256)) * (int(metadata.pop("x-send")) // 256)
     try:
         call = UnaryUnaryMethod(ch, METHOD, bytes, bytes)  # type: ignore[arg-type]
         try:
-            reply = await call(b"hello", metadata=metadata or None, timeout=15)
+            reply = await call(body, metadata=metadata or None, timeout=15)
+            if "x-size" in metadata:
+                return {"status": 0, "size": len(reply) - 64,
+                        "checksum_ok": reply[:64].decode() == hashlib.sha256(body).hexdigest()}
             return {"status": 0, "reply": reply.decode()}
         except GRPCError as e:
             return {"status": e.status.value, "message": e.message or ""}

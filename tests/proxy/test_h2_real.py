@@ -59,8 +59,8 @@ def h2mesh(tmp_path_factory: pytest.TempPathFactory):
         yield m
 
 
-def _run(m, *args: str) -> dict:
-    r = m.a.run(sys.executable, str(HERE / "h2_apps.py"), *args, timeout=40)
+def _run(m, *args: str, pod=None) -> dict:
+    r = (pod or m.a).run(sys.executable, str(HERE / "h2_apps.py"), *args, timeout=40)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -140,3 +140,17 @@ def test_http1_still_works_next_to_h2(h2mesh) -> None:
     r = m.a.run("curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
                 f"http://{m.b.ip}:8080/", timeout=20)
     assert r.stdout == "200", r
+
+
+def test_large_messages_both_ways_respect_flow_control(h2mesh) -> None:
+    m = h2mesh
+    got = _grpc(m, PLAIN, **{"x-send": str(3 * 1024 * 1024), "x-size": str(5 * 1024 * 1024)})
+    assert got == {"status": 0, "size": 5 * 1024 * 1024, "checksum_ok": True}
+
+
+def test_plaintext_h2c_from_an_unmeshed_pod_reaches_the_app(h2mesh) -> None:
+    m = h2mesh
+    got = _run(m, "grpc", m.b.ip, "50051", pod=m.c)
+    assert got == {"status": 0, "reply": "b:hello"}
+    wait_for(lambda: _series(m.metrics(m.b), "response_total", direction="inbound", tls="false",
+                             grpc_status_code="0") >= 1, "plaintext inbound gRPC counted", timeout=20)
