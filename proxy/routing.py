@@ -91,7 +91,7 @@ class OutboundRouter:
         if not prof.routed and prof.policy is DEFAULT_POLICY:
             return self._pick(t, authority, ctx)
         for a in prof.authorities:
-            if not self.resolver.get(a).answered.is_set():
+            if a != authority and not self.resolver.get(a).answered.is_set():
                 return None
         return self._decide(t, pt, head, authority, ctx)
 
@@ -148,7 +148,8 @@ class OutboundRouter:
         if spec.mirror is not None and self.mirrors is not None and \
                 (spec.mirror.percent >= 100.0 or rng.random() * 100.0 < spec.mirror.percent):
             plan.mirror = spec.mirror
-        ops = tuple(o for o in (spec.response_ops, backend.response_ops) if o)
+        ro, bo = spec.response_ops, backend.response_ops
+        ops = ((ro, bo) if bo else (ro,)) if ro else ((bo,) if bo else ())
         if spec.cors is not None:
             origin = R.cors_origin(spec.cors, v)
             if origin is not None:
@@ -166,7 +167,7 @@ class OutboundRouter:
         subset = backend.subset_labels or (bprof.subset_labels(backend.subset) if backend.subset else ())
         key = (bt.path, subset)
         cluster = self._clusters.get(key)
-        if cluster is None or cluster.policy != policy:
+        if cluster is None or (cluster.policy is not policy and cluster.policy != policy):
             if len(self._clusters) > 4096:
                 self._clusters.clear()
             cluster = self._clusters[key] = Cluster(policy, prof.budget, self.p2c, self.rng, time.monotonic(),
@@ -193,7 +194,8 @@ class OutboundRouter:
             ep = b.endpoint
             plan.addr = ep.addr
             tls = cluster.policy.tls
-            key = (plan.authority, bt.path, tls, bt.state.version, ep.ip, ep.port)
+            key = (plan.authority, bt.path, tls.mode, tls if tls.mode.value >= 2 else None, bt.state.version, ep.ip,
+                   ep.port)
             cached = self._cache.get(key)
             if cached is None:
                 svc = _label(bt.state.labels, "dst_service", "service")
