@@ -24,7 +24,7 @@ def svc(name: str) -> str:
 def _endpoints(a, b, c):  # noqa: ANN001, ANN202
     v1 = {"ip": b.ip, "port": 8080, "identity": SERVER_ID, "pod_labels": {"app": "web", "version": "v1"}}
     v2 = {"ip": c.ip, "port": 8080, "pod_labels": {"app": "web", "version": "v2"}}
-    both = ["split", "hdr", "outlier", "noroute", "live", "rw"]
+    both = ["split", "hdr", "outlier", "noroute", "live", "rw", "sticky"]
     only_b = ["abort", "delay", "timeout", "retry", "budget", "mirror", "pool", "notls", "pertry"]
     out = {svc(n): {"labels": {"dst_service": n, "dst_namespace": NS}, "endpoints": [v1, v2]} for n in both}
     out.update({svc(n): {"labels": {"dst_service": n, "dst_namespace": NS}, "endpoints": [v1]} for n in only_b})
@@ -61,6 +61,8 @@ def _profiles(a, b, c):  # noqa: ANN001, ANN202
             "outlierDetection": {"consecutive5xxErrors": 2, "intervalMs": 100, "baseEjectionTimeMs": 1000,
                                  "maxEjectionPercent": 100}}},
         svc("noroute"): {"routes": [{"matches": [{"path": {"exact": "/only"}}], "backends": to("noroute")}]},
+        svc("sticky"): {"trafficPolicy": {"loadBalancer": {
+            "policy": "LOAD_BALANCER_POLICY_CONSISTENT_HASH", "consistentHash": {"httpHeaderName": "x-user"}}}},
         svc("pertry"): {"routes": [{"retry": {"attempts": 2, "perTryTimeoutMs": 200, "retryOn": ["5xx"]},
                                     "backends": to("pertry")}]},
         svc("notls"): {"trafficPolicy": {"tls": {"mode": "TLS_MODE_DISABLE"}}},
@@ -295,3 +297,16 @@ def test_per_try_timeout_retries_then_gives_504(rmesh: Mesh) -> None:
     assert got["status"] == 504 and got["headers"]["meshlet-proxy-error"] == "timeout"
     assert metric(rmesh.metrics(rmesh.a), "retry_total", authority=svc("pertry")) == 2
     assert requests(rmesh, svc("pertry"), ["/sleep/1"])[0]["status"] == 200
+
+
+def test_consistent_hash_keeps_a_user_on_one_endpoint(rmesh: Mesh) -> None:
+    users = [f"user-{i}" for i in range(20)]
+    reqs = [{"host": svc("sticky"), "path": "/", "headers": {"x-user": u}} for u in users for _ in range(4)]
+    r = rmesh.a.run(os.sys.executable, "-c", CLIENT, json.dumps(reqs), "4", timeout=180)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    by_user: dict[str, set[str]] = {}
+    for req, resp in zip(reqs, got, strict=True):
+        by_user.setdefault(req["headers"]["x-user"], set()).add(app_of(resp))
+    assert all(len(apps) == 1 for apps in by_user.values()), by_user
+    assert {a for apps in by_user.values() for a in apps} == {"b", "c"}  # 20 users: both get some
