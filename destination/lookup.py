@@ -104,8 +104,8 @@ def _identify(target: Target, caller_ns: str, endpoints: EndpointIndex, rules: R
 
 
 def _entry(hosts: list[str], port: int, caller_ns: str, rules: RuleIndex) -> Resolved:
-    found = rules.service_entry_for_host(hosts, caller_ns)
-    if found is None or entry_port(found[0], port) is False:
+    found = rules.service_entry_for_host(hosts, caller_ns, port)
+    if found is None:
         return Resolved("unknown", port=port)
     se, host = found
     return Resolved("entry", host, namespace_of(se), port, entry=se)

@@ -119,11 +119,15 @@ class RuleIndex:
         return [se for se in self.all(SERVICE_ENTRY)
                 if se.spec is not None and visible(items(se.spec, "export_to"), namespace_of(se), caller_ns)]
 
-    def service_entry_for_host(self, hosts: Iterable[str], caller_ns: str) -> tuple[Any, str] | None:
-        """(ServiceEntry, the matching host as written in it) for any of `hosts`; exact hosts first."""
+    def service_entry_for_host(self, hosts: Iterable[str], caller_ns: str,
+                               port: int | None = None) -> tuple[Any, str] | None:
+        """(ServiceEntry, the matching host) for any of `hosts` (and `port`, if given); exact hosts first."""
         wanted = [h.lower() for h in hosts]
         best: tuple[tuple[int, int], Any, str] | None = None
         for se in self.service_entries(caller_ns):
+            ports = items(se.spec, "ports")
+            if port is not None and ports and all(attr(p, "number") != port for p in ports):
+                continue
             for raw in items(se.spec, "hosts"):
                 pattern = canonical_host(raw, namespace_of(se), self.domain)
                 for host in wanted:

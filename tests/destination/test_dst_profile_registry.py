@@ -318,3 +318,29 @@ spec:
     s = w.resolve(parse_path("legacy.internal:80", "shop"), CallerRef("shop"))
     (address,) = s.addresses.values()
     assert (address.ip, address.port, address.identity) == ("198.18.0.40", 8080, "spiffe://cluster.local/ns/shop/sa/web")
+
+
+def test_entries_for_one_host_on_different_ports():
+    text = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api-https}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 443, name: https, protocol: TLS}]
+  resolution: STATIC
+  endpoints: [{address: 203.0.113.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api-http}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 203.0.113.2}]
+"""
+    w = watcher(text)
+    assert state(w, "api.example.com:443") == [("203.0.113.1", 443, None)]
+    assert state(w, "api.example.com:80") == [("203.0.113.2", 80, None)]
+    assert state(w, "api.example.com:8080") is None
