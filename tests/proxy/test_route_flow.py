@@ -1,0 +1,140 @@
+"""The route-policy flow of the HTTP server (retries, budget, timeouts, pool permits) with
+in-memory transports (no sockets)."""
+from __future__ import annotations
+
+import asyncio
+import random
+
+
+from meshlet.controller.log import setup
+from meshlet.proxy.balance import P2C
+from meshlet.proxy.client import Pool
+from meshlet.proxy.cluster import Cluster
+from meshlet.proxy.endpoints import EndpointState
+from meshlet.proxy.exchange import ConnCtx, Plan, Route
+from meshlet.proxy.metrics import ProxyMetrics
+from meshlet.proxy.profile import Budget, Retry, TrafficPolicy
+from meshlet.proxy.server import HttpServer
+from test_server_unit import FakeConnector, FakeTransport
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"
+GET = b"GET /x HTTP/1.1\r\nHost: web\r\n\r\n"
+
+
+class _Target:
+    path = "web:80"
+    state = EndpointState()
+
+
+class PlanRouter:
+    def __init__(self, pool: Pool, metrics: ProxyMetrics, retry: Retry, *, timeout: float = 0.0,
+                 budget: Budget = Budget(), policy: TrafficPolicy = TrafficPolicy()) -> None:
+        self.pool, self.metrics, self.retry, self.timeout = pool, metrics, retry, timeout
+        self.cluster = Cluster(policy, budget, P2C(), random.Random(1), 0.0)
+        self.counted: list[str] = []
+        self.mirrors = None
+
+    def _route(self, plan: Plan) -> Route:
+        return Route(self.pool, self.metrics.route(self.metrics.base("outbound", authority="web:80")), None, plan)
+
+    def route_now(self, head, ctx):  # noqa: ANN001, ANN201
+        plan = Plan(None, head, self.cluster, _Target(), (), "web:80", self.retry)
+        plan.timeout = self.timeout
+        return self._route(plan)
+
+    async def route(self, head, ctx):  # noqa: ANN001, ANN201
+        return self.route_now(head, ctx)
+
+    def endpoint_route(self, plan: Plan, ctx: ConnCtx) -> Route:
+        return self._route(plan)
+
+    def count_retry(self, authority: str, what: str) -> None:
+        self.counted.append(what or "retry")
+
+    def error_metrics(self, head, ctx):  # noqa: ANN001, ANN201
+        return self.metrics.route(self.metrics.base("outbound", authority="web:80"))
+
+
+def make(retry: Retry, **kw: object):  # noqa: ANN201
+    metrics = ProxyMetrics("demo", "web")
+    connector = FakeConnector()
+    pool = Pool("10.0.0.1", 80, "", "", connector, None)  # type: ignore[arg-type]
+    router = PlanRouter(pool, metrics, retry, **kw)  # type: ignore[arg-type]
+    down = FakeTransport()
+    server = HttpServer(router, ConnCtx("outbound", "10.0.0.1", 80), None, set(), setup("test"))  # type: ignore
+    server.attach(down, b"")  # type: ignore[arg-type]
+    return server, down, connector, router
+
+
+async def until(cond, what: str) -> None:  # noqa: ANN001
+    for _ in range(200):
+        if cond():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(what)
+
+
+async def test_a_retriable_status_is_retried_on_a_fresh_try() -> None:
+    server, down, connector, router = make(Retry(attempts=2, on_5xx=True))
+    server.data_received(GET)
+    await until(lambda: len(connector.connections) == 1, "first try")
+    t1, up1 = connector.connections[0]
+    up1.data_received(BUSY)
+    assert t1.closed and down.data() == b""  # the 503 is dropped with its connection
+    await until(lambda: len(connector.connections) == 2, "second try")
+    t2, up2 = connector.connections[1]
+    assert t2.data() == t1.data() == GET
+    up2.data_received(OK)
+    assert down.data() == OK and router.counted == ["retry"]
+
+
+async def test_a_reset_is_retried_and_the_last_answer_wins_when_attempts_run_out() -> None:
+    server, down, connector, router = make(Retry(attempts=1, on_5xx=True, on_reset=True))
+    server.data_received(GET)
+    await until(lambda: len(connector.connections) == 1, "first try")
+    connector.connections[0][1].connection_lost(ConnectionResetError())
+    await until(lambda: len(connector.connections) == 2, "second try")
+    connector.connections[1][1].data_received(BUSY)
+    assert down.data() == BUSY  # no attempts left: forwarded as is
+
+
+async def test_no_budget_no_retry() -> None:
+    server, down, connector, router = make(Retry(attempts=3, on_5xx=True), budget=Budget(0.0, 0, 10.0))
+    server.data_received(GET)
+    await until(lambda: len(connector.connections) == 1, "first try")
+    connector.connections[0][1].data_received(BUSY)
+    assert down.data() == BUSY and router.counted == ["budget"]
+
+
+async def test_route_timeout_answers_504_and_drops_the_upstream() -> None:
+    server, down, connector, router = make(Retry(), timeout=0.05)
+    server.data_received(GET)
+    await until(lambda: down.data().startswith(b"HTTP/1.1 504 "), "the 504")
+    assert b"meshlet-proxy-error: timeout" in down.data()
+    assert connector.connections[0][0].closed and not down.closed
+    server.data_received(GET)  # the client's connection keeps serving
+    await until(lambda: len(connector.connections) == 2, "next request")
+    connector.connections[1][1].data_received(OK)
+    assert down.data().endswith(OK)
+
+
+async def test_pool_permit_is_held_per_request_and_overflow_is_503() -> None:
+    server, down, connector, router = make(Retry(), policy=TrafficPolicy(max_connections=1, max_pending=1))
+    lim = router.cluster.limiter
+    server.data_received(GET)
+    await until(lambda: len(connector.connections) == 1, "first try")
+    assert lim.active == 1
+    connector.connections[0][1].data_received(OK)
+    assert lim.active == 0 and down.data() == OK
+    # a second server on the same cluster: one in flight, one waiting, the third overflows
+    others = []
+    for _ in range(3):
+        down2 = FakeTransport()
+        s2 = HttpServer(router, ConnCtx("outbound", "10.0.0.1", 80), None, set(), setup("test"))  # type: ignore
+        s2.attach(down2, b"")  # type: ignore[arg-type]
+        s2.data_received(GET)
+        others.append(down2)
+    await until(lambda: others[2].data().startswith(b"HTTP/1.1 503 "), "overflow")
+    assert b"meshlet-proxy-error: overflow" in others[2].data()
+    assert lim.active == 1 and len(lim.waiters) == 1
