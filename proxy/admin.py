@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -96,3 +97,9 @@ async def serve(host: str, port: int, routes: dict[tuple[str, str], Handler]) ->
     tasks: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: _AdminProtocol(routes, tasks), host, port, reuse_address=True)
+
+
+async def serve_socket(sock: socket.socket, routes: dict[tuple[str, str], Handler]) -> asyncio.AbstractServer:
+    """The same routes on an already listening socket (a proxy worker's Unix control socket)."""
+    tasks: set[asyncio.Task[None]] = set()
+    return await asyncio.get_running_loop().create_unix_server(lambda: _AdminProtocol(routes, tasks), sock=sock)

@@ -28,6 +28,9 @@ class ProxyConfig:
     pod_labels: tuple[tuple[str, str], ...] = ()
     """The pod's labels (route sourceLabels, locality), from MESHLET_PROXY_POD_LABELS."""
     log_level: str = "info"
+    concurrency: int = 1
+    """Worker processes sharing the listeners (ProxyConfig `concurrency`, MESHLET_PROXY_CONCURRENCY;
+    0 = one per core); 1 is the single-process proxy (workers.py for more)."""
     ports: ProxyPorts = field(default_factory=ProxyPorts)
     bind_ip: str = "0.0.0.0"
     inbound_app_ip: str = "127.0.0.1"
@@ -46,9 +49,9 @@ class ProxyConfig:
     idle_timeout: float = 60.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "ProxyConfig":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProxyConfig:
         e = os.environ if env is None else env
-        get = lambda name: e.get(name, "").strip()  # noqa: E731
+        get = lambda name: e.get(name, "").strip()
         identity = get("MESHLET_PROXY_IDENTITY")
         if identity and not identity.startswith("spiffe://"):
             raise ConfigError(f"MESHLET_PROXY_IDENTITY must be a spiffe:// URI, got {identity!r}")
@@ -68,6 +71,8 @@ class ProxyConfig:
                     kwargs[attr] = conv(get(name))
                 except ValueError:
                     raise ConfigError(f"{name} must be a number, got {get(name)!r}") from None
+        if get("MESHLET_PROXY_CONCURRENCY"):
+            kwargs["concurrency"] = parse_concurrency(get("MESHLET_PROXY_CONCURRENCY"))
         if get("MESHLET_PROXY_INBOUND_APP_IP"):
             kwargs["inbound_app_ip"] = get("MESHLET_PROXY_INBOUND_APP_IP")
         return cls(
@@ -95,6 +100,7 @@ class ProxyConfig:
                                              "admin": self.ports.admin, "metrics": self.ports.metrics,
                                              "health": self.ports.health},
             "detect_timeout": self.detect_timeout, "connect_timeout": self.connect_timeout,
+            "concurrency": self.concurrency,
         }
 
 
@@ -109,6 +115,13 @@ def parse_addr(name: str, value: str) -> tuple[str, int] | None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{name} must be host:port, got {value!r}")
     return host.strip("[]"), int(port)
+
+
+def parse_concurrency(value: str) -> int:
+    """A worker count: 1 or more, or 0 for one per core."""
+    if not (value.isascii() and value.isdigit()):
+        raise ConfigError(f"MESHLET_PROXY_CONCURRENCY must be a whole number (0 = one per core), got {value!r}")
+    return int(value) or (os.cpu_count() or 1)
 
 
 def parse_labels(name: str, value: str) -> tuple[tuple[str, str], ...]:
