@@ -227,9 +227,10 @@ def fault(f: Any, field_: str) -> pb.Fault | None:
             out.abort_http_status = http_status
         elif grpc_status is not None:
             out.abort_grpc_status = _grpc_code(grpc_status, f"{field_}.abort.grpcStatus")
-        else:
+        elif attr(abort, "http2_error") is None:
             raise InvalidRule(f"{field_}.abort: set httpStatus or grpcStatus")
-        out.abort_percent = _fault_percent(abort, f"{field_}.abort")
+        if out.abort_http_status or out.abort_grpc_status >= 0:  # http2Error aborts are not supported: none
+            out.abort_percent = _fault_percent(abort, f"{field_}.abort")
     return out
 
 
