@@ -6,6 +6,7 @@ from typing import Any
 
 from ..exchange import ConnCtx
 from ..identity import IdentityManager
+from .mirror import H2Mirrors
 from .server import H2Server
 from .upstream import H2Pools
 
@@ -22,13 +23,15 @@ class H2Plane:
         """Open downstream connections (drained at shutdown with the HTTP/1 ones)."""
         self.log = log.bind(component="h2")
         self.rng = rng or random.Random()
+        self.mirrors = H2Mirrors(self.pools, self.log)
 
     def serve(self, sniff: Any, ctx: ConnCtx) -> H2Server:
         """Serve a sniffed connection (`sniff.Sniff` with verdict HTTP2) as HTTP/2."""
         router = self.outbound if ctx.direction == "outbound" else self.inbound
-        srv = H2Server(router, ctx, sniff.metrics, self.pools, self.conns, self.log, self.rng)
+        srv = H2Server(router, ctx, sniff.metrics, self.pools, self.conns, self.log, self.rng, self.mirrors)
         srv.attach(sniff.transport, sniff.take())
         return srv
 
     def close(self) -> None:
+        self.mirrors.close()
         self.pools.close()

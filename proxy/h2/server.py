@@ -23,13 +23,15 @@ REFUSED_STREAM = 7
 
 class H2Server(asyncio.Protocol):
     def __init__(self, router: Any, ctx: ConnCtx, metrics: TcpMetrics | None, pools: H2Pools, conns: set[Any],
-                 log: Any, rng: random.Random) -> None:
+                 log: Any, rng: random.Random, mirrors: Any = None) -> None:
         self.router = router
         self.ctx = ctx
         self.metrics = metrics
         self.pools = pools
         self.log = log
         self.rng = rng
+        self.mirrors = mirrors
+        """`mirror.H2Mirrors` (None: no mirroring)."""
         self.conn = h2.connection.H2Connection(_config(False))
         self.streams: dict[int, H2Exchange] = {}
         self.transport: asyncio.Transport | None = None

@@ -56,6 +56,7 @@ class H2Exchange(StreamPolicy):
         self.try_timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
         self.fresh_retry = False
+        self.mirrored = False
 
     # === routing ===
 
@@ -178,6 +179,7 @@ class H2Exchange(StreamPolicy):
             self.local_error(ConnectError(f"upstream HTTP/2 connection unusable: {e}"), failed=True)
             return
         self.req_end_sent = end
+        self._maybe_mirror()
         if not end:
             self.flush_req()
 
@@ -198,7 +200,18 @@ class H2Exchange(StreamPolicy):
     def on_req_end(self) -> None:
         self.req_ended = True
         if self.up_sid:
+            self._maybe_mirror()
             self.flush_req()
+
+    def _maybe_mirror(self) -> None:
+        """A copy of the complete request to the route's mirror (once, with the first try)."""
+        route = self.route
+        plan = route.plan if route is not None else None
+        if self.mirrored or plan is None or plan.mirror is None or self.srv.mirrors is None or \
+                not self.req_ended or self.replay is None:
+            return
+        self.mirrored = True
+        self.srv.mirrors.send(self.srv.router, plan.mirror, plan.head, self.scheme, b"".join(self.replay))
 
     def flush_req(self) -> None:
         up, sid, q = self.up, self.up_sid, self.req_q

@@ -62,7 +62,7 @@ class Echo:
 
 
 class PlainH2(asyncio.Protocol):
-    """Answers every request with 200 and "NAME PATH end-user=VALUE"."""
+    """Answers every request with 200 and "NAME PATH end-user=VALUE"; prints "request AUTHORITY PATH"."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -82,6 +82,7 @@ class PlainH2(asyncio.Protocol):
                 self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
             elif isinstance(ev, h2.events.StreamEnded):
                 h = self.heads.pop(ev.stream_id, {})
+                print(f"request {h.get(b':authority', b'').decode()} {h.get(b':path', b'').decode()}", flush=True)
                 body = f"{self.name} {h.get(b':path', b'').decode()} " \
                        f"end-user={h.get(b'end-user', b'').decode()}".encode()
                 self.conn.send_headers(ev.stream_id, [(b":status", b"200"), (b"content-length", str(len(body)).encode())])

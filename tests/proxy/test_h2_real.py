@@ -18,6 +18,8 @@ RETRY = "198.18.251.2:50051"   # retry on unavailable
 ABORT = "198.18.251.3:50051"   # fault abort with a gRPC status
 TIMEOUT = "198.18.251.4:50051"  # route timeout 300 ms
 HDR = "198.18.251.5:8081"      # h2c routes by header: jason → c (v2), others → b (v1)
+MIRRORED = "198.18.251.6:8081"  # to b, mirrored to SHADOW
+SHADOW = "198.18.251.7:8081"    # c
 
 
 def _endpoints(a, b, c):
@@ -27,6 +29,10 @@ def _endpoints(a, b, c):
     out[HDR] = {"labels": {"dst_service": "web2", "dst_namespace": NS}, "endpoints": [
         {"ip": b.ip, "port": 8081, "identity": SERVER_ID, "pod_labels": {"version": "v1"}},
         {"ip": c.ip, "port": 8081, "pod_labels": {"version": "v2"}}]}
+    out[MIRRORED] = {"labels": {"dst_service": "web3", "dst_namespace": NS},
+                     "endpoints": [{"ip": b.ip, "port": 8081, "identity": SERVER_ID}]}
+    out[SHADOW] = {"labels": {"dst_service": "shadow", "dst_namespace": NS},
+                   "endpoints": [{"ip": c.ip, "port": 8081}]}
     return out
 
 
@@ -36,6 +42,8 @@ def _profiles(a, b, c):
         ABORT: {"routes": [{"fault": {"abortGrpcStatus": 7, "abortPercent": 100, "abortHttpStatus": 0},
                             "backends": [{"authority": ABORT}]}]},
         TIMEOUT: {"routes": [{"timeoutMs": 300, "backends": [{"authority": TIMEOUT}]}]},
+        MIRRORED: {"routes": [{"mirror": {"authority": SHADOW, "percent": 100},
+                               "backends": [{"authority": MIRRORED}]}]},
         HDR: {"subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}],
               "routes": [
                   {"name": "jason", "matches": [{"headers": [{"name": "end-user", "value": {"exact": "jason"}}]}],
@@ -154,3 +162,13 @@ def test_plaintext_h2c_from_an_unmeshed_pod_reaches_the_app(h2mesh) -> None:
     assert got == {"status": 0, "reply": "b:hello"}
     wait_for(lambda: _series(m.metrics(m.b), "response_total", direction="inbound", tls="false",
                              grpc_status_code="0") >= 1, "plaintext inbound gRPC counted", timeout=20)
+
+
+def test_h2_mirror_copies_the_request_to_the_shadow(h2mesh) -> None:
+    m = h2mesh
+    got = _run(m, "get", f"http://{MIRRORED}/mirrored")
+    assert got["body"] == "b /mirrored end-user="
+    host, port = MIRRORED.rsplit(":", 1)
+    log = m.tmp / "h2apps-c.log"
+    wait_for(lambda: f"request {host}-shadow:{port} /mirrored" in log.read_text(), "mirrored copy at c",
+             timeout=20, log=log)
