@@ -138,3 +138,16 @@ async def test_pool_permit_is_held_per_request_and_overflow_is_503() -> None:
     await until(lambda: others[2].data().startswith(b"HTTP/1.1 503 "), "overflow")
     assert b"meshlet-proxy-error: overflow" in others[2].data()
     assert lim.active == 1 and len(lim.waiters) == 1
+
+
+async def test_max_requests_per_connection_closes_a_spent_connection() -> None:
+    server, down, connector, router = make(Retry(), policy=TrafficPolicy(max_requests_per_connection=2))
+    for n in (1, 2, 3):
+        server.data_received(GET)
+        await until(lambda: down.data().count(b"HTTP/1.1 200") == n - 1 and connector.connections
+                    and not connector.connections[-1][0].closed and connector.connections[-1][0].data().count(b"GET")
+                    >= (1 if n == 3 else n), f"request {n} sent")
+        connector.connections[-1][1].data_received(OK)
+    # two requests on the first connection, which then closed; the third on a new one
+    assert [t.data().count(b"GET /x") for t, _ in connector.connections] == [2, 1]
+    assert connector.connections[0][0].closed
