@@ -90,7 +90,10 @@ class PolicyFlow:
         m = reply.metrics
         m.requests += 1
         m.response(reply.status, (time.monotonic() - ex.start) * 1000.0)
-        self._write(reply.make(close))
+        data = reply.make(close)
+        if ex.head.method == b"HEAD":  # the head only (content-length stays: RFC 9110 §9.3.2)
+            data = data[:data.find(b"\r\n\r\n") + 4]
+        self._write(data)
         self._finish(ex)
         if self.queue and self.queue[0] is ex:
             self.queue.popleft()

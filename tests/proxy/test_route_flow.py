@@ -151,3 +151,24 @@ async def test_max_requests_per_connection_closes_a_spent_connection() -> None:
     # two requests on the first connection, which then closed; the third on a new one
     assert [t.data().count(b"GET /x") for t, _ in connector.connections] == [2, 1]
     assert connector.connections[0][0].closed
+
+
+async def test_a_reply_to_head_has_no_body() -> None:
+    from functools import partial
+
+    from meshlet.proxy import routes as R
+    from meshlet.proxy.exchange import Reply
+
+    metrics = ProxyMetrics("demo", "web")
+
+    class ReplyRouter:
+        def route_now(self, head, ctx):  # noqa: ANN001, ANN201
+            return Reply(418, partial(R.abort, 418), metrics.route(metrics.base("outbound")))
+
+    down = FakeTransport()
+    server = HttpServer(ReplyRouter(), ConnCtx("outbound", "10.0.0.1", 80), None, set(), setup("test"))  # type: ignore
+    server.attach(down, b"")  # type: ignore[arg-type]
+    server.data_received(b"HEAD / HTTP/1.1\r\nHost: web\r\n\r\nGET / HTTP/1.1\r\nHost: web\r\n\r\n")
+    first, _, rest = down.data().partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 418 ") and rest.startswith(b"HTTP/1.1 418 ")
+    assert rest.endswith(b"fault filter abort\n")
