@@ -17,17 +17,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from meshlet.controller.cli.main import cli
-from meshlet.controller.cli.proxy_config import (
+from meshlet.controller.cli._proxy_tables import (
     NO_PROFILE,
     cluster_rows,
     describe_match,
     endpoint_rows,
-    raw_section,
-    render,
     route_rows,
     secret_rows,
 )
+from meshlet.controller.cli.main import cli
+from meshlet.controller.cli.proxy_config import raw_section, render
 from meshlet.controller.model import PodStatus
 from meshlet.controller.store import SqliteStore
 
