@@ -199,18 +199,21 @@ class H2Server(asyncio.Protocol):
         self.streams.clear()
 
     def drain(self) -> None:
-        """Graceful shutdown: GOAWAY now, close when the open streams are done."""
+        """Graceful shutdown: new streams are refused (REFUSED_STREAM, safe to retry), the open
+        ones finish, then GOAWAY and close. (GOAWAY is not sent first: h2-based clients such
+        as grpclib close their side on it and could not read the open streams' responses.)"""
         if self.closed or self.draining:
             return
         self.draining = True
-        try:
-            self.conn.close_connection()
-        except h2.exceptions.H2Error:
-            pass
-        self.flush()
         if not self.streams:
             self._close()
 
     def _close(self) -> None:
+        if self.draining and not self.closed:
+            try:
+                self.conn.close_connection()
+            except h2.exceptions.H2Error:
+                pass
+            self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()

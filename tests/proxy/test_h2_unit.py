@@ -386,3 +386,19 @@ def test_profile_carries_grpc_retry_codes_and_grpc_abort() -> None:
     assert r.fault is not None and r.fault.abort_grpc == 7 and r.fault.abort_status == 0
     assert http.fault is not None and http.fault.abort_grpc == -1 and http.fault.abort_status == 503
     assert none.fault is None
+
+
+async def test_drain_refuses_new_streams_and_closes_after_open_ones() -> None:
+    m = Mesh()
+    sid = m.request([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"svc:80")])
+    m.pump()
+    m.srv.drain()
+    refused = m.request([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"svc:80")])
+    m.pump()
+    assert m.got(refused, h2.events.StreamReset)[0].error_code == 7  # REFUSED_STREAM: the client may retry
+    assert not m.down.closing  # the open stream still gets its answer
+    m.app.send_headers(1, [(b":status", b"204")], end_stream=True)
+    m.pump()
+    assert dict(m.got(sid, h2.events.ResponseReceived)[0].headers)[b":status"] == b"204"
+    assert any(isinstance(e, h2.events.ConnectionTerminated) for e in m.client_events)
+    assert m.down.closing
