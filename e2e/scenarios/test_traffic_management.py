@@ -44,7 +44,7 @@ from meshlet.e2e.scenarios.traffic import (
     seed,
     versions,
 )
-from meshlet.e2e.target import wait_for_pods
+from meshlet.e2e.target import LocalMeshTarget, wait_for_pods
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -117,6 +117,9 @@ def test_weighted_split_80_20(traffic_mesh: TrafficMesh) -> None:
 
         poll(split, timeout=APPLY_WAIT, interval=0.5, what="the 80/20 split to take effect")
         counts = versions(traffic_mesh.calls(sleep, f"{HTTPBIN_URL}/get", count=500))
+        if isinstance(traffic_mesh.target, LocalMeshTarget):  # what the client's proxy received, as a user sees it
+            shown = traffic_mesh.target.run(["proxy-config", sleep.name, "-n", sleep.namespace, "routes"]).stdout
+            assert any("[v1] 80%" in line and "[v2] 20%" in line for line in shown.splitlines()), shown
     assert counts["v1"] + counts["v2"] == 500, counts
     assert abs(counts["v1"] / 500 - 0.8) <= 0.05, counts
 
