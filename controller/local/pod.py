@@ -29,7 +29,8 @@ from meshlet.controller.local.process import (
     netns_argv,
     netns_listening_ports,
 )
-from meshlet.controller.local.resources import now_rfc3339
+from meshlet.controller.local.proxyconfig import ProxySettings, pod_labels_env
+from meshlet.controller.local.resources import TEMPLATE_HASH_LABEL, now_rfc3339
 from meshlet.controller.local.spec import Container, DeploymentSpec, Probe
 
 PROBE_TIMEOUT = 2.0
@@ -87,8 +88,11 @@ class LocalPod:
     def __init__(self, settings: RuntimeSettings, deploy: DeploymentSpec, name: str, *,
                  ip: ipaddress.IPv4Address, meshed: bool, on_change: Callable[[], None],
                  log: structlog.stdlib.BoundLogger,
-                 render: Callable[[LocalPod], tuple[str, str, str]]) -> None:
+                 render: Callable[[LocalPod], tuple[str, str, str]],
+                 proxy: ProxySettings | None = None) -> None:
         self.settings = settings
+        self.proxy_settings = proxy or ProxySettings()
+        """From ProxyConfig (runtime.proxy_settings): passed to the proxy's environment."""
         self.cfg = settings.local
         self.deploy = deploy
         self.namespace = deploy.namespace
@@ -214,7 +218,8 @@ class LocalPod:
             "MESHLET_PROXY_SERVICE_ACCOUNT": self.deploy.service_account,
             "MESHLET_PROXY_POD_IP": str(self.ip),
             "MESHLET_PROXY_LOG_LEVEL": self.settings.proxy_log_level,
-        }
+        } | pod_labels_env(self.deploy.labels | {TEMPLATE_HASH_LABEL: self.deploy.template_hash}) \
+          | self.proxy_settings.env()
         argv = netns_argv(self.names.netns, self.settings.proxy_argv, gid=cfg.proxy_gid)
         return ProcessSpec(name="proxy", argv=argv, env=env, log_path=self.dir / "proxy.log")
 

@@ -29,6 +29,13 @@ from meshlet.controller.local import dnat, netns
 from meshlet.controller.local.hosts import ServiceName, render_hosts, render_resolv_conf
 from meshlet.controller.local.ipam import IpamError, IpamFile
 from meshlet.controller.local.pod import LocalPod, RuntimeSettings, pod_dir
+from meshlet.controller.local.proxyconfig import (
+    DEFAULT_SETTINGS,
+    ROOT_NAMESPACE,
+    ProxyConfigRule,
+    ProxySettings,
+    effective,
+)
 from meshlet.controller.local.resources import (
     deployment_status,
     pod_resource,
@@ -46,7 +53,7 @@ RESYNC_SECONDS = 5.0
 STOP_CONCURRENCY = 8
 FAILED_POD_GRACE = 5.0
 """A pod whose start failed (netns/iptables error) is replaced after this many seconds."""
-WATCHED_KINDS = {"Namespace", "Deployment", "Service"}
+WATCHED_KINDS = {"Namespace", "Deployment", "Service", "ProxyConfig", "MeshConfig"}
 """Pods the user deletes from the store are noticed on the periodic resync."""
 
 
@@ -59,6 +66,8 @@ class Owner:
     deployment: tuple[str, str]
     template_hash: str
     meshed: bool
+    proxy: ProxySettings = DEFAULT_SETTINGS
+    """The proxy settings the pod was started with (ProxyConfig); a change replaces the pod."""
 
 
 def _target_port(pod: LocalPod, target: int | str) -> int | None:
@@ -108,6 +117,10 @@ class Runtime:
         self.deploy_status_written: dict[tuple[str, str], object] = {}
         self.services: list[ServiceSpec] = []
         self.rules: list[dnat.ServicePortRule] = []
+        self.proxy_rules: list[ProxyConfigRule] = []
+        self.root_namespace = ROOT_NAMESPACE
+        self.mesh_default_concurrency: int | None = None
+        self._proxy_problems: dict[tuple[str, str], str] = {}
         self._dirty = asyncio.Event()
 
     def mark_dirty(self) -> None:
@@ -211,6 +224,7 @@ class Runtime:
             wanted[spec.key] = spec
             generations[spec.key] = o.metadata.generation
 
+        await self._load_proxy_configs()
         await self._forget_pods_deleted_from_store()
         await self.stop_pods([k for k, o in self.owners.items() if o.deployment not in wanted])
         for spec in wanted.values():
@@ -227,8 +241,29 @@ class Runtime:
                 self.log.error("pod.network_update_failed", pod=f"{pod.namespace}/{pod.name}", error=str(e))
         await self._write_statuses(wanted, generations)
 
+    async def _load_proxy_configs(self) -> None:
+        pcs, _ = await self.store.list("ProxyConfig")
+        self.proxy_rules = [ProxyConfigRule.from_resource(o) for o in pcs]
+        meshes, _ = await self.store.list("MeshConfig")
+        spec = meshes[0].spec if meshes else None
+        self.root_namespace = spec.root_namespace if spec is not None else ROOT_NAMESPACE
+        default = spec.default_config if spec is not None else None
+        self.mesh_default_concurrency = default.concurrency if default is not None else None
+
+    def proxy_settings(self, spec: DeploymentSpec) -> ProxySettings:
+        """The deployment's proxy settings (ProxyConfig precedence); a bad annotation is logged once."""
+        settings, problem = effective(spec.namespace, spec.labels, spec.annotations, self.proxy_rules,
+                                      root_namespace=self.root_namespace,
+                                      mesh_default=self.mesh_default_concurrency)
+        if problem and self._proxy_problems.get(spec.key) != problem:
+            self.log.warning("deployment.proxy_config_invalid", deployment=f"{spec.namespace}/{spec.name}",
+                             error=problem)
+        self._proxy_problems[spec.key] = problem
+        return settings
+
     async def _reconcile_deployment(self, spec: DeploymentSpec, namespace_labels: dict[str, str]) -> None:
         meshed = decide(namespace_labels, spec.labels, spec.annotations).inject
+        proxy = self.proxy_settings(spec) if meshed else DEFAULT_SETTINGS
         now = asyncio.get_running_loop().time()
         failed = [k for k, o in self.owners.items() if o.deployment == spec.key
                   and (t := self.pods[k].failed_at) is not None and now - t >= FAILED_POD_GRACE]
@@ -236,10 +271,11 @@ class Runtime:
             self.log.info("pod.replacing_failed", pod=f"{key[0]}/{key[1]}")
         await self.stop_pods(failed)
         mine = [k for k, o in self.owners.items() if o.deployment == spec.key]
-        current = [k for k in mine if self.owners[k].template_hash == spec.template_hash and self.owners[k].meshed == meshed]
+        want = Owner(spec.key, spec.template_hash, meshed, proxy)
+        current = [k for k in mine if self.owners[k] == want]
         old = [k for k in mine if k not in current]
         for _ in range(spec.replicas - len(current)):
-            current.append(await self.start_pod(spec, meshed))
+            current.append(await self.start_pod(spec, meshed, proxy))
         if len(current) > spec.replicas:
             # least ready first, then newest
             order = sorted(current, key=lambda k: (self.pods[k].state.ready, -current.index(k)))
@@ -266,16 +302,17 @@ class Runtime:
         tables = nat_table(capture, dnat.nat_rules(self.rules)) + dnat.filter_table(self.rules)
         return hosts, render_resolv_conf(pod.namespace, self.cfg.trust_domain), tables
 
-    async def start_pod(self, spec: DeploymentSpec, meshed: bool) -> tuple[str, str]:
+    async def start_pod(self, spec: DeploymentSpec, meshed: bool,
+                        proxy: ProxySettings = DEFAULT_SETTINGS) -> tuple[str, str]:
         name = f"{spec.name}-{random_suffix()}"
         while (spec.namespace, name) in self.pods:
             name = f"{spec.name}-{random_suffix()}"
         key = (spec.namespace, name)
         ip = self.ipam.allocate(f"{spec.namespace}/{name}")
         pod = self.pod_factory(self.settings, spec, name, ip=ip, meshed=meshed, on_change=self.mark_dirty,
-                               log=self.log, render=self.render)
+                               log=self.log, render=self.render, proxy=proxy)
         self.pods[key] = pod
-        self.owners[key] = Owner(spec.key, spec.template_hash, meshed)
+        self.owners[key] = Owner(spec.key, spec.template_hash, meshed, proxy)
         self.written[key] = None
         try:
             token = secrets.token_urlsafe(32)
@@ -289,7 +326,8 @@ class Runtime:
         except (StoreError, OSError):
             await self.stop_pod(key)  # never keep a pod that was only half created
             raise
-        self.log.info("pod.starting", pod=f"{spec.namespace}/{name}", ip=str(ip), meshed=meshed)
+        self.log.info("pod.starting", pod=f"{spec.namespace}/{name}", ip=str(ip), meshed=meshed,
+                      proxy_concurrency=proxy.concurrency, proxy_config=proxy.source or None)
         pod.start()
         return key
 

@@ -42,8 +42,9 @@ spec:
 class FakePod:
     """Stands in for LocalPod: records what the runtime asks of it."""
 
-    def __init__(self, settings, deploy, name, *, ip, meshed, on_change, log, render):
+    def __init__(self, settings, deploy, name, *, ip, meshed, on_change, log, render, proxy=None):
         self.settings, self.deploy, self.name, self.ip, self.meshed = settings, deploy, name, ip, meshed
+        self.proxy_settings = proxy
         self.namespace = deploy.namespace
         self.render = render
         self.state = PodState(containers=[ContainerState(c.name) for c in deploy.containers])
