@@ -15,7 +15,7 @@ from ..errors import ProtocolError, ProxyError
 from ..exchange import ConnCtx
 from ..metrics import TcpMetrics
 from .stream import H2Exchange
-from .upstream import CONN_WINDOW, H2Pools, _config
+from .upstream import CONN_WINDOW, Connection, H2Pools, _config
 
 PROTOCOL_ERROR = 1
 REFUSED_STREAM = 7
@@ -32,7 +32,7 @@ class H2Server(asyncio.Protocol):
         self.rng = rng
         self.mirrors = mirrors
         """`mirror.H2Mirrors` (None: no mirroring)."""
-        self.conn = h2.connection.H2Connection(_config(False))
+        self.conn = Connection(_config(False))
         self.streams: dict[int, H2Exchange] = {}
         self.transport: asyncio.Transport | None = None
         self.closed = False

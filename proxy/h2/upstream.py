@@ -36,6 +36,18 @@ class StreamSink(Protocol):
         """Send window opened: send more request data."""
 
 
+class Connection(h2.connection.H2Connection):
+    """h2's connection, except that a graceful GOAWAY (NO_ERROR) received leaves it open: h2
+    closes its state at once, but the streams the peer already accepted must still finish."""
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        before = self.state_machine.state
+        got = super()._receive_goaway_frame(frame)
+        if frame.error_code == 0:
+            self.state_machine.state = before
+        return got
+
+
 def _config(client: bool) -> h2.config.H2Configuration:
     return h2.config.H2Configuration(client_side=client, header_encoding=None, validate_inbound_headers=True,
                                      normalize_inbound_headers=True)
@@ -45,7 +57,7 @@ class H2Upstream(asyncio.Protocol):
     """A client HTTP/2 connection; streams are opened by sinks and events go to them."""
 
     def __init__(self, metrics: TcpMetrics | None, pool: H2Pool) -> None:
-        self.conn = h2.connection.H2Connection(_config(True))
+        self.conn = Connection(_config(True))
         self.transport: asyncio.Transport | None = None
         self.metrics = metrics
         self.pool = pool

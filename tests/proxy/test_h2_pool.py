@@ -101,3 +101,35 @@ async def test_goaway_retires_the_connection(server) -> None:
     s = await _get(pool, "/b")  # a new connection
     assert s.body == b"srv /b end-user=" and len(protos) == 2
     pool.close()
+
+
+async def test_streams_accepted_before_a_graceful_goaway_still_finish() -> None:
+    import h2.config
+    import h2.connection
+    import h2.events
+    from hyperframe.frame import GoAwayFrame
+
+    class GoAwayThenAnswer(asyncio.Protocol):
+        def connection_made(self, transport) -> None:
+            self.t = transport
+            self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+            self.conn.initiate_connection()
+            transport.write(self.conn.data_to_send())
+
+        def data_received(self, data: bytes) -> None:
+            for ev in self.conn.receive_data(data):
+                if isinstance(ev, h2.events.StreamEnded):
+                    self.t.write(self.conn.data_to_send())
+                    self.t.write(GoAwayFrame(0, last_stream_id=ev.stream_id, error_code=0).serialize())
+                    self.conn.send_headers(ev.stream_id, [(":status", "200")])
+                    self.conn.send_data(ev.stream_id, b"late", end_stream=True)
+            self.t.write(self.conn.data_to_send())
+
+    srv = await asyncio.get_running_loop().create_server(GoAwayThenAnswer, "127.0.0.1", 0)
+    try:
+        pool = H2Pool("127.0.0.1", srv.sockets[0].getsockname()[1], "", "", None, None, 5.0, 60.0)
+        s = await _get(pool, "/x")
+        assert s.body == b"late" and s.up.goaway and not pool.conns  # type: ignore[attr-defined]
+    finally:
+        srv.close()
+        await srv.wait_closed()
