@@ -219,6 +219,7 @@ class Parent:
                       pids=[w.pid for w in self.workers], admin=cfg.ports.admin)
 
     async def _supervise(self, w: Worker) -> None:
+        """Restart the worker whenever it exits (backoff 0.2 s doubling to 5 s; reset after 10 s up)."""
         delay = 0.0
         while True:
             assert w.proc is not None
@@ -227,11 +228,18 @@ class Parent:
             if self.stopping.is_set():
                 return
             self.log.warning("proxy.worker_exited", worker=w.index, code=code)
-            delay = 0.2 if time.monotonic() - began > 10 or delay <= 0 else min(delay * 2, 5.0)
-            await asyncio.sleep(delay)
-            if self.stopping.is_set():
-                return
-            await w.spawn(self.argv)
+            if time.monotonic() - began > 10:
+                delay = 0.0
+            while True:
+                delay = min(delay * 2, 5.0) if delay > 0 else 0.2
+                await asyncio.sleep(delay)
+                if self.stopping.is_set():
+                    return
+                try:
+                    await w.spawn(self.argv)
+                    break
+                except OSError as e:  # fork/exec failed (memory, fds): try again after the backoff
+                    self.log.error("proxy.worker_spawn_failed", worker=w.index, error=str(e))
             w.restarts += 1
             self.restarts.labels(self.cfg.namespace, self.cfg.pod).inc()
             self.log.info("proxy.worker_restarted", worker=w.index, pid=w.pid)
