@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -34,8 +34,9 @@ class ProxyConfigError(ValueError):
 class ProxySettings:
     concurrency: int | None = None
     """Worker processes; None: the proxy's default (1); 0: one per core."""
-    source: str = ""
-    """Where `concurrency` came from (`ProxyConfig ns/name`, the annotation, MeshConfig)."""
+    source: str = field(default="", compare=False)
+    """Where `concurrency` came from (`ProxyConfig ns/name`, the annotation, MeshConfig); not
+    compared: the same value from elsewhere does not roll the pods."""
 
     def env(self) -> dict[str, str]:
         return {} if self.concurrency is None else {"MESHLET_PROXY_CONCURRENCY": str(self.concurrency)}

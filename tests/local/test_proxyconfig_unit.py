@@ -146,4 +146,12 @@ async def test_runtime_rolls_pods_when_their_proxy_config_changes(env):  # noqa:
     assert live(runtime) == sorted(new, key=lambda p: p.name)
     await store.apply(load_text(SEED.replace("istio-system", "demo").replace("concurrency: 2", "concurrency: 3")))
     await runtime.reconcile()
-    assert sorted(p.proxy_settings.concurrency for p in live(runtime) if p not in new) == [3, 3]
+    third = [p for p in live(runtime) if p not in new]
+    assert sorted(p.proxy_settings.concurrency for p in third) == [3, 3]
+    # the same value from another ProxyConfig (workload level now) restarts nothing
+    await store.apply(load_text(SEED.replace("istio-system", "demo").replace("{name: default", "{name: web")
+                                .replace("spec: {concurrency: 2}",
+                                         "spec: {concurrency: 3, selector: {matchLabels: {app: web}}}")))
+    await runtime.reconcile()
+    assert all(p in third for p in live(runtime) if p not in new)
+    assert runtime.proxy_settings(third[0].deploy).source == "ProxyConfig demo/web"
