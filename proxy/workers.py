@@ -155,10 +155,10 @@ class Worker:
         """One admin request to the worker (a fresh connection each, so a late answer harms nothing)."""
         try:
             return await asyncio.wait_for(self._ask(method, path), timeout)
+        except TimeoutError:  # before OSError, whose subclass it is
+            raise WorkerError(f"worker {self.index}: {method} {path}: no answer within {timeout}s") from None
         except (OSError, asyncio.IncompleteReadError, ValueError) as e:
             raise WorkerError(f"worker {self.index}: {method} {path}: {type(e).__name__}: {e}") from None
-        except TimeoutError:
-            raise WorkerError(f"worker {self.index}: {method} {path}: no answer within {timeout}s") from None
 
     async def _ask(self, method: str, path: str) -> tuple[int, bytes]:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -289,19 +289,32 @@ class Parent:
     async def _config_dump(self) -> tuple[int, str, bytes]:
         import json
 
-        dumps = await self._each("GET", "/config_dump")
+        def parse(answer: tuple[int, bytes] | WorkerError) -> tuple[dict[str, Any] | None, str]:
+            if isinstance(answer, WorkerError):
+                return None, str(answer)
+            try:
+                d = json.loads(answer[1])
+            except ValueError as e:
+                return None, f"unparsable config_dump: {e}"
+            return (d, "") if isinstance(d, dict) else (None, "config_dump is not an object")
+
+        def count(text: str | None, name: str, **match: str) -> float | None:
+            try:
+                return workermetrics.total(text, name, **match) if text else None
+            except (ValueError, IndexError):
+                return None
+
+        dumps = [parse(a) for a in await self._each("GET", "/config_dump")]
         metrics = await self._worker_metrics()
         rows = []
-        for w, d, m in zip(self.workers, dumps, metrics, strict=True):
+        for w, (d, error), m in zip(self.workers, dumps, metrics, strict=True):
             rows.append({
                 "index": w.index, "pid": w.pid, "restarts": w.restarts,
-                "ready": not isinstance(d, WorkerError) and json.loads(d[1]).get("ready") is True,
-                "error": str(d) if isinstance(d, WorkerError) else "",
-                "request_total": workermetrics.total(m, "request_total") if m else None,
-                "tcp_open_total": workermetrics.total(m, "tcp_open_total", peer="src") if m else None,
+                "ready": d is not None and d.get("ready") is True, "error": error,
+                "request_total": count(m, "request_total"),
+                "tcp_open_total": count(m, "tcp_open_total", peer="src"),
             })
-        first = dumps[0]
-        base = json.loads(first[1]) if not isinstance(first, WorkerError) else {"config": self.cfg.public()}
+        base = dumps[0][0] or {"config": self.cfg.public()}
         return admin.as_json(200, base | {
             "ready": all(r["ready"] for r in rows) and not self.stopping.is_set(),
             "uptime_seconds": round(time.monotonic() - self.started, 3),

@@ -63,3 +63,85 @@ def test_merge_of_nothing_and_bad_input() -> None:
     assert render(merge([])) == b""
     with pytest.raises(ExpositionError):
         merge(['request_total{a="1" 3\n'])
+
+
+# === the parent's side of the control channel, with in-process stand-in workers ===
+
+def _listening(name: str):
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(name)
+    s.listen(4)
+    s.setblocking(False)
+    return s
+
+
+async def _fake_worker(index: int, requests: int, ready: bool):
+    import json
+
+    from meshlet.proxy import admin
+
+    name = f"\0meshlet-test.{os.getpid()}.{os.urandom(4).hex()}.{index}"
+    text = _worker(requests, 1000.0 + index)
+
+    async def metrics():
+        return 200, "text/plain", text.encode()
+
+    async def ready_():
+        return admin.text(200 if ready else 503, "x\n")
+
+    async def dump():
+        return admin.as_json(200, {"config": {"pod": "web-1"}, "ready": ready, "profiles": {}})
+
+    server = await admin.serve_socket(_listening(name), {
+        ("GET", "/metrics"): metrics, ("GET", "/ready"): ready_, ("GET", "/config_dump"): dump})
+    return name, server, json
+
+
+async def test_parent_aggregates_its_workers() -> None:
+    import json
+
+    import structlog
+    from meshlet.proxy.workers import Parent
+
+    parent = Parent(ProxyConfig(namespace="demo", pod="web-1"), structlog.get_logger(), 2)
+    servers = []
+    for w, (requests, ready) in zip(parent.workers, ((2, True), (3, True)), strict=True):
+        w.address, server, _ = await _fake_worker(w.index, requests, ready)
+        servers.append(server)
+    try:
+        assert (await parent._ready())[0] == 200
+        status, _, body = await parent._metrics()
+        text = body.decode()
+        assert status == 200 and total(text, "request_total") == 5 and total(text, "proxy_workers") == 2
+        assert total(text, "identity_cert_expiration_timestamp_seconds") == 1000.0
+        dump = json.loads((await parent._config_dump())[2])
+        assert dump["concurrency"] == 2 and dump["ready"] is True and "profiles" in dump
+        assert [w["request_total"] for w in dump["workers"]] == [2, 3]
+        # one worker gone: not ready, the dump says which, metrics carry the other's
+        servers[1].close()
+        await servers[1].wait_closed()
+        status, _, body = await parent._ready()
+        assert status == 503 and b"[1]" in body
+        assert total((await parent._metrics())[2].decode(), "request_total") == 2
+        dump = json.loads((await parent._config_dump())[2])
+        assert dump["ready"] is False and "worker 1" in dump["workers"][1]["error"]
+    finally:
+        for s in servers:
+            s.close()
+
+
+async def test_a_worker_that_never_answers_times_out() -> None:
+    from meshlet.proxy.workers import Worker, WorkerError
+
+    w = Worker(0)
+    w.address = f"\0meshlet-test.{os.getpid()}.silent"
+    sock = _listening(w.address)  # listening, never accepting: the request is never answered
+    try:
+        with pytest.raises(WorkerError, match="no answer within 0.2s"):
+            await w.ask("GET", "/ready", timeout=0.2)
+    finally:
+        sock.close()
+    with pytest.raises(WorkerError, match="worker 0: GET /ready"):
+        await w.ask("GET", "/ready", timeout=0.2)
