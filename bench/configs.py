@@ -56,12 +56,32 @@ http {{
 """
 
 
+FLAKY_PORT = 8081
+"""Backend port failing a random 10 % of requests with 503 (retries with a real failure rate)."""
+H2_PORT = 8082
+"""Backend port speaking h2c (HTTP/2 with prior knowledge, no TLS)."""
+
+
 def nginx_backend(workdir: Path, port: int) -> str:
-    """The server under test: a fixed small body from memory, on every address."""
+    """The server under test: a fixed small body from memory, on every address; the same body on
+    FLAKY_PORT with 10 % random 503s, and over h2c on H2_PORT."""
     body = BODY.replace("\n", "\\n")
     return _nginx_main(workdir, f"""\
+    split_clients "${{request_id}}" $bench_fail {{ 10% 1; * 0; }}
     server {{
         listen {port} reuseport;
+        location / {{ default_type text/plain; return 200 "{body}"; }}
+    }}
+    server {{
+        listen {FLAKY_PORT} reuseport;
+        location / {{
+            default_type text/plain;
+            if ($bench_fail) {{ return 503 "failed on purpose\\n"; }}
+            return 200 "{body}";
+        }}
+    }}
+    server {{
+        listen {H2_PORT} http2 reuseport;
         location / {{ default_type text/plain; return 200 "{body}"; }}
     }}
 """)

@@ -43,12 +43,47 @@ class ClosedLoop:
     errors: int
 
 
-def oha_cmd(oha: Path, url: str, *, rate: int, seconds: int, connections: int) -> list[str]:
-    return [
+@dataclass(frozen=True)
+class RequestSpec:
+    """What every request of a peer looks like (the same for oha, wrk and h2load)."""
+
+    http2: bool = False
+    """h2c with prior knowledge (oha --http2, h2load) instead of HTTP/1.1."""
+    headers: tuple[str, ...] = ()
+    """Extra request headers, "name: value"."""
+    body: Path | None = None
+    """POST this file's bytes (gRPC: one framed message)."""
+
+    @property
+    def kind(self) -> str:
+        return "h2" if self.http2 else "http1"
+
+
+PLAIN_GET = RequestSpec()
+"""HTTP/1.1 GET without extra headers (the original suite)."""
+
+
+def _request_args(flag_body: str, spec: RequestSpec) -> list[str]:
+    out: list[str] = []
+    for h in spec.headers:
+        out += ["-H", h]
+    if spec.body is not None:
+        out += [flag_body, str(spec.body)]
+    return out
+
+
+def oha_cmd(oha: Path, url: str, *, rate: int, seconds: int, connections: int,
+            spec: RequestSpec = PLAIN_GET) -> list[str]:
+    argv = [
         str(oha), "--no-tui", "--output-format", "json",
         "-z", f"{seconds}s", "-q", str(rate), "--latency-correction",
-        "-c", str(connections), "--disable-compression", url,
+        "-c", str(connections), "--disable-compression",
     ]
+    if spec.http2:
+        argv.append("--http2")
+    if spec.body is not None:
+        argv += ["-m", "POST"]
+    return [*argv, *_request_args("-D", spec), url]
 
 
 def parse_oha(rate: int, text: str) -> FixedRate:
@@ -80,8 +115,42 @@ def parse_oha(rate: int, text: str) -> FixedRate:
     )
 
 
-def wrk_cmd(url: str, *, seconds: int, connections: int, threads: int = 1) -> list[str]:
-    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+def wrk_cmd(url: str, *, seconds: int, connections: int, threads: int = 1,
+            spec: RequestSpec = PLAIN_GET) -> list[str]:
+    if spec.http2 or spec.body is not None:
+        raise ValueError("wrk runs only HTTP/1.1 GETs; use h2load for HTTP/2 and gRPC")
+    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *_request_args("", spec), url]
+
+
+def h2load_cmd(url: str, *, seconds: int, connections: int, log_file: Path, spec: RequestSpec) -> list[str]:
+    """Closed loop over h2c (prior knowledge): `connections` clients, one stream each."""
+    return ["h2load", "-t1", f"-c{connections}", "-m1", f"-D{seconds}", "--warm-up-time=1",
+            f"--log-file={log_file}", *_request_args("-d", spec), url]
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def parse_h2load(connections: int, text: str, log: str) -> ClosedLoop:
+    """h2load's summary (req/s, failures) and its per-request log (status, duration µs) for percentiles."""
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
+    counts = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                       r"(\d+) errored", text)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if not (rps and counts and codes):
+        raise LoadError(f"cannot read h2load output: {text[-400:]!r}")
+    durations: list[float] = []
+    for line in log.splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 3 and fields[1].strip().isdigit() and fields[2].strip().isdigit():
+            durations.append(int(fields[2]) / 1000.0)
+    if not durations:
+        raise LoadError("h2load logged no request (nothing answered?)")
+    durations.sort()
+    errors = int(counts.group(4)) + int(counts.group(5)) + int(codes.group(3)) + int(codes.group(4))
+    return ClosedLoop(connections=connections, requests=int(counts.group(2)), rps=float(rps.group(1)),
+                      p50_ms=_percentile(durations, 0.5), p99_ms=_percentile(durations, 0.99), errors=errors)
 
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}

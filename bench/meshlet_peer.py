@@ -64,11 +64,19 @@ class MeshSettings:
                 "MESHLET_SERVICE_CIDR": self.service_cidr}
 
 
-def manifests(server_argv: list[str]) -> str:
-    """The bench workloads as Kubernetes YAML (pure)."""
+def manifests(server_argv: list[str], extra_argv: list[str] | None = None, extra_docs: str = "") -> str:
+    """The bench workloads as Kubernetes YAML (pure): `extra_argv` is a second container of the
+    server pod (the gRPC echo server), `extra_docs` more documents (Services, VirtualServices)."""
     import json
 
     cmd = json.dumps(server_argv)
+    extra = ""
+    if extra_argv:
+        extra = f"""
+      - name: grpc
+        image: python
+        command: {json.dumps(extra_argv)}"""
+    tail = f"---\n{extra_docs.strip()}\n" if extra_docs.strip() else ""
     return f"""\
 apiVersion: v1
 kind: Namespace
@@ -108,7 +116,7 @@ spec:
         image: nginx
         command: {cmd}
         ports:
-        - {{containerPort: {PORT}}}
+        - {{containerPort: {PORT}}}{extra}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -125,7 +133,7 @@ spec:
       - name: client
         image: busybox
         command: ["sleep", "infinity"]
-"""
+{tail}"""
 
 
 def service_ip_from_hosts(text: str, name: str) -> str | None:
@@ -236,9 +244,14 @@ class MeshletPair:
     note = ("`meshlet up` with a private state dir and bridge; pods and proxies started by the local runtime; "
             "start→ready measured on a proxy restarted by its pod supervisor")
 
-    def __init__(self, settings: MeshSettings = MeshSettings()) -> None:
+    def __init__(self, settings: MeshSettings = MeshSettings(), extra_docs: str = "", grpc: bool = False) -> None:
         self.settings = settings
+        self.extra_docs = extra_docs
+        """More manifests of the suites sharing this mesh (Services, VirtualServices)."""
+        self.grpc = grpc
+        """Run the gRPC echo server as a second container of the server pod."""
         self._pods: dict[str, _Pod] = {}
+        self._users = 0
 
     def _meshlet(self, env: BenchEnv, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         state = env.workdir / "mesh-state"
@@ -267,8 +280,42 @@ class MeshletPair:
                    interval=0.2)
         return found[-1]
 
+    def sidecars(self) -> tuple[Sidecar, ...]:
+        return (Sidecar(side="server", pid=self._pods["server"].proxy, start_to_ready_ms=None),
+                Sidecar(side="client", pid=self._pods["client"].proxy, start_to_ready_ms=None))
+
+    @property
+    def client_netns(self) -> str:
+        return self._pods["client"].netns
+
+    def vip(self, service: str) -> str:
+        """The Service's address as the client pod resolves it."""
+        hosts = Path(f"/etc/netns/{self.client_netns}/hosts")
+        vip = service_ip_from_hosts(hosts.read_text() if hosts.exists() else "", service)
+        if vip is None:
+            raise MeshletPeerError(f"no address for {service} in {hosts}")
+        return vip
+
+    @contextmanager
+    def mesh(self, env: BenchEnv) -> Iterator[MeshletPair]:
+        """The bench mesh, shared by every peer that uses it: up on first use, down after the last."""
+        if self._users == 0:
+            self._up(env)
+        self._users += 1
+        try:
+            yield self
+        finally:
+            self._users -= 1
+            if self._users == 0:
+                self._down(env)
+
     @contextmanager
     def start(self, env: BenchEnv) -> Iterator[RunningPeer]:
+        with self.mesh(env):
+            yield RunningPeer(name=self.name, url=f"http://{self.vip(SERVER)}:{PORT}/", sidecars=self.sidecars(),
+                              client_netns=self.client_netns)
+
+    def _up(self, env: BenchEnv) -> None:
         workdir = env.workdir / "meshlet"
         (workdir / "server").mkdir(parents=True, exist_ok=True)
         conf = workdir / "server" / "nginx.conf"
@@ -277,7 +324,12 @@ class MeshletPair:
                        "-c", str(conf)]
         mdir = workdir / "manifests"
         mdir.mkdir(exist_ok=True)
-        (mdir / "bench.yaml").write_text(manifests(server_argv))
+        extra_argv = None
+        if self.grpc:
+            from bench.peers import grpc_server_argv
+
+            extra_argv = ["taskset", "-c", env.server_cpus, *grpc_server_argv(sys.executable)]
+        (mdir / "bench.yaml").write_text(manifests(server_argv, extra_argv, self.extra_docs))
         try:
             up = self._meshlet(env, "up", "-f", str(mdir), timeout=UP_TIMEOUT)
             if up.returncode != 0:
@@ -287,18 +339,12 @@ class MeshletPair:
             _pin(server.proxy, env.server_cpus)
             _pin(client.proxy, env.client_cpus)
             if env.nice:
-                for pid in (server.proxy, client.proxy, *_app_pids(server.netns, "nginx")):
+                apps = [*_app_pids(server.netns, "nginx"), *_app_pids(server.netns, "grpc_echo.py")]
+                for pid in (server.proxy, client.proxy, *apps):
                     renice_tree(pid, env.nice)
-            hosts = Path(f"/etc/netns/{client.netns}/hosts")
-            vip = service_ip_from_hosts(hosts.read_text() if hosts.exists() else "", SERVER)
-            if vip is None:
-                raise MeshletPeerError(f"no address for {SERVER} in {hosts}")
-            sidecars = (Sidecar(side="server", pid=server.proxy, start_to_ready_ms=None),
-                        Sidecar(side="client", pid=client.proxy, start_to_ready_ms=None))
-            yield RunningPeer(name=self.name, url=f"http://{vip}:{PORT}/", sidecars=sidecars,
-                              client_netns=client.netns)
-        finally:
+        except BaseException:
             self._down(env)
+            raise
 
     def mtls_seen(self) -> bool | None:
         """Whether the server proxy's metrics show TLS-secured inbound requests."""

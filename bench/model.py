@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.load import ClosedLoop, FixedRate
+from bench.routebench import SelectionResult
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,15 @@ class SidecarStats:
     """Peak RSS sampled during the fixed-rate and closed-loop runs."""
     cpu_us_per_request: float | None
     """CPU time (user+system) per request during the highest fixed-rate run."""
+    cpu_us_by_rate: dict[int, float] = dataclasses.field(default_factory=dict)
+    """CPU time per request at each fixed rate."""
 
 
 @dataclass(frozen=True)
 class PeerResult:
     name: str
+    suite: str = "http1"
+    """Which comparison the row belongs to: http1, routes, h2, grpc (the baseline is that suite's direct)."""
     fixed: tuple[FixedRate, ...] = ()
     closed: ClosedLoop | None = None
     sidecars: tuple[SidecarStats, ...] = ()
@@ -60,6 +65,8 @@ class Settings:
     """What answers the requests."""
     nice: int = 0
     """Nice value of all measured processes (0: same priority as everything else on the machine)."""
+    suite_rates: str = ""
+    """Fixed rates of the suites beyond HTTP/1, as text ("routes 500, h2 200, grpc 100")."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,12 @@ class RunResult:
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """The machine's load average (1, 5, 15 min) when the run started and ended: other work on it."""
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    suites: tuple[str, ...] = ("http1",)
+    selection: tuple[SelectionResult, ...] = ()
+    """The route-selection micro-benchmark (routes suite)."""
 
-    def peer(self, name: str) -> PeerResult | None:
-        return next((p for p in self.peers if p.name == name), None)
+    def peer(self, name: str, suite: str = "http1") -> PeerResult | None:
+        return next((p for p in self.peers if p.name == name and p.suite == suite), None)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -84,10 +94,12 @@ class RunResult:
         doc: dict[str, Any] = json.loads(text)
         peers = tuple(
             PeerResult(
-                name=p["name"],
+                name=p["name"], suite=p.get("suite", "http1"),
                 fixed=tuple(FixedRate(**f) for f in p["fixed"]),
                 closed=ClosedLoop(**p["closed"]) if p.get("closed") else None,
-                sidecars=tuple(SidecarStats(**s) for s in p["sidecars"]),
+                sidecars=tuple(SidecarStats(**{**s, "cpu_us_by_rate": {int(k): v for k, v in
+                                                                        s.get("cpu_us_by_rate", {}).items()}})
+                               for s in p["sidecars"]),
                 error=p.get("error"),
                 note=p.get("note", ""),
             )
@@ -98,4 +110,6 @@ class RunResult:
         return cls(date=doc["date"], command=doc["command"], machine=Machine(**doc["machine"]),
                    settings=Settings(**settings), peers=peers,
                    load_before=tuple(doc.get("load_before", (0.0, 0.0, 0.0))),  # type: ignore[arg-type]
-                   load_after=tuple(doc.get("load_after", (0.0, 0.0, 0.0))))  # type: ignore[arg-type]
+                   load_after=tuple(doc.get("load_after", (0.0, 0.0, 0.0))),  # type: ignore[arg-type]
+                   suites=tuple(doc.get("suites", ("http1",))),
+                   selection=tuple(SelectionResult(**r) for r in doc.get("selection", ())))

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from bench import configs
 from bench.certs import Pki
+from bench.load import PLAIN_GET, RequestSpec
 from bench.procs import (
     NetnsWorker,
     Proc,
@@ -84,6 +85,28 @@ class RunningPeer:
     sidecars: tuple[Sidecar, ...]
     client_netns: str | None = None
     """Where the load tool runs; None: the bench client namespace."""
+    request: RequestSpec = PLAIN_GET
+    grpc: bool = False
+    """Verified with a real gRPC call (grpc-status 0), not an HTTP GET."""
+
+
+GRPC_PORT = 50051
+GRPC_ECHO = Path(__file__).resolve().parent / "grpc_echo.py"
+
+
+def grpc_spec(workdir: Path) -> RequestSpec:
+    """POST of one framed echo message with gRPC's headers, over h2c."""
+    from bench.grpc_echo import GRPC_HEADERS, request_body
+
+    body = workdir / "grpc-request.bin"
+    if not body.exists():
+        body.parent.mkdir(parents=True, exist_ok=True)
+        body.write_bytes(request_body())
+    return RequestSpec(http2=True, headers=GRPC_HEADERS, body=body)
+
+
+def grpc_server_argv(python: str, port: int = GRPC_PORT) -> list[str]:
+    return [python, str(GRPC_ECHO), "--host", "0.0.0.0", "--port", str(port)]
 
 
 class Peer(Protocol):
@@ -133,6 +156,41 @@ class DirectPeer:
     @contextmanager
     def start(self, env: BenchEnv) -> Iterator[RunningPeer]:
         yield RunningPeer(name=self.name, url=env.direct_url, sidecars=())
+
+
+class DirectH2Peer:
+    """h2c straight to the backend's HTTP/2 listener."""
+
+    name = "direct"
+    suite = "h2"
+
+    @contextmanager
+    def start(self, env: BenchEnv) -> Iterator[RunningPeer]:
+        yield RunningPeer(name=self.name, url=f"http://{env.topo.server.ip}:{configs.H2_PORT}/", sidecars=(),
+                          request=RequestSpec(http2=True))
+
+
+class DirectGrpcPeer:
+    """Unary gRPC calls straight to the echo server (started here, in the server namespace)."""
+
+    name = "direct"
+    suite = "grpc"
+
+    @contextmanager
+    def start(self, env: BenchEnv) -> Iterator[RunningPeer]:
+        import sys
+
+        workdir = env.workdir / "grpc-direct"
+        proc = spawn("grpc-echo", grpc_server_argv(sys.executable), log=workdir / "log",
+                     netns=env.topo.server.netns, cpus=env.server_cpus, nice=env.nice)
+        try:
+            worker = env.worker(env.topo.server.netns)
+            wait_until(lambda: worker.call(tcp_accepts, env.topo.server.ip, GRPC_PORT),
+                       what="the gRPC echo server", timeout=READY_TIMEOUT, procs=[proc])
+            yield RunningPeer(name=self.name, url=f"http://{env.topo.server.ip}:{GRPC_PORT}/bench.Echo/Echo",
+                              sidecars=(), request=grpc_spec(env.workdir), grpc=True)
+        finally:
+            stop(proc)
 
 
 class _PairPeer:

@@ -22,36 +22,22 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report
+from bench import report, routebench
 from bench.certs import generate
 from bench.measure import LoadPlan, measure_all
 from bench.model import RunResult, Settings
-from bench.peers import (
-    BenchEnv,
-    DirectPeer,
-    HaproxyPair,
-    NginxPair,
-    Peer,
-    start_backend,
-)
+from bench.peers import BenchEnv, start_backend
 from bench.procs import stop
 from bench.stale import WORKDIR_PREFIX, BenchBusy, exclusive, stop_leftovers
+from bench.suites import HTTP1_PEERS, SUITES, plan_peers
 from bench.tools import find_oha, machine, require
 from bench.topology import Topology, created
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 DOC = REPO / "docs" / "benchmarks.md"
-PEER_NAMES = ("direct", "meshlet", "nginx", "haproxy")
+PEER_NAMES = HTTP1_PEERS
 SERVER_DESCRIPTION = "nginx {version}, 1 worker, `return 200` of a 41-byte body from memory"
-
-
-def _peer(name: str) -> Peer:
-    if name == "meshlet":
-        from bench.meshlet_peer import MeshletPair
-
-        return MeshletPair()
-    return {"direct": DirectPeer, "nginx": NginxPair, "haproxy": HaproxyPair}[name]()
 
 
 def _csv_ints(text: str) -> tuple[int, ...]:
@@ -64,6 +50,29 @@ def _csv_ints(text: str) -> tuple[int, ...]:
     return values
 
 
+DEFAULT_SUITE_RATES: tuple[tuple[str, tuple[int, ...]], ...] = (("routes", (500,)), ("h2", (200,)), ("grpc", (100,)))
+"""Rates the meshlet pair sustains in each suite on the shared 2-core machine (the Python gRPC server
+itself tops out at a few hundred calls/s)."""
+
+
+def _suite_rates(text: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    out = dict(DEFAULT_SUITE_RATES)
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        suite, sep, rates = item.partition("=")
+        if not sep or suite not in SUITES or suite == "http1":
+            raise argparse.ArgumentTypeError(f"expected suite=rate[+rate...] with suite routes, h2 or grpc, got {item!r}")
+        out[suite] = _csv_ints(rates.replace("+", ","))
+    return tuple(out.items())
+
+
+def _csv_suites(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in SUITES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown suite(s) {unknown}; choose from {', '.join(SUITES)}")
+    return tuple(s for s in SUITES if s in names)
+
+
 def _csv_peers(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in PEER_NAMES]
@@ -74,8 +83,15 @@ def _csv_peers(text: str) -> tuple[str, ...]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--peers", type=_csv_peers, default=PEER_NAMES, help="comma-separated, default: all")
-    ap.add_argument("--rates", type=_csv_ints, default=(500, 2000), help="fixed rates in req/s (default 500,2000)")
+    ap.add_argument("--suite", type=_csv_suites, default=SUITES,
+                    help=f"comma-separated suites to run, default: all ({','.join(SUITES)})")
+    ap.add_argument("--peers", type=_csv_peers, default=PEER_NAMES,
+                    help="peers of the http1 suite, comma-separated, default: all")
+    ap.add_argument("--rates", type=_csv_ints, default=(500, 2000),
+                    help="fixed rates in req/s of the http1 suite (default 500,2000)")
+    ap.add_argument("--suite-rates", type=_suite_rates, default=DEFAULT_SUITE_RATES,
+                    help="fixed rates of the other suites, e.g. routes=500,h2=200,grpc=100+200 (default: "
+                         + ",".join(f"{k}={'+'.join(map(str, v))}" for k, v in DEFAULT_SUITE_RATES) + ")")
     ap.add_argument("--seconds", type=int, default=4, help="length of one run (default 4)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="runs per peer and rate, interleaved across peers (default 3)")
@@ -97,11 +113,12 @@ def log(message: str) -> None:
 
 
 def run(args: argparse.Namespace, command: str) -> RunResult:
-    require("ip", "taskset", "nginx", "haproxy", "wrk")
+    require("ip", "taskset", "nginx", "haproxy", "wrk", *(("h2load", "curl") if {"h2", "grpc"} & set(args.suite)
+                                                       else ()))
     oha = find_oha()
     mach = machine(oha)
     plan = LoadPlan(rates=args.rates, seconds=args.seconds, rounds=args.rounds, warmup_seconds=args.warmup,
-                    connections=args.connections, wrk_connections=args.wrk_connections)
+                    connections=args.connections, wrk_connections=args.wrk_connections, suite_rates=args.suite_rates)
     workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
     stale = stop_leftovers(workdir)
     if stale:
@@ -113,7 +130,7 @@ def run(args: argparse.Namespace, command: str) -> RunResult:
                        server_cpus=args.server_cpus, nice=args.nice)
         backend = start_backend(env)
         try:
-            results = measure_all(env, [_peer(name) for name in args.peers], oha, plan, log)
+            results = measure_all(env, plan_peers(args.suite, args.peers), oha, plan, log)
         finally:
             stop(backend)
             env.close_workers()
@@ -121,13 +138,19 @@ def run(args: argparse.Namespace, command: str) -> RunResult:
         log(f"configs and logs kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+    selection: tuple[routebench.SelectionResult, ...] = ()
+    if "routes" in args.suite:
+        log("route selection micro-benchmark (1 vs 1000 services' profiles)")
+        selection = routebench.run_all()
     settings = Settings(rates=plan.rates, seconds=plan.seconds, rounds=plan.rounds, warmup_seconds=plan.warmup_seconds,
                         connections=plan.connections, wrk_connections=plan.wrk_connections,
                         client_cpus=args.client_cpus, server_cpus=args.server_cpus,
-                        server=SERVER_DESCRIPTION.format(version=mach.tools.get("nginx", "?")), nice=args.nice)
+                        server=SERVER_DESCRIPTION.format(version=mach.tools.get("nginx", "?")), nice=args.nice,
+                        suite_rates=", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in args.suite_rates
+                                              if k in args.suite))
     return RunResult(date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), command=command,
                      machine=mach, settings=settings, peers=tuple(results), load_before=load_before,
-                     load_after=os.getloadavg())
+                     load_after=os.getloadavg(), suites=args.suite, selection=selection)
 
 
 def main(argv: list[str] | None = None) -> int:

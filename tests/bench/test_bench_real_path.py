@@ -135,3 +135,75 @@ def test_meshlet_pair_through_meshlet_up(env):
     assert all(s.rss_idle_mb > 0 for s in mesh.sidecars)
     assert not [n for n in os.listdir("/run/netns") if n.startswith("mlbt-")]
     assert subprocess.run(["ip", "link", "show", "mltbmt0"], capture_output=True, check=False).returncode != 0
+
+
+# The suites' tests have their own namespaces, bridge and ranges: the tests above (and their
+# private mesh) may run at the same time in another engineer's test session.
+SUITES_TOPO = Topology(bridge="mltbu0",
+                       client=Side(netns="mltbu-client", veth="mltbuc0", ip="198.18.48.1"),
+                       server=Side(netns="mltbu-server", veth="mltbus0", ip="198.18.48.2"))
+
+
+@pytest.fixture
+def suites_env(tmp_path):
+    with created(SUITES_TOPO):
+        env = BenchEnv(topo=SUITES_TOPO, workdir=tmp_path, pki=generate(tmp_path / "pki"))
+        backend = start_backend(env)
+        try:
+            yield env
+        finally:
+            stop(backend)
+            env.close_workers()
+
+
+def test_h2c_and_grpc_direct_through_oha_and_h2load(suites_env):
+    """The h2 and grpc suites' baselines: nginx's h2c listener and the grpclib echo server, loaded
+    with oha --http2 at a fixed rate and h2load closed loop (percentiles from its request log)."""
+    from bench.peers import DirectGrpcPeer, DirectH2Peer
+
+    if shutil.which("h2load") is None:
+        pytest.skip("h2load (nghttp2-client) is needed")
+    oha = shutil.which("oha") or str(TOOLS_DIR / "bin" / "oha")
+    if not os.path.exists(oha):
+        pytest.skip("oha not built (make bench builds it)")
+    plan = LoadPlan(rates=(50,), seconds=1, rounds=1, warmup_seconds=0, connections=2, wrk_connections=2,
+                    idle_settle_seconds=0.0)
+    h2, grpc = measure_all(suites_env, [DirectH2Peer(), DirectGrpcPeer()], oha, plan, log=print)  # type: ignore[arg-type]
+    for result, suite in ((h2, "h2"), (grpc, "grpc")):
+        assert result.error is None, result.error
+        assert result.suite == suite and result.name == "direct"
+        assert result.fixed[0].requests > 0 and not result.fixed[0].errors
+        assert result.closed is not None and result.closed.rps > 0 and result.closed.errors == 0
+        assert 0 < result.closed.p50_ms <= result.closed.p99_ms
+
+
+@pytest.mark.slow
+def test_meshlet_suites_share_one_mesh(suites_env):
+    """The routes, h2 and grpc rows through one private mesh: the 10-rule VirtualService routes the
+    request with the last rule's headers, retries turn the flaky upstream's 503s into successes,
+    h2c and gRPC pass both proxies; the mesh is gone afterwards."""
+    from bench.meshlet_peer import MeshSettings
+    from bench.suites import plan_peers
+
+    if shutil.which("h2load") is None:
+        pytest.skip("h2load (nghttp2-client) is needed")
+    oha = shutil.which("oha") or str(TOOLS_DIR / "bin" / "oha")
+    if not os.path.exists(oha):
+        pytest.skip("oha not built (make bench builds it)")
+    settings = MeshSettings(bridge="mltbmu0", netns_prefix="mlbu-", pod_cidr="198.18.49.0/24",
+                            service_cidr="198.19.49.0/24")
+    plan = LoadPlan(rates=(50,), seconds=1, rounds=1, warmup_seconds=0, connections=2, wrk_connections=2,
+                    idle_settle_seconds=0.0, suite_rates=(("routes", (50,)), ("h2", (50,)), ("grpc", (20,))))
+    peers = plan_peers(("routes", "h2", "grpc"), (), settings)
+    results = {(r.suite, r.name): r for r in measure_all(suites_env, peers, oha, plan, log=print)}  # type: ignore[arg-type]
+    assert not [r.error for r in results.values() if r.error]
+    for key in (("routes", "meshlet+vs10"), ("routes", "meshlet+retry3"), ("routes", "meshlet flaky10%+retry3"),
+                ("h2", "meshlet"), ("grpc", "meshlet")):
+        r = results[key]
+        assert r.fixed[0].requests > 0 and r.closed is not None and r.closed.requests > 0, key
+    # A request the table did not route would be a 404, a failed retry a 503: both count as errors.
+    assert not results[("routes", "meshlet+vs10")].fixed[0].errors
+    flaky = results[("routes", "meshlet flaky10%")]
+    assert flaky.closed is not None
+    assert sum(flaky.fixed[0].errors.values()) + flaky.closed.errors > 0  # without retries the 503s get through
+    assert not [n for n in os.listdir("/run/netns") if n.startswith("mlbu-")]
