@@ -122,6 +122,11 @@ def test_root_proxyconfig_rolls_meshed_pods_to_two_workers(mesh, tmp_path):
 
     assert total(text, "request_total", direction="inbound") == sum(w["request_total"] for w in workers)
     assert total(text, "request_total", direction="inbound", tls="true") >= 16
+    # the tools read the parent's admin as they read a single proxy's
+    pc = mesh.meshlet("proxy-config", pod_of(mesh, "caller").name, "secret", "-n", "meshed", timeout=60)
+    assert pc.returncode == 0 and "spiffe://" in pc.stdout, pc.stdout + pc.stderr
+    check = mesh.meshlet("check", timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_workload_proxyconfig_overrides_the_root_one(mesh, tmp_path):
