@@ -173,3 +173,70 @@ frontend mtls_in
 backend app
     server app {hop.upstream_host}:{hop.upstream_port}
 """
+
+
+# --- HTTP/2 (h2c in, h2 over mTLS between the instances, h2c or gRPC to the app) ---------
+
+def nginx_h2_client_side(workdir: Path, hop: Hop, tls: TlsFiles) -> str:
+    """h2c (prior knowledge) in; grpc_pass (nginx's HTTP/2 upstream, any request) over mTLS out."""
+    return _nginx_main(workdir, f"""\
+    upstream server_side {{
+        server {hop.upstream_host}:{hop.upstream_port};
+        keepalive 128;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {hop.listen_host}:{hop.listen_port} http2;
+        location / {{
+            grpc_pass grpcs://server_side;
+            grpc_ssl_certificate {tls.cert};
+            grpc_ssl_certificate_key {tls.key};
+            grpc_ssl_trusted_certificate {tls.ca};
+            grpc_ssl_verify on;
+            grpc_ssl_name {tls.peer_name};
+            grpc_ssl_server_name on;
+            grpc_ssl_protocols TLSv1.3;
+            grpc_ssl_session_reuse on;
+        }}
+    }}
+""")
+
+
+def nginx_h2_server_side(workdir: Path, hop: Hop, tls: TlsFiles) -> str:
+    """h2 over mTLS in (client certificate required); grpc_pass h2c to the app."""
+    return _nginx_main(workdir, f"""\
+    upstream app {{
+        server {hop.upstream_host}:{hop.upstream_port};
+        keepalive 128;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {hop.listen_host}:{hop.listen_port} ssl http2;
+        ssl_certificate {tls.cert};
+        ssl_certificate_key {tls.key};
+        ssl_client_certificate {tls.ca};
+        ssl_verify_client on;
+        ssl_protocols TLSv1.3;
+        location / {{ grpc_pass grpc://app; }}
+    }}
+""")
+
+
+def haproxy_h2_client_side(hop: Hop, tls: TlsFiles) -> str:
+    return _HAPROXY_COMMON + f"""\
+frontend app_in
+    bind {hop.listen_host}:{hop.listen_port} proto h2
+    default_backend server_side
+backend server_side
+    server peer {hop.upstream_host}:{hop.upstream_port} ssl alpn h2 crt {tls.chain} ca-file {tls.ca} verify required verifyhost {tls.peer_name} sni str({tls.peer_name})
+"""
+
+
+def haproxy_h2_server_side(hop: Hop, tls: TlsFiles) -> str:
+    return _HAPROXY_COMMON + f"""\
+frontend mtls_in
+    bind {hop.listen_host}:{hop.listen_port} ssl crt {tls.chain} ca-file {tls.ca} verify required alpn h2
+    default_backend app
+backend app
+    server app {hop.upstream_host}:{hop.upstream_port} proto h2
+"""

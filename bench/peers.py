@@ -170,33 +170,64 @@ class DirectH2Peer:
                           request=RequestSpec(http2=True))
 
 
+class EchoServer:
+    """The gRPC echo server in the server namespace, shared by the grpc peers that need it
+    (started by the first, stopped after the last)."""
+
+    def __init__(self) -> None:
+        self._users = 0
+        self._proc: Proc | None = None
+
+    @contextmanager
+    def running(self, env: BenchEnv) -> Iterator[None]:
+        if self._users == 0:
+            import sys
+
+            proc = spawn("grpc-echo", grpc_server_argv(sys.executable), log=env.workdir / "grpc-echo.log",
+                         netns=env.topo.server.netns, cpus=env.server_cpus, nice=env.nice)
+            try:
+                worker = env.worker(env.topo.server.netns)
+                wait_until(lambda: worker.call(tcp_accepts, env.topo.server.ip, GRPC_PORT),
+                           what="the gRPC echo server", timeout=READY_TIMEOUT, procs=[proc])
+            except BaseException:
+                stop(proc)
+                raise
+            self._proc = proc
+        self._users += 1
+        try:
+            yield
+        finally:
+            self._users -= 1
+            if self._users == 0 and self._proc is not None:
+                stop(self._proc)
+                self._proc = None
+
+
 class DirectGrpcPeer:
-    """Unary gRPC calls straight to the echo server (started here, in the server namespace)."""
+    """Unary gRPC calls straight to the echo server (in the server namespace)."""
 
     name = "direct"
     suite = "grpc"
 
+    def __init__(self, echo: EchoServer | None = None) -> None:
+        self.echo = echo or EchoServer()
+
     @contextmanager
     def start(self, env: BenchEnv) -> Iterator[RunningPeer]:
-        import sys
-
-        workdir = env.workdir / "grpc-direct"
-        proc = spawn("grpc-echo", grpc_server_argv(sys.executable), log=workdir / "log",
-                     netns=env.topo.server.netns, cpus=env.server_cpus, nice=env.nice)
-        try:
-            worker = env.worker(env.topo.server.netns)
-            wait_until(lambda: worker.call(tcp_accepts, env.topo.server.ip, GRPC_PORT),
-                       what="the gRPC echo server", timeout=READY_TIMEOUT, procs=[proc])
+        with self.echo.running(env):
             yield RunningPeer(name=self.name, url=f"http://{env.topo.server.ip}:{GRPC_PORT}/bench.Echo/Echo",
                               sidecars=(), request=grpc_spec(env.workdir), grpc=True)
-        finally:
-            stop(proc)
 
 
 class _PairPeer:
     """A client-side and a server-side instance of the same server software."""
 
     name = ""
+
+    @property
+    def workdir_name(self) -> str:
+        suite = getattr(self, "suite", "http1")
+        return self.name if suite == "http1" else f"{self.name}-{suite}"
 
     def _tls(self, env: BenchEnv, side: str) -> configs.TlsFiles:
         own = env.pki.client if side == "client" else env.pki.server
@@ -214,7 +245,7 @@ class _PairPeer:
 
     @contextmanager
     def start(self, env: BenchEnv) -> Iterator[RunningPeer]:
-        workdir = env.workdir / self.name
+        workdir = env.workdir / self.workdir_name
         workdir.mkdir(parents=True, exist_ok=True)
         client_hop, server_hop = self._hops(env)
         started: list[Sidecar] = []

@@ -5,8 +5,9 @@
   (requests match the last one), with retries (attempts 3 on 5xx) where nothing fails, and an
   upstream failing 10 % of requests without and with retries; compared with the plain meshlet
   pair of the http1 suite. Plus the route-selection micro-benchmark (bench.routebench).
-* `h2`: h2c (prior knowledge) against nginx's HTTP/2 listener: direct vs meshlet.
-* `grpc`: unary gRPC echo (bench/grpc_echo.py, grpclib): direct vs meshlet.
+* `h2`: h2c (prior knowledge) against nginx's HTTP/2 listener: direct vs meshlet vs the nginx
+  and haproxy pairs speaking HTTP/2 over mTLS (bench.h2_pairs; those of `--peers`).
+* `grpc`: unary gRPC echo (bench/grpc_echo.py, grpclib): the same peers.
 
 All meshlet peers share one bench mesh (bench.meshlet_peer.MeshletPair): the Services and
 VirtualServices below select the same server pod, so only the route configuration differs.
@@ -26,6 +27,7 @@ from bench.peers import (
     DirectGrpcPeer,
     DirectH2Peer,
     DirectPeer,
+    EchoServer,
     HaproxyPair,
     NginxPair,
     Peer,
@@ -153,6 +155,12 @@ class MeshletVariant:
                               request=request, grpc=v.grpc)
 
 
+def _h2_pair(name: str, suite: str, echo: EchoServer | None) -> Peer:
+    from bench.h2_pairs import HaproxyH2Pair, NginxH2Pair
+
+    return NginxH2Pair(suite, echo) if name == "nginx" else HaproxyH2Pair(suite, echo)
+
+
 def plan_peers(suites: tuple[str, ...], http1_peers: tuple[str, ...],
                settings: MeshSettings | None = None) -> list[Peer]:
     """The peers of the chosen suites, in measuring order; meshlet peers share one mesh."""
@@ -172,9 +180,13 @@ def plan_peers(suites: tuple[str, ...], http1_peers: tuple[str, ...],
         peers += [by_name[n] for n in http1_peers]
     elif "routes" in suites:
         peers += [DirectPeer(), mesh]  # the routes rows are compared with the plain pair
+    pairs = [n for n in ("nginx", "haproxy") if n in http1_peers]
     if "h2" in suites:
         peers.append(DirectH2Peer())
+        peers += [_h2_pair(n, "h2", None) for n in pairs]
     if "grpc" in suites:
-        peers.append(DirectGrpcPeer())
+        echo = EchoServer()
+        peers.append(DirectGrpcPeer(echo))
+        peers += [_h2_pair(n, "grpc", echo) for n in pairs]
     peers += [MeshletVariant(mesh, v) for v in variants]
     return peers

@@ -207,3 +207,20 @@ def test_meshlet_suites_share_one_mesh(suites_env):
     assert flaky.closed is not None
     assert sum(flaky.fixed[0].errors.values()) + flaky.closed.errors > 0  # without retries the 503s get through
     assert not [n for n in os.listdir("/run/netns") if n.startswith("mlbu-")]
+
+
+@pytest.mark.parametrize("suite", ["h2", "grpc"])
+def test_nginx_and_haproxy_pairs_speak_http2_over_mtls(suites_env, suite):
+    """The h2/grpc suites' sidecar pairs: h2c in, HTTP/2 over mutual TLS between the instances."""
+    from bench.h2_pairs import HaproxyH2Pair, NginxH2Pair
+    from bench.peers import EchoServer
+
+    if shutil.which("h2load") is None:
+        pytest.skip("h2load (nghttp2-client) is needed")
+    echo = EchoServer() if suite == "grpc" else None
+    for peer in (NginxH2Pair(suite, echo), HaproxyH2Pair(suite, echo)):
+        with peer.start(suites_env) as running:
+            assert running.request.http2 and running.grpc == (suite == "grpc")
+            verify(suites_env, running)
+            result = closed_loop(suites_env, running, seconds=1, connections=2)
+            assert result.requests > 0 and result.errors == 0, peer.name

@@ -116,6 +116,8 @@ def test_plan_peers_shares_one_mesh_and_labels_suites():
     variants = [p for p in peers if isinstance(p, MeshletVariant)]
     assert len(variants) == 6 and all(p.mesh is mesh for p in variants)
     assert mesh.grpc and "bench-routes" in mesh.extra_docs
+    full = [label(p) for p in plan_peers(("h2", "grpc"), ("direct", "nginx", "haproxy"))]
+    assert full[:6] == ["h2/direct", "h2/nginx", "h2/haproxy", "grpc/direct", "grpc/nginx", "grpc/haproxy"]
     # The routes suite alone still brings the pair it is compared with.
     assert [label(p) for p in plan_peers(("routes",), ())][:2] == ["direct", "meshlet"]
 
