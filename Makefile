@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 STATE_DIR ?= /var/lib/meshlet
 DEBIAN_PACKAGES := iptables iproute2 curl procps util-linux ca-certificates nginx haproxy wrk
-BENCH_PACKAGES := nginx haproxy wrk
+BENCH_PACKAGES := nginx haproxy wrk nghttp2-client curl
 PYTEST_ARGS ?=
 
 .PHONY: setup setup-debian setup-python test demo down proto proto-check bench clean
@@ -39,7 +39,7 @@ down:
 BENCH_ARGS ?=
 OHA_VERSION := 1.16.0
 
-## bench: direct vs meshlet vs nginx vs haproxy mTLS sidecar pairs (root, ~3-4 min; builds oha once; rewrites docs/benchmarks.md)
+## bench: direct vs meshlet vs nginx vs haproxy mTLS sidecar pairs over HTTP/1, h2c and gRPC, plus the route-table and retry costs (root, ~10 min; BENCH_ARGS="--suite ..." for a part; builds oha once; rewrites docs/benchmarks.md)
 bench: setup
 	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -137,11 +137,17 @@ def test_meshlet_pair_through_meshlet_up(env):
     assert subprocess.run(["ip", "link", "show", "mltbmt0"], capture_output=True, check=False).returncode != 0
 
 
-# The suites' tests have their own namespaces, bridge and ranges: the tests above (and their
-# private mesh) may run at the same time in another engineer's test session.
-SUITES_TOPO = Topology(bridge="mltbu0",
-                       client=Side(netns="mltbu-client", veth="mltbuc0", ip="198.18.48.1"),
-                       server=Side(netns="mltbu-server", veth="mltbus0", ip="198.18.48.2"))
+# The suites' tests have their own namespaces, bridge and ranges, per test session: the tests
+# above (and their private mesh) and these may run at the same time in other engineers' test
+# sessions, and a topology's set-up first removes whatever has its names.
+_K = os.getpid() % 24
+SUITES_TOPO = Topology(bridge=f"mltbu{_K}",
+                       client=Side(netns=f"mltbu{_K}-client", veth=f"mltbu{_K}c", ip="198.18.48.1"),
+                       server=Side(netns=f"mltbu{_K}-server", veth=f"mltbu{_K}s", ip="198.18.48.2"))
+"""Addresses only inside the namespaces (the bridge has none), so sessions may share them."""
+SUITES_MESH = {"bridge": f"mltbmu{_K}", "netns_prefix": f"mlbu{_K}-", "pod_cidr": f"198.18.{24 + _K}.0/24",
+               "service_cidr": f"198.19.{24 + _K}.0/24"}
+"""The mesh's bridge holds the pod range's gateway in the root namespace: one /24 per session."""
 
 
 @pytest.fixture
@@ -190,8 +196,7 @@ def test_meshlet_suites_share_one_mesh(suites_env):
     oha = shutil.which("oha") or str(TOOLS_DIR / "bin" / "oha")
     if not os.path.exists(oha):
         pytest.skip("oha not built (make bench builds it)")
-    settings = MeshSettings(bridge="mltbmu0", netns_prefix="mlbu-", pod_cidr="198.18.49.0/24",
-                            service_cidr="198.19.49.0/24")
+    settings = MeshSettings(**SUITES_MESH)
     plan = LoadPlan(rates=(50,), seconds=1, rounds=1, warmup_seconds=0, connections=2, wrk_connections=2,
                     idle_settle_seconds=0.0, suite_rates=(("routes", (50,)), ("h2", (50,)), ("grpc", (20,))))
     peers = plan_peers(("routes", "h2", "grpc"), (), settings)
@@ -206,7 +211,7 @@ def test_meshlet_suites_share_one_mesh(suites_env):
     flaky = results[("routes", "meshlet flaky10%")]
     assert flaky.closed is not None
     assert sum(flaky.fixed[0].errors.values()) + flaky.closed.errors > 0  # without retries the 503s get through
-    assert not [n for n in os.listdir("/run/netns") if n.startswith("mlbu-")]
+    assert not [n for n in os.listdir("/run/netns") if n.startswith(settings.netns_prefix)]
 
 
 @pytest.mark.parametrize("suite", ["h2", "grpc"])
