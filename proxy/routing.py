@@ -56,6 +56,8 @@ class OutboundRouter:
         """`mirror.Mirrors` (fire-and-forget copies), None: no mirroring."""
         self._clusters: dict[tuple[object, ...], Cluster] = {}
         self._tls: dict[ClientTls, ssl.SSLContext] = {}
+        self._splits: dict[int, int] = {}
+        self._split_offset = self.rng.random()
         labels = dict(cfg.pod_labels)
         self._zone = labels.get("topology.kubernetes.io/zone", "")
         self._region = labels.get("topology.kubernetes.io/region", "")
@@ -139,7 +141,7 @@ class OutboundRouter:
         if spec.direct is not None:
             d = spec.direct
             return self._reply(d.status, partial(R.direct, d), head, ctx)
-        backend = R.choose_backend(spec, rng.random())
+        backend = R.choose_backend(spec, self._split_draw(spec) if len(spec.backends) > 1 else 0.0)
         bt = t if backend.authority == authority else self.resolver.get(backend.authority)
         route = self._forward(prof, spec, match, backend, bt, head, v, authority, ctx)
         plan = route.plan
@@ -156,6 +158,17 @@ class OutboundRouter:
                 ops += (R.cors_response_ops(spec.cors, origin),)
         plan.resp_ops = ops
         return route
+
+    def _split_draw(self, spec: object) -> float:
+        """The next point of the route's Weyl sequence (golden ratio) in [0, 1): evenly spread, so
+        backend shares match their weights closely over any run of requests (a random draw over
+        500 requests strays by more than 5% now and then)."""
+        key = id(spec)
+        n = self._splits.get(key, 0) + 1
+        if len(self._splits) > 10000:
+            self._splits.clear()
+        self._splits[key] = n
+        return (self._split_offset + n * 0.6180339887498949) % 1.0
 
     def _reply(self, status: int, make: object, head: RequestHead, ctx: ConnCtx) -> Reply:
         return Reply(status, make, self.error_metrics(head, ctx))  # type: ignore[arg-type]

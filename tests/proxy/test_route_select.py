@@ -180,3 +180,18 @@ def test_faults_unset_or_zero_percent_do_nothing_and_policies_merge() -> None:
     assert p.policy_for("v1").lb is LbPolicy.ROUND_ROBIN
     assert p.policy_for("v2").lb is LbPolicy.RANDOM and p.policy_for("v2").max_connections == 5
     assert p.subset_labels("v2") == (("version", "v2"),)
+
+
+def test_split_draws_keep_shares_close_to_the_weights() -> None:
+    from meshlet.proxy.config import ProxyConfig
+    from meshlet.proxy.metrics import ProxyMetrics
+    from meshlet.proxy.routing import OutboundRouter
+
+    p = prof({"routes": [{"backends": [{"authority": "a:80", "weight": 80}, {"authority": "b:80", "weight": 20}]},
+                         {"backends": [{"authority": "a:80", "weight": 50}, {"authority": "b:80", "weight": 50}]}]})
+    router = OutboundRouter(ProxyConfig(), None, None, ProxyMetrics("ns", "pod"), rng=random.Random(3))  # type: ignore
+    for route, share in ((p.routes[0], 400), (p.routes[1], 250)):
+        counts = {"a:80": 0, "b:80": 0}
+        for _ in range(500):
+            counts[R.choose_backend(route, router._split_draw(route)).authority] += 1  # noqa: SLF001
+        assert abs(counts["a:80"] - share) <= 3, counts
