@@ -22,8 +22,9 @@ import pytest
 import yaml
 from meshlet.e2e.pods import PodInfo
 from meshlet.e2e.target import MeshTarget
+from meshlet.e2e.seeds import SEED_EXAMPLES
 
-SEEDS = Path(os.environ.get("MESHLET_SEED_EXAMPLES", "/work/shared/seeds/examples"))
+SEEDS = SEED_EXAMPLES
 MARK = "~~meshlet~~"  # separates curl's -w output from bodies (a -w format starting with @ names a file)
 HTTPBIN_URL = "http://httpbin.httpbin:8000"
 APPLY_WAIT = 30.0

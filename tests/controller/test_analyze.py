@@ -13,6 +13,7 @@ from meshlet.controller.analyze.run import analyze, load_for_analysis
 from meshlet.controller.analyze.snapshot import Snapshot
 from meshlet.controller.cli.main import cli
 from meshlet.controller.model import load_text
+from meshlet.e2e.seeds import SEED_EXAMPLES
 
 BOOKINFO = """\
 apiVersion: v1
@@ -152,8 +153,8 @@ def test_broken_configuration_gives_istio_codes() -> None:
 
 
 def test_gateway_hosts_and_service_entries() -> None:
-    text = (Path("/work/shared/seeds/examples/09-ingress-gateway.yaml").read_text() + "---\n"
-            + Path("/work/shared/seeds/examples/15-egress-serviceentry.yaml").read_text() + """---
+    text = ((SEED_EXAMPLES / "09-ingress-gateway.yaml").read_text() + "---\n"
+            + (SEED_EXAMPLES / "15-egress-serviceentry.yaml").read_text() + """---
 apiVersion: v1
 kind: Service
 metadata: {name: api-service}
@@ -178,8 +179,8 @@ spec:
 
 def test_seed_spellings_and_schema_errors_in_files(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(Path("/work/shared/seeds/examples/16-canary-fragment.yaml").read_text() + "---\n"
-                   + Path("/work/shared/seeds/examples/07-peer-authentication.yaml").read_text())
+    bad.write_text((SEED_EXAMPLES / "16-canary-fragment.yaml").read_text() + "---\n"
+                   + (SEED_EXAMPLES / "07-peer-authentication.yaml").read_text())
     resources, messages = load_for_analysis([str(bad)], None)
     assert [r.kind for r in resources] == ["PeerAuthentication", "PeerAuthentication"]
     found = [m.line() for m in messages]

@@ -11,8 +11,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from meshlet.controller.cli.main import cli
+from meshlet.e2e.seeds import SEED_EXAMPLES
 
-EXAMPLES = Path("/work/shared/seeds/examples")
+EXAMPLES = SEED_EXAMPLES
 if not EXAMPLES.is_dir():
     EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "examples"
 

@@ -28,8 +28,9 @@ from meshlet.controller.model.istio_security import (
     RequestAuthentication,
 )
 from meshlet.controller.model.istio_virtualservice import VirtualService
+from meshlet.e2e.seeds import SEED_EXAMPLES
 
-EXAMPLES = Path("/work/shared/seeds/examples")
+EXAMPLES = SEED_EXAMPLES
 if not EXAMPLES.is_dir():  # the repo's copy of the seed lives next to it in CI checkouts
     EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "examples"
 GOOD_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.startswith("16-"))

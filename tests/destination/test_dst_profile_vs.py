@@ -8,8 +8,9 @@ pytest.importorskip("meshlet.controller.model.istio_virtualservice")
 from dst_helpers import pod, service
 from dst_profile_helpers import World, backends
 from meshlet.destination.profiles import MISSING_SUBSET_LABEL
+from meshlet.e2e.seeds import SEED_EXAMPLES
 
-SEEDS = Path("/work/shared/seeds/examples")
+SEEDS = SEED_EXAMPLES
 DEFAULT_RETRY_ON = ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"]
 REVIEWS = "reviews.shop.svc.cluster.local"
 

@@ -13,12 +13,13 @@ import pytest
 
 from .meshenv import DATA, MeshEnv, is_root, new_mesh_env
 from .test_mesh import exec_, pods, wait_for
+from meshlet.e2e.seeds import SEED_EXAMPLES
 
 pytestmark = [pytest.mark.root, pytest.mark.slow,
               pytest.mark.skipif(not is_root(), reason="needs root (netns, iptables)")]
 
 READY_TIMEOUT = 150
-SEED = Path("/work/shared/seeds/examples/13-proxy-resources.yaml")
+SEED = (SEED_EXAMPLES / "13-proxy-resources.yaml")
 ROOT_PC = """apiVersion: networking.istio.io/v1beta1
 kind: ProxyConfig
 metadata: {name: default, namespace: istio-system}

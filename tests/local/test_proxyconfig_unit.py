@@ -20,6 +20,7 @@ from meshlet.controller.local.spec import DeploymentSpec
 from meshlet.controller.model import load_text
 
 from .test_runtime import env, live  # noqa: F401 - the fixture is used by name
+from meshlet.e2e.seeds import SEED_EXAMPLES
 
 WEB = {"app": "web", "version": "v1"}
 
@@ -84,7 +85,7 @@ def test_settings_env() -> None:
 
 
 def test_rule_from_the_seed_resource() -> None:
-    seed = Path("/work/shared/seeds/examples/13-proxy-resources.yaml")
+    seed = (SEED_EXAMPLES / "13-proxy-resources.yaml")
     pcs = [r for r in load_text(seed.read_text() if seed.exists() else SEED) if r.kind == "ProxyConfig"]
     rules = [ProxyConfigRule.from_resource(r) for r in pcs]
     assert [(r.namespace, r.name, r.concurrency, r.match_labels) for r in rules] == [
