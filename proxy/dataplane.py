@@ -19,6 +19,7 @@ from .exchange import ConnCtx
 from .h2.plane import H2Plane
 from .server import HttpServer
 from .sniff import Sniff
+from .tlssni import NeedMore, SniError, parse_sni
 from .tlsctx import peer_id
 
 
@@ -149,7 +150,7 @@ class DataPlane:
     async def _opaque(self, sniff: Sniff, ctx: ConnCtx) -> None:
         try:
             if ctx.direction == "outbound":
-                route = await self.outbound.route_tcp(ctx)
+                route = await self.outbound.route_tcp(ctx, await self._sni(sniff))
             else:
                 if ctx.orig_port in self.cfg.ports.all():
                     raise ProxyError(f"inbound connection to proxy port {ctx.orig_port}")
@@ -178,6 +179,21 @@ class DataPlane:
             down_end.eof_received()
         if hold.eof or hold.lost:
             up_end.eof_received()
+
+    async def _sni(self, sniff: Sniff) -> str | None:
+        """The app's ClientHello's SNI when it starts TLS ("" without one), None when it does not."""
+        if not is_tls_client_hello(sniff.buf):
+            return None
+        deadline = asyncio.get_running_loop().time() + max(self.cfg.detect_timeout, 1.0)
+        while True:
+            try:
+                return parse_sni(sniff.buf)
+            except NeedMore:
+                if sniff.eof or sniff.lost or asyncio.get_running_loop().time() > deadline:
+                    return ""
+                await asyncio.sleep(0.002)  # the rest of the hello is on its way (Sniff keeps buffering)
+            except SniError:
+                return ""
 
     def drain(self) -> None:
         for conn in list(self.http_conns):

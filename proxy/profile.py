@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .l4routes import NO_L4, L4RouteError, L4Routes, compile_l4
+
 
 class ProfileError(ValueError):
     """A profile the proxy cannot use (the message names the field)."""
@@ -265,6 +267,8 @@ class Profile:
     """Backend and mirror authorities of the routes (resolved before routing)."""
     routed: bool = False
     """The target has routes (maybe none for this caller): a request matching none gets 404."""
+    l4: L4Routes = NO_L4
+    """tcp_routes / tls_routes: where opaque connections to the target go."""
 
     def policy_for(self, subset: str) -> TrafficPolicy:
         for name, _, policy in self.subsets:
@@ -481,7 +485,11 @@ def compile_profile(m: Any, source_labels: Mapping[str, str], source_namespace: 
     names = frozenset(h.name for r in routes for rm in r.matches for h in rm.headers)
     if any(r.cors for r in routes):
         names |= {"origin", "access-control-request-method"}
-    return Profile(name=m.fully_qualified_name, routes=routes, budget=budget, policy=policy, subsets=subsets,
+    try:
+        l4 = compile_l4(m, source_labels)
+    except L4RouteError as e:
+        raise ProfileError(str(e)) from None
+    return Profile(name=m.fully_qualified_name, routes=routes, l4=l4, budget=budget, policy=policy, subsets=subsets,
                    header_names=names, needs_query=any(rm.query_params for r in routes for rm in r.matches),
                    routed=bool(m.routes),
                    authorities=frozenset(b.authority for r in routes for b in r.backends)

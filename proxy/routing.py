@@ -327,11 +327,21 @@ class OutboundRouter:
         if ctx.orig_port in self._self_ports and ctx.orig_ip in (self.cfg.pod_ip, "127.0.0.1", "0.0.0.0"):
             raise LoopDetected(f"connection to the proxy itself ({ctx.orig_ip}:{ctx.orig_port})")
 
-    async def route_tcp(self, ctx: ConnCtx) -> TcpRoute:
+    async def route_tcp(self, ctx: ConnCtx, sni: str | None = None) -> TcpRoute:
+        """Where an opaque connection goes; `sni`: the app's ClientHello's server name (None: not TLS)."""
         authority = f"{ctx.orig_ip}:{ctx.orig_port}"
+        if self.profiles is not None:
+            pt = self.profiles.get(authority)
+            await pt.wait(self.cfg.resolve_timeout)
+            l4 = pt.profile.l4
+            r = l4.select(ctx.orig_ip, ctx.orig_port, sni) if l4 else None
+            if r is not None:
+                authority = r.pick(self.rng).authority
         t = self.resolver.get(authority)
         await t.wait(self.cfg.resolve_timeout)
         kind = usable(t)
+        if kind in (Kind.PASSTHROUGH, Kind.UNKNOWN) and authority != f"{ctx.orig_ip}:{ctx.orig_port}":
+            raise NoEndpoints(f"tcp/tls route backend {authority} is not a known service")
         if kind is Kind.ENDPOINTS:
             b = self.p2c.choose(t.state.balanced(), time.monotonic())
             ip, port, identity, server_name = self._dial(b.endpoint)
