@@ -82,6 +82,14 @@ class L4Routes:
                 return r
         return None
 
+    def describe(self) -> dict[str, object]:
+        """As JSON values (for /config_dump)."""
+        def one(r: L4Route) -> dict[str, object]:
+            return {"matches": [{"port": m.port, "destination_subnets": [str(n) for n in m.subnets],
+                                 "sni_hosts": list(m.sni_hosts)} for m in r.matches],
+                    "backends": [{"authority": b.authority, "weight": b.weight} for b in r.backends]}
+        return {"tcp_routes": [one(r) for r in self.tcp], "tls_routes": [one(r) for r in self.tls]}
+
     @property
     def authorities(self) -> frozenset[str]:
         return frozenset(b.authority for r in self.tcp + self.tls for b in r.backends)

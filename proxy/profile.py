@@ -510,7 +510,7 @@ def describe(p: Profile) -> dict[str, object]:
     return {"name": p.name, "routed": p.routed, "routes": [_jsonable(r) for r in p.routes],
             "retry_budget": _jsonable(p.budget), "traffic_policy": _jsonable(p.policy),
             "subsets": [{"name": n, "labels": dict(labels), "traffic_policy": _jsonable(pol)}
-                        for n, labels, pol in p.subsets]}
+                        for n, labels, pol in p.subsets], **(p.l4.describe() if p.l4 else {})}
 
 
 def _jsonable(v: Any) -> Any:

@@ -331,6 +331,7 @@ class OutboundRouter:
         """Where an opaque connection goes; `sni`: the app's ClientHello's server name (None: not TLS)."""
         authority = f"{ctx.orig_ip}:{ctx.orig_port}"
         if self.profiles is not None:
+            self.resolver.get(authority)  # both lookups at once: the target is the usual answer
             pt = self.profiles.get(authority)
             await pt.wait(self.cfg.resolve_timeout)
             l4 = pt.profile.l4

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from meshlet.api import destination_pb as pb
 from meshlet.proxy.l4routes import NO_L4, compile_l4, sni_matches
-from meshlet.proxy.profile import ProfileError, compile_profile
+from meshlet.proxy.profile import ProfileError, compile_profile, describe
 from meshlet.proxy.tlssni import NeedMore, SniError, parse_sni
 
 
@@ -119,3 +119,15 @@ def test_no_routes_and_bad_routes() -> None:
                                           "backends": [{"authority": "a:1"}]}]), {}, "ns")
     with pytest.raises(ProfileError, match="no backend"):
         compile_profile(_prof(tcpRoutes=[{"backends": []}]), {}, "ns")
+
+
+def test_describe_is_json() -> None:
+    import json
+
+    m = _prof(tcpRoutes=[{"matches": [{"port": 1, "destinationSubnets": ["10.0.0.0/8"]}],
+                          "backends": [{"authority": "a:1"}]}],
+              tlsRoutes=[{"matches": [{"sniHosts": ["*.x"]}], "backends": [{"authority": "b:1"}]}])
+    d = json.loads(json.dumps(describe(compile_profile(m, {}, "ns"))))
+    assert d["tcp_routes"][0]["matches"][0]["destination_subnets"] == ["10.0.0.0/8"]
+    assert d["tls_routes"][0]["matches"][0]["sni_hosts"] == ["*.x"]
+    assert "tcp_routes" not in describe(compile_profile(_prof(), {}, "ns"))
