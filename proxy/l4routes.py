@@ -40,6 +40,8 @@ class L4Match:
 class L4Backend:
     authority: str
     weight: int = 1
+    subset_labels: tuple[tuple[str, str], ...] = ()
+    """Only the backend's endpoints carrying these labels (a DestinationRule subset)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,9 @@ class L4Routes:
         def one(r: L4Route) -> dict[str, object]:
             return {"matches": [{"port": m.port, "destination_subnets": [str(n) for n in m.subnets],
                                  "sni_hosts": list(m.sni_hosts)} for m in r.matches],
-                    "backends": [{"authority": b.authority, "weight": b.weight} for b in r.backends]}
+                    "backends": [{"authority": b.authority, "weight": b.weight,
+                                  **({"subset_labels": dict(b.subset_labels)} if b.subset_labels else {})}
+                                 for b in r.backends]}
         return {"tcp_routes": [one(r) for r in self.tcp], "tls_routes": [one(r) for r in self.tls]}
 
     @property
@@ -124,11 +128,12 @@ def _compile(routes: Any, kind: str, source_labels: Mapping[str, str]) -> tuple[
             matches.append(L4Match(int(mm.port), tuple(nets), tuple(h.lower() for h in mm.sni_hosts)))
         if rm.matches and not matches:
             continue
-        backends = tuple(L4Backend(b.authority, int(b.weight)) for b in rm.backends if b.authority)
+        backends = tuple(L4Backend(b.authority, int(b.weight), tuple(sorted(b.subset_labels.items())))
+                         for b in rm.backends if b.authority)
         if not backends:
             raise L4RouteError(f"{where}: no backend")
         if len(backends) == 1 and backends[0].weight == 0:
-            backends = (L4Backend(backends[0].authority, 1),)
+            backends = (L4Backend(backends[0].authority, 1, backends[0].subset_labels),)
         out.append(L4Route(tuple(matches), backends))
     return tuple(out)
 

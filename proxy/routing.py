@@ -330,6 +330,7 @@ class OutboundRouter:
     async def route_tcp(self, ctx: ConnCtx, sni: str | None = None) -> TcpRoute:
         """Where an opaque connection goes; `sni`: the app's ClientHello's server name (None: not TLS)."""
         authority = f"{ctx.orig_ip}:{ctx.orig_port}"
+        subset: tuple[tuple[str, str], ...] = ()
         if self.profiles is not None:
             self.resolver.get(authority)  # both lookups at once: the target is the usual answer
             pt = self.profiles.get(authority)
@@ -337,14 +338,18 @@ class OutboundRouter:
             l4 = pt.profile.l4
             r = l4.select(ctx.orig_ip, ctx.orig_port, sni) if l4 else None
             if r is not None:
-                authority = r.pick(self.rng).authority
+                backend = r.pick(self.rng)
+                authority, subset = backend.authority, backend.subset_labels
         t = self.resolver.get(authority)
         await t.wait(self.cfg.resolve_timeout)
         kind = usable(t)
         if kind in (Kind.PASSTHROUGH, Kind.UNKNOWN) and authority != f"{ctx.orig_ip}:{ctx.orig_port}":
             raise NoEndpoints(f"tcp/tls route backend {authority} is not a known service")
         if kind is Kind.ENDPOINTS:
-            b = self.p2c.choose(t.state.balanced(), time.monotonic())
+            items = t.state.subset(subset) if subset else t.state.balanced()
+            if not items:
+                raise NoEndpoints(f"service {authority} has no ready endpoints in the subset {dict(subset)}")
+            b = self.p2c.choose(items, time.monotonic())
             ip, port, identity, server_name = self._dial(b.endpoint)
             labels = self.metrics.base(
                 "outbound", authority=authority, tls=bool(identity), server_id=identity,

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.root
 
 TCP_VIP = "198.18.251.7:2525"  # nothing listens there: only the tcp_routes get a connection through
 TLS_VIP = "198.18.251.8:8443"
+SUBSET_VIP = "198.18.251.9:2525"
 
 
 def svc(name: str, port: int) -> str:
@@ -33,7 +34,10 @@ def l4mesh(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
             ep = {"ip": ip, "port": port, **({"identity": identity} if identity else {})}
             return {"labels": {"dst_service": name, "dst_namespace": NS}, "endpoints": [ep]}
         return {svc("tcpb", 2525): one("tcpb", b.ip, 2525, SERVER_ID), svc("tcpc", 2525): one("tcpc", c.ip, 2525),
-                svc("tlsb", 8443): one("tlsb", b.ip, 8443, SERVER_ID), svc("tlsc", 8443): one("tlsc", c.ip, 8443)}
+                svc("tlsb", 8443): one("tlsb", b.ip, 8443, SERVER_ID), svc("tlsc", 8443): one("tlsc", c.ip, 8443),
+                svc("both", 2525): {"labels": {"dst_service": "both", "dst_namespace": NS}, "endpoints": [
+                    {"ip": b.ip, "port": 2525, "identity": SERVER_ID, "pod_labels": {"version": "v1"}},
+                    {"ip": c.ip, "port": 2525, "pod_labels": {"version": "v2"}}]}}
 
     def profiles(a, b, c):  # noqa: ANN001, ANN202
         return {
@@ -42,6 +46,8 @@ def l4mesh(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
                 {"matches": [{"port": 2525, "destinationSubnets": ["198.18.251.0/24"]}],
                  "backends": [{"authority": svc("tcpb", 2525), "weight": 50},
                               {"authority": svc("tcpc", 2525), "weight": 50}]}]},
+            SUBSET_VIP: {"tcpRoutes": [{"backends": [
+                {"authority": svc("both", 2525), "subsetLabels": {"version": "v2"}}]}]},
             TLS_VIP: {"tlsRoutes": [
                 {"matches": [{"port": 8443, "sniHosts": ["secure.example"]}],
                  "backends": [{"authority": svc("tlsb", 8443)}]},
@@ -94,6 +100,12 @@ def test_tcp_routes_split_connections_between_backends(l4mesh: Mesh) -> None:
     banners, echoes = lines[0::2], lines[1::2]
     assert set(echoes) == {"echo ping"}
     assert set(banners) == {"220 banner from b", "220 banner from c"}, banners
+
+
+def test_tcp_route_to_a_subset(l4mesh: Mesh) -> None:
+    r = l4mesh.a.run(sys.executable, "-c", TCP_CLIENT, SUBSET_VIP, "6", timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)[0::2]) == {"220 banner from c"}
 
 
 def test_tls_routes_by_sni(l4mesh: Mesh) -> None:
