@@ -7,17 +7,22 @@ serves /debug/profile and /debug/endpoints (debug.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
-from grpclib.server import Server
+import structlog
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.log import setup as setup_log
-from meshlet.identity.admin import admin_app, split_hostport, start_admin
+from meshlet.controller.serve import (
+    GrpcServeSpec,
+    ServeState,
+    admin_app,
+    run_grpc,
+    split_hostport,
+)
 from prometheus_client import CollectorRegistry
 
 from .debug import add_debug_routes
@@ -48,6 +53,14 @@ async def serve(settings: DestinationSettings) -> None:
 
     log = setup_log("destination", settings.log_level)
     store = SqliteStore(settings.db_path)
+    try:
+        await serve_store(settings, store, log)
+    finally:
+        await store.close()
+
+
+async def serve_store(settings: DestinationSettings, store: Any, log: structlog.stdlib.BoundLogger) -> None:
+    """Serve `store`'s Services, endpoints and traffic resources until a signal."""
     registry = CollectorRegistry()
     watcher = EndpointsWatcher(trust_domain=settings.trust_domain, log=log)
     profiles = ProfileWatcher(watcher, log)
@@ -58,45 +71,17 @@ async def serve(settings: DestinationSettings) -> None:
         queue_capacity=settings.stream_queue_capacity,
         profiles=profiles,
     )
-    server = Server([service])
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    serving = False
-    admin = admin_app(ready=lambda: serving and watcher.ready, registry=registry)
+    state = ServeState()
+    admin = admin_app(ready=lambda: state.serving and watcher.ready, registry=registry)
     add_debug_routes(admin, watcher, profiles)
-    runner = await start_admin(admin, *settings.admin_listen)
-    watch_task = asyncio.create_task(watcher.run(store), name="endpoints-watcher")
-    stopped = asyncio.create_task(stop.wait())
-    try:
-        # Serve only once the initial list is loaded: an early caller would
-        # otherwise be told "not a mesh service" for services that exist.
-        synced = asyncio.create_task(watcher.wait_ready())
-        await asyncio.wait({synced, stopped, watch_task}, return_when=asyncio.FIRST_COMPLETED)
-        synced.cancel()
-        if watch_task.done():
-            watch_task.result()  # the watcher never ends on its own: surface why it did
-        if not stopped.done():
-            await server.start(*settings.listen)
-            serving = True
-            log.info("destination.started", listen=f"{settings.listen[0]}:{settings.listen[1]}",
-                     admin=f"{settings.admin_listen[0]}:{settings.admin_listen[1]}",
-                     trust_domain=settings.trust_domain)
-            await asyncio.wait({stopped, watch_task}, return_when=asyncio.FIRST_COMPLETED)
-            if watch_task.done():
-                watch_task.result()
-        log.info("destination.stopping")
-    finally:
-        stopped.cancel()
-        watch_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watch_task
-        if serving:
-            server.close()
-            await server.wait_closed()
-        await runner.cleanup()
-        await store.close()
+    # Serve only once the initial list is loaded: an early caller would
+    # otherwise be told "not a mesh service" for services that exist.
+    await run_grpc(
+        GrpcServeSpec(name="destination", handlers=[service], listen=settings.listen,
+                      admin_listen=settings.admin_listen, log_fields={"trust_domain": settings.trust_domain}),
+        admin=admin, log=log, state=state,
+        background={"endpoints-watcher": watcher.run(store)}, gate=watcher.wait_ready,
+    )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,18 +6,22 @@ against the store and signs proxies' CSRs over gRPC.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from grpclib.server import Server
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.log import setup as setup_log
+from meshlet.controller.serve import (
+    GrpcServeSpec,
+    ServeState,
+    admin_app,
+    run_grpc,
+    split_hostport,
+)
 from prometheus_client import CollectorRegistry
 
-from .admin import admin_app, split_hostport, start_admin
 from .errors import CaError
 from .issuer import CA, ensure_ca, load_ca
 from .server import IdentityMetrics, IdentityService
@@ -63,30 +67,20 @@ async def serve(settings: IdentitySettings) -> None:
     log = setup_log("identity", settings.log_level)
     ca = settings.load_ca()
     store = SqliteStore(settings.db_path)
-    registry = CollectorRegistry()
-    service = IdentityService(
-        ca=ca, validator=LocalTokenValidator(store), metrics=IdentityMetrics.create(registry), log=log
-    )
-    server = Server([service])
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    started = False
-    runner = await start_admin(admin_app(ready=lambda: started, registry=registry), *settings.admin_listen)
     try:
-        await server.start(*settings.listen)
-        started = True
-        log.info("identity.started", listen=f"{settings.listen[0]}:{settings.listen[1]}",
-                 admin=f"{settings.admin_listen[0]}:{settings.admin_listen[1]}",
-                 trust_domain=settings.trust_domain, issuer=ca.issuer_cert.subject.rfc4514_string())
-        await stop.wait()
-        log.info("identity.stopping")
+        registry = CollectorRegistry()
+        service = IdentityService(
+            ca=ca, validator=LocalTokenValidator(store), metrics=IdentityMetrics.create(registry), log=log
+        )
+        state = ServeState()
+        await run_grpc(
+            GrpcServeSpec(name="identity", handlers=[service], listen=settings.listen,
+                          admin_listen=settings.admin_listen,
+                          log_fields={"trust_domain": settings.trust_domain,
+                                      "issuer": ca.issuer_cert.subject.rfc4514_string()}),
+            admin=admin_app(ready=lambda: state.serving, registry=registry), log=log, state=state,
+        )
     finally:
-        if started:
-            server.close()
-            await server.wait_closed()
-        await runner.cleanup()
         await store.close()
 
 
