@@ -5,7 +5,8 @@
      ├── IdentityMismatch    identity is not the token's  -> PERMISSION_DENIED
      ├── InvalidIdentity     not a SPIFFE id of ours      -> INVALID_ARGUMENT
      ├── InvalidCsr          CSR rejected                 -> INVALID_ARGUMENT
-     └── CaError             trust anchor / issuer files unusable (startup)
+     ├── Unavailable         cannot check now (API server down) -> UNAVAILABLE
+     └── CaError             trust anchor / issuer unusable (startup, or a rotated issuer Secret)
 """
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ class InvalidIdentity(IdentityError):
 
 class InvalidCsr(IdentityError):
     pass
+
+
+class Unavailable(IdentityError):
+    """A dependency (the Kubernetes API for TokenReview) cannot answer now: the proxy retries."""
 
 
 class CaError(IdentityError):

@@ -2,7 +2,7 @@
 
 Errors are converted to gRPC status here, once:
 InvalidToken -> UNAUTHENTICATED, IdentityMismatch -> PERMISSION_DENIED,
-InvalidIdentity/InvalidCsr -> INVALID_ARGUMENT. Every refusal is logged with
+InvalidIdentity/InvalidCsr -> INVALID_ARGUMENT, Unavailable -> UNAVAILABLE. Every refusal is logged with
 its reason and counted.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .errors import (
     InvalidCsr,
     InvalidIdentity,
     InvalidToken,
+    Unavailable,
 )
 from .issuer import CA
 from .spiffe import parse_spiffe_id
@@ -34,6 +35,7 @@ _STATUS: dict[type[IdentityError], tuple[Status, str]] = {
     IdentityMismatch: (Status.PERMISSION_DENIED, "identity_mismatch"),
     InvalidIdentity: (Status.INVALID_ARGUMENT, "invalid_identity"),
     InvalidCsr: (Status.INVALID_ARGUMENT, "invalid_csr"),
+    Unavailable: (Status.UNAVAILABLE, "unavailable"),
 }
 
 
@@ -68,6 +70,14 @@ class IdentityService(identity_pb.IdentityBase):
         self._metrics = metrics
         self._log = log.bind(component="identity-server")
 
+    @property
+    def ca(self) -> CA:
+        return self._ca
+
+    def set_ca(self, ca: CA) -> None:
+        """Sign with `ca` from now on (a rotated issuer); requests in flight finish with the old one."""
+        self._ca = ca
+
     async def certify(self, message: identity_pb.CertifyRequest) -> identity_pb.CertifyResponse:
         try:
             return await self._certify(message)
@@ -83,20 +93,21 @@ class IdentityService(identity_pb.IdentityBase):
 
     async def _certify(self, message: identity_pb.CertifyRequest) -> identity_pb.CertifyResponse:
         identity = message.identity
+        ca = self._ca
         owner = await self._validator.validate(message.token)
-        requested = parse_spiffe_id(identity, self._ca.trust_domain)
+        requested = parse_spiffe_id(identity, ca.trust_domain)
         if owner != requested:
             raise IdentityMismatch(
-                f"token belongs to {owner.spiffe_id(self._ca.trust_domain)!r}, not to the requested {identity!r}"
+                f"token belongs to {owner.spiffe_id(ca.trust_domain)!r}, not to the requested {identity!r}"
             )
-        csr, _ = check_csr(message.certificate_signing_request, identity, self._ca.trust_domain)
+        csr, _ = check_csr(message.certificate_signing_request, identity, ca.trust_domain)
         # Signing is CPU work of a few hundred microseconds: keep it off the loop anyway.
-        leaf = await asyncio.to_thread(self._ca.sign_leaf, csr, identity)
+        leaf = await asyncio.to_thread(ca.sign_leaf, csr, identity)
         self._metrics.issued.inc()
         self._log.info("certify.issued", identity=identity, serial=f"{leaf.serial_number:x}",
                        not_after=leaf.not_valid_after_utc.isoformat())
         return identity_pb.CertifyResponse(
             leaf_certificate=leaf.public_bytes(serialization.Encoding.DER),
-            intermediate_certificates=[self._ca.issuer_der],
+            intermediate_certificates=[ca.issuer_der],
             valid_until=int(leaf.not_valid_after_utc.timestamp()),
         )

@@ -6,7 +6,7 @@ from grpclib.const import Status
 from grpclib.testing import ChannelFor
 from identity_helpers import ALICE, TD, make_csr
 from meshlet.api import identity_pb
-from meshlet.identity.errors import InvalidToken
+from meshlet.identity.errors import InvalidToken, Unavailable
 from meshlet.identity.issuer import ensure_ca
 from meshlet.identity.server import IdentityMetrics, IdentityService
 from meshlet.identity.spiffe import WorkloadIdentity
@@ -51,6 +51,7 @@ async def test_issues_for_matching_identity(tmp_path):
         (WorkloadIdentity("shop", "alice"), {"identity": "spiffe://elsewhere/ns/shop/sa/alice"},
          Status.INVALID_ARGUMENT, "invalid_identity"),
         (WorkloadIdentity("shop", "alice"), {"certificate_signing_request": b""}, Status.INVALID_ARGUMENT, "invalid_csr"),
+        (Unavailable("TokenReview failed: cannot reach the API server"), {}, Status.UNAVAILABLE, "unavailable"),
         (RuntimeError("database is locked"), {}, Status.INTERNAL, "internal"),
     ],
 )
