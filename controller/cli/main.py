@@ -22,6 +22,9 @@ COMMANDS: dict[str, str] = {
     "check": "meshlet.controller.cli.check:check",
     "analyze": "meshlet.controller.cli.analyze:analyze",
     "proxy-config": "meshlet.controller.cli.proxy_config:proxy_config",
+    "inject": "meshlet.controller.cli.inject:inject",
+    "install": "meshlet.controller.cli.install:install",
+    "uninstall": "meshlet.controller.cli.install:uninstall",
 }
 
 
