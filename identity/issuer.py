@@ -110,14 +110,44 @@ def load_ca(
     trust_domain: str,
 ) -> CA:
     """Load a CA from PEM files (bring your own); CaError says which file is wrong."""
-    anchor_certs = tuple(_read_certs(Path(anchors)))
-    issuer_certs = _read_certs(Path(issuer_cert))
-    key = _read_key(Path(issuer_key))
-    issuer = issuer_certs[0]
-    if issuer.public_key().public_numbers() != key.public_key().public_numbers():
-        raise CaError(f"{issuer_key}: private key does not match the issuer certificate {issuer_cert}")
+    return ca_from_pem(
+        anchors_pem=_read(Path(anchors), "certificate"),
+        issuer_pem=_read(Path(issuer_cert), "certificate"),
+        key_pem=_read(Path(issuer_key), "key"),
+        trust_domain=trust_domain,
+        sources=(str(anchors), str(issuer_cert), str(issuer_key)),
+    )
+
+
+def ca_from_pem(
+    *,
+    anchors_pem: bytes,
+    issuer_pem: bytes,
+    key_pem: bytes,
+    trust_domain: str,
+    sources: tuple[str, str, str] = ("trust anchors", "issuer certificate", "issuer key"),
+    now: dt.datetime | None = None,
+) -> CA:
+    """Build a CA from PEM bytes (pure); CaError names the source (`sources`: anchors, cert, key) at fault.
+
+    Checks: each part parses; the key is EC P-256 and matches the issuer
+    certificate; the issuer is signed by one of the anchors; the issuer is
+    valid now.
+    """
+    anchors_src, issuer_src, key_src = sources
+    anchor_certs = tuple(_parse_certs(anchors_pem, anchors_src))
+    issuer = _parse_certs(issuer_pem, issuer_src)[0]
+    key = _parse_key(key_pem, key_src)
+    if issuer.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]
+        raise CaError(f"{key_src}: private key does not match the issuer certificate {issuer_src}")
     if not any(_issued_by(issuer, a) for a in anchor_certs):
-        raise CaError(f"{issuer_cert}: issuer certificate is not signed by any trust anchor in {anchors}")
+        raise CaError(f"{issuer_src}: issuer certificate is not signed by any trust anchor in {anchors_src}")
+    now = now or _now()
+    if issuer.not_valid_after_utc <= now:
+        raise CaError(f"{issuer_src}: issuer certificate expired at {issuer.not_valid_after_utc.isoformat()}")
+    if issuer.not_valid_before_utc > now + BACKDATE:
+        raise CaError(f"{issuer_src}: issuer certificate is not valid before "
+                      f"{issuer.not_valid_before_utc.isoformat()}")
     return CA(trust_domain=trust_domain, anchors=anchor_certs, issuer_cert=issuer, issuer_key=key)
 
 
@@ -220,31 +250,30 @@ def _key_usage(*, ca: bool) -> x509.KeyUsage:
     )
 
 
-def _read_certs(path: Path) -> list[x509.Certificate]:
+def _read(path: Path, what: str) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
-        raise CaError(f"{path}: cannot read certificate: {e.strerror}") from None
+        raise CaError(f"{path}: cannot read {what}: {e.strerror}") from None
+
+
+def _parse_certs(data: bytes, source: str) -> list[x509.Certificate]:
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as e:
-        raise CaError(f"{path}: not a PEM certificate file: {e}") from None
+        raise CaError(f"{source}: not a PEM certificate file: {e}") from None
     if not certs:
-        raise CaError(f"{path}: no certificate found")
+        raise CaError(f"{source}: no certificate found")
     return certs
 
 
-def _read_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise CaError(f"{path}: cannot read key: {e.strerror}") from None
+def _parse_key(data: bytes, source: str) -> ec.EllipticCurvePrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
-        raise CaError(f"{path}: not an unencrypted PEM private key: {e}") from None
+        raise CaError(f"{source}: not an unencrypted PEM private key: {e}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise CaError(f"{path}: issuer key must be EC P-256")
+        raise CaError(f"{source}: issuer key must be EC P-256")
     return key
 
 
