@@ -127,7 +127,7 @@ def build(target: Target, caller: CallerRef, endpoints: EndpointIndex, rules: Ru
     retry = _mesh_retry(built, rules)
     for vs in rules.virtual_services(found.host, caller.namespace):
         try:
-            http = vs_routes.http_routes(vs, backends, who, retry=retry)
+            http = vs_routes.http_routes(vs, backends, who, retry=retry, delegates=rules.virtual_service)
             tcp = vs_routes.l4_routes(vs, "tcp", backends, who)
             tls = vs_routes.l4_routes(vs, "tls", backends, who)
         except _SKIPPED as e:

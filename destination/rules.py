@@ -100,6 +100,10 @@ class RuleIndex:
                 out.append(vs)
         return out
 
+    def virtual_service(self, namespace: str, name: str) -> Any | None:
+        """A VirtualService by name (delegate lookups)."""
+        return self._tables[VIRTUAL_SERVICE].get((namespace, name))
+
     def destination_rule(self, host: str, caller_ns: str, host_ns: str | None) -> Any | None:
         """The DestinationRule for `host`: caller's namespace, then the host's, then the root namespace."""
         order = [caller_ns, host_ns, self.root_namespace]

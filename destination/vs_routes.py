@@ -17,7 +17,9 @@
 - `fault` percentages unset: nothing is faulted (delay_percent/abort_percent 0).
 - `mirrorPercentage` unset: 100; `mirrors[]`: the first one.
 - `redirect.redirectCode` unset: 301.
-- `delegate` VirtualServices are not supported (the rule is skipped).
+- `http[].delegate`: the delegate VirtualService's rules replace the rule,
+  merged under its matches (`delegate.py`); a VirtualService without hosts
+  (a delegate) gives no routes of its own.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from typing import Any, Protocol
 
 from meshlet.api import destination_pb as pb
 
+from .delegate import DelegateLookup, expand
 from .errors import InvalidRule
 from .values import (
     attr,
@@ -80,22 +83,17 @@ def default_retry() -> pb.RetryPolicy:
 # === http ===
 
 def http_routes(vs: Any, backends: Backends, caller: Caller, *,
-                retry: pb.RetryPolicy | None = None) -> list[pb.Route]:
-    """`retry`: the policy of rules without `retries` (Istio's default unless MeshConfig overrides it)."""
-    ns = vs.metadata.namespace or "default"
-    if attr(vs.spec, "delegate") is not None:
-        raise InvalidRule("delegate VirtualServices are not supported")
+                retry: pb.RetryPolicy | None = None, delegates: DelegateLookup | None = None) -> list[pb.Route]:
+    """`retry`: the policy of rules without `retries` (Istio's default unless MeshConfig overrides it);
+    `delegates`: finds the VirtualServices that `http[].delegate` names (none: delegating rules are skipped)."""
     routes = []
-    for i, rule in enumerate(items(vs.spec, "http")):
-        field_ = f"http[{i}]"
-        if attr(rule, "delegate") is not None:
-            raise InvalidRule(f"{field_}.delegate: delegate VirtualServices are not supported")
-        raw_matches = items(rule, "match")
-        matches = [request_match(m, f"{field_}.match[{j}]") for j, m in enumerate(raw_matches)
+    for x in expand(vs, delegates):
+        raw_matches = items(x.rule, "match")
+        matches = [request_match(m, f"{x.field}.match[{j}]") for j, m in enumerate(raw_matches)
                    if _applies(m, caller)]
         if raw_matches and not matches:
             continue
-        routes.append(http_route(rule, field_, ns, backends, matches, name=f"{vs.metadata.name}.{i}",
+        routes.append(http_route(x.rule, x.field, x.namespace, backends, matches, name=x.name,
                                  retry=retry or default_retry()))
     return routes
 

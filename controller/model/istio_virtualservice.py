@@ -5,9 +5,10 @@ Field names and structure follow istio/api `networking/v1alpha3/virtual_service.
 percentages, ports, status codes). References to other objects (hosts, subsets,
 gateways) are checked by `meshlet analyze`, which sees the store.
 
-A VirtualService without `hosts` is rejected. Istio accepts one as a delegate (a VS
-another VS's `http[].delegate` points at), which a single document cannot show;
-meshlet does not support delegate targets (the `delegate` field itself is stored).
+A VirtualService without `hosts` is a delegate, as in Istio: another VirtualService's
+`http[].delegate` names it and its http rules are merged under that rule (the
+destination service does the merge). A delegate takes no gateways, no tcp/tls rules
+and cannot delegate again (one level).
 The rule "only the last http rule may lack a match" is a `meshlet analyze` warning
 (IST0130), as in Istio, not a validation error.
 """
@@ -263,8 +264,7 @@ class VirtualServiceSpec:
             if not gw or gw.count("/") > 1 or gw.startswith("/") or gw.endswith("/"):
                 yield f"gateways[{i}]", f"invalid gateway {gw!r}: use 'name', 'namespace/name' or '{MESH_GATEWAY}'"
         if not self.hosts:
-            yield "hosts", ("missing: a VirtualService needs at least one host, the services its rules apply "
-                            "to (e.g. hosts: [myapp]); delegate VirtualServices without hosts are not supported")
+            yield from self._validate_delegate()
         if not (self.http or self.tls or self.tcp):
             yield "http", "a VirtualService needs at least one http, tls or tcp rule"
         yield from check_export_to(self.export_to)
@@ -277,6 +277,21 @@ class VirtualServiceSpec:
                             yield (f"{kind}[{i}].match[{j}].sourceLabels",
                                    (f"sourceLabels need the '{MESH_GATEWAY}' gateway (this VirtualService is bound "
                                    f"to gateways {', '.join(self.gateways)} only)"))
+
+
+    def _validate_delegate(self) -> Iterable[tuple[str, str]]:
+        """Istio's checks of a VirtualService without hosts (a delegate)."""
+        if not self.http:
+            yield "hosts", ("missing: a VirtualService needs at least one host, the services its rules apply "
+                            "to (e.g. hosts: [myapp]), unless it is a delegate with http rules")
+        if self.gateways:
+            yield "gateways", "a delegate VirtualService (no hosts) takes no gateways: its root's apply"
+        for kind, rules in (("tcp", self.tcp), ("tls", self.tls)):
+            if rules:
+                yield kind, f"a delegate VirtualService (no hosts) has only http rules, not {kind}"
+        for i, rule in enumerate(self.http):
+            if rule.delegate is not None:
+                yield f"http[{i}].delegate", "a delegate VirtualService (no hosts) cannot delegate again (one level)"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -246,3 +246,44 @@ async def test_meshlet_apply_reaches_profile_and_endpoint_streams(mesh, tmp_path
     await until(get, lambda u: endpoints(u)[0] == "add", "endpoints again")
     await profiles.aclose()
     await get.aclose()
+
+
+DELEGATE_ROOT = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-root}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /api}}]
+    delegate: {name: reviews-api}
+  - route: [{destination: {host: reviews, subset: v1}}]
+"""
+
+DELEGATE = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-api}
+spec:
+  http:
+  - match: [{uri: {prefix: /api/v2}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+"""
+
+
+async def test_delegate_virtual_service_applied_through_the_cli_reaches_the_stream(mesh, tmp_path):
+    proc, store, stub = mesh
+    await store.apply([service("reviews", port=9080), pod("reviews-v1", "198.18.0.21", app="reviews")])
+    meshlet(tmp_path, "apply", "-n", "shop", "-f", "-", input=DELEGATE_ROOT + "---\n" + VS.split("---\n")[1])
+    stream = stub.get_profile(pb.GetDestination(path="reviews:9080", context=pb.CallerContext(namespace="shop")),
+                              timeout=120)
+    # the delegate does not exist yet: its rule is skipped, the rest applies
+    await until(stream, lambda p: [r.name for r in p.routes] == ["reviews-root.1"], "the root without its delegate")
+    meshlet(tmp_path, "apply", "-n", "shop", "-f", "-", input=DELEGATE)
+    merged = await until(stream, lambda p: len(p.routes) == 2, "the delegate's rule merged in")
+    first = merged.routes[0]
+    assert first.name == "reviews-api.0" and [m.path.prefix for m in first.matches] == ["/api/v2"]
+    assert subsets(merged) == ["v2", "v1"]
+    meshlet(tmp_path, "delete", "-n", "shop", "virtualservice", "reviews-api")
+    await until(stream, lambda p: [r.name for r in p.routes] == ["reviews-root.1"], "the delegate's rule gone")
+    await stream.aclose()
