@@ -56,3 +56,8 @@ proto:
 
 proto-check:
 	$(PYTHON) api/generate.py --check
+
+## crds: regenerate helm/meshlet-crds (the CRDs of the Istio, Gateway API and meshlet kinds) from the resource model
+.PHONY: crds
+crds:
+	$(PYTHON) -m meshlet.controller.model.crd
