@@ -9,13 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import NoReturn
 
 import click
 from meshlet.controller.cli._local import absolute
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.local.checks import CheckContext, local_categories
-from meshlet.controller.local.healthcheck import CheckResult, Summary, run_checks
+from meshlet.controller.local.healthcheck import (
+    CheckResult,
+    Observer,
+    Summary,
+    run_checks,
+)
 
 OK, WARN, FAIL = "√", "‼", "×"
 
@@ -59,9 +66,27 @@ def render_json(summary: Summary) -> str:
 
 @click.command()
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--mode", type=click.Choice(["local", "kube"]), default=None,
+              help="local mesh (default) or a Kubernetes cluster (default when --kubeconfig/--context is given).")
+@click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Kubernetes mode: kubeconfig file (default $KUBECONFIG, ~/.kube/config, in-cluster).")
+@click.option("--context", "kube_context", default=None, help="Kubernetes mode: kubeconfig context.")
+@click.option("--control-plane-namespace", "-L", default="meshlet", show_default=True,
+              help="Kubernetes mode: namespace of the control plane.")
+@click.option("--pre", is_flag=True, help="Kubernetes mode: only check that the cluster is ready for meshlet install.")
+@click.option("--proxy", is_flag=True, help="Kubernetes mode: also check the data-plane proxies.")
+@click.option("-n", "--namespace", default=None, help="Kubernetes mode, --proxy: only this namespace.")
 @click.pass_obj
-def check(cfg: LocalConfig, output: str) -> None:
-    """Check the health of the local mesh (runtime, control plane, identity, data plane)."""
+def check(cfg: LocalConfig, output: str, mode: str | None, kubeconfig: Path | None, kube_context: str | None,
+          control_plane_namespace: str, pre: bool, proxy: bool, namespace: str | None) -> None:
+    """Check the health of the local mesh (runtime, control plane, identity, data plane) or of a cluster install."""
+    if mode == "kube" or (mode is None and (kubeconfig is not None or kube_context is not None)):
+        from meshlet.controller.cli.check_kube import KubeCheckOptions, run_kube_checks
+
+        opts = KubeCheckOptions(kubeconfig, kube_context, control_plane_namespace, namespace, pre, proxy)
+        _report(output, lambda observer: run_kube_checks(opts, observer))
+    if pre or proxy:
+        raise click.UsageError("--pre and --proxy apply to Kubernetes mode (--mode kube or --kubeconfig)")
     cfg = absolute(cfg)
     ctx = CheckContext(cfg)
     if output == "table":
@@ -70,5 +95,16 @@ def check(cfg: LocalConfig, output: str) -> None:
         observer.finish(summary)
     else:
         summary = asyncio.run(run_checks(local_categories(), ctx, lambda r: None))
+        click.echo(render_json(summary))
+    sys.exit(0 if summary.success else 1)
+
+
+def _report(output: str, run: Callable[[Observer], Awaitable[Summary]]) -> NoReturn:
+    if output == "table":
+        observer = TableObserver(click.echo)
+        summary = asyncio.run(run(observer))
+        observer.finish(summary)
+    else:
+        summary = asyncio.run(run(lambda r: None))
         click.echo(render_json(summary))
     sys.exit(0 if summary.success else 1)
