@@ -52,6 +52,21 @@ def from_http(status: int) -> int:
     return _HTTP_TO_GRPC.get(status, UNKNOWN)
 
 
+_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
+
+
+def timeout_of(headers: list[tuple[bytes, bytes]]) -> float | None:
+    """The request's `grpc-timeout` in seconds (`1*8DIGIT` + unit H M S m u n); None when it has
+    none or it is malformed (a malformed one is ignored, as gRPC servers do)."""
+    for name, value in headers:
+        if name == b"grpc-timeout":
+            digits, unit = value[:-1], value[-1:]
+            if not digits.isdigit() or len(digits) > 8 or unit not in _TIMEOUT_UNITS:
+                return None
+            return int(digits) * _TIMEOUT_UNITS[unit]
+    return None
+
+
 def retry_codes(retry_on: tuple[str, ...] | frozenset[str]) -> frozenset[int]:
     return frozenset(RETRY_ON[c] for c in retry_on if c in RETRY_ON)
 

@@ -129,6 +129,10 @@ class H2Server(asyncio.Protocol):
                     ex.on_req_data(ev.data, ev.flow_controlled_length)
             elif t is h2.events.RequestReceived:
                 self._request(ev, started)
+            elif t is h2.events.TrailersReceived:
+                ex = self.streams.get(ev.stream_id)
+                if ex is not None and not ex.req_ended:
+                    ex.on_req_trailers(ev.headers)  # type: ignore[arg-type]
             elif t is h2.events.StreamEnded:
                 ex = self.streams.get(ev.stream_id)
                 if ex is not None and not ex.req_ended:

@@ -33,6 +33,9 @@ class H2Exchange(StreamPolicy):
         self.sid = sid
         self.head = request_head(headers)  # ProtocolError: the server refuses the stream
         self.grpc = grpc.is_grpc(headers)
+        self.deadline = grpc.timeout_of(headers) if self.grpc else None
+        """The client's `grpc-timeout` (seconds from the start of the stream), enforced by the proxy."""
+        self.req_trailers: list[tuple[bytes, bytes]] | None = None
         self.scheme = next((v for n, v in headers if n == b":scheme"), b"http")
         self.start = time.monotonic()
         self.req_q: deque[tuple[bytes, int]] = deque()
@@ -62,6 +65,8 @@ class H2Exchange(StreamPolicy):
 
     def begin(self) -> None:
         srv = self.srv
+        if self.deadline is not None:
+            self.timer = asyncio.get_running_loop().call_later(self.deadline, self._on_timeout)
         try:
             got = srv.router.route_now(self.head, srv.ctx)
         except ProxyError as e:
@@ -112,7 +117,10 @@ class H2Exchange(StreamPolicy):
                 self.metrics = self.srv.router.error_metrics(self.head, self.srv.ctx)
                 self._send_local(200, grpc.trailers_only(f.abort_grpc, "fault injected"), b"", f.abort_grpc)
                 return
-            if plan.timeout > 0:
+            if plan.timeout > 0 and (self.deadline is None or
+                                     plan.timeout < self.deadline - (time.monotonic() - self.start)):
+                if self.timer is not None:
+                    self.timer.cancel()
                 self.timer = asyncio.get_running_loop().call_later(plan.timeout, self._on_timeout)
             if plan.delay:
                 self._spawn(self._delayed(route, plan.delay))
@@ -170,7 +178,7 @@ class H2Exchange(StreamPolicy):
             route.load.start()
         if plan is not None and plan.retry.per_try_timeout > 0:
             self.try_timer = asyncio.get_running_loop().call_later(plan.retry.per_try_timeout, self._on_try_timeout)
-        end = self.req_ended and not self.req_q
+        end = self.req_ended and not self.req_q and self.req_trailers is None
         self.up = up
         try:
             self.up_sid = up.open(upstream_headers(head, self.scheme), end, self)
@@ -196,6 +204,10 @@ class H2Exchange(StreamPolicy):
         elif self.done:
             self.srv.ack(self.sid, flow)
             self.req_q.clear()
+
+    def on_req_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Request trailers (gRPC clients may send them): forwarded after the body."""
+        self.req_trailers = [(n, v) for n, v in headers if n[:1] != b":"]
 
     def on_req_end(self) -> None:
         self.req_ended = True
@@ -230,7 +242,10 @@ class H2Exchange(StreamPolicy):
                 up.send(sid, data[:w])
                 q[0] = (data[w:], flow)
         if not q and self.req_ended and not self.req_end_sent:
-            up.end(sid)
+            if self.req_trailers is not None:
+                up.trailers(sid, self.req_trailers)
+            else:
+                up.end(sid)
             self.req_end_sent = True
         up.flush()
         self.srv.flush()

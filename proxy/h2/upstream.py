@@ -97,6 +97,10 @@ class H2Upstream(asyncio.Protocol):
     def end(self, sid: int) -> None:
         self.conn.end_stream(sid)
 
+    def trailers(self, sid: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """End the request stream with trailers."""
+        self.conn.send_headers(sid, headers, end_stream=True)
+
     def ack(self, sid: int, n: int) -> None:
         if n and self.alive:
             self.conn.acknowledge_received_data(n, sid)  # a closed stream: the connection window still

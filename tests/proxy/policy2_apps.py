@@ -1,0 +1,128 @@
+"""Workloads of the policy2 real-path tests (run inside a pod's netns).
+
+    python policy2_apps.py serve NAME      h2c on :8082: answers 200 with "NAME PATH trailers=<request
+                                           trailers as k=v;...>"; a request with `x-stall: 1` is never
+                                           answered (its reset is printed: "reset PATH CODE")
+    python policy2_apps.py h2 URL [k=v headers...] [--trailer k=v] [--body TEXT | --grpc-empty]
+                                           one h2c request with prior knowledge; prints JSON
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+import h2.config
+import h2.connection
+import h2.events
+
+
+class Echo(asyncio.Protocol):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        self.heads: dict[int, dict[bytes, bytes]] = {}
+        self.trailers: dict[int, list[tuple[bytes, bytes]]] = {}
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.conn.initiate_connection()
+        transport.write(self.conn.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        for ev in self.conn.receive_data(data):
+            if isinstance(ev, h2.events.RequestReceived):
+                self.heads[ev.stream_id] = dict(ev.headers)
+            elif isinstance(ev, h2.events.DataReceived):
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                self.trailers[ev.stream_id] = list(ev.headers)
+            elif isinstance(ev, h2.events.StreamReset):
+                h = self.heads.get(ev.stream_id, {})
+                print(f"reset {h.get(b':path', b'').decode()} {ev.error_code}", flush=True)
+            elif isinstance(ev, h2.events.StreamEnded):
+                h = self.heads.get(ev.stream_id, {})
+                if h.get(b"x-stall") == b"1":
+                    continue
+                t = ";".join(f"{k.decode()}={v.decode()}" for k, v in self.trailers.pop(ev.stream_id, []))
+                body = f"{self.name} {h.get(b':path', b'').decode()} trailers={t}".encode()
+                self.conn.send_headers(ev.stream_id, [(b":status", b"200"),
+                                                      (b"content-length", str(len(body)).encode())])
+                self.conn.send_data(ev.stream_id, body, end_stream=True)
+        self.transport.write(self.conn.data_to_send())
+
+
+async def serve(name: str) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.create_server(lambda: Echo(name), "0.0.0.0", 8082)
+    print("policy2 apps ready", flush=True)
+    await asyncio.Event().wait()
+
+
+def h2_request(url: str, headers: dict[str, str], trailers: dict[str, str], body: bytes) -> dict[str, Any]:
+    u = urlsplit(url)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    method = b"POST" if body or trailers else b"GET"
+    with socket.create_connection((u.hostname, u.port or 80), timeout=20) as s:
+        conn.send_headers(1, [(b":method", method), (b":scheme", b"http"), (b":path", (u.path or "/").encode()),
+                              (b":authority", u.netloc.encode())]
+                          + [(k.encode(), v.encode()) for k, v in headers.items()],
+                          end_stream=not body and not trailers)
+        if body:
+            conn.send_data(1, body, end_stream=not trailers)
+        if trailers:
+            conn.send_headers(1, [(k.encode(), v.encode()) for k, v in trailers.items()], end_stream=True)
+        s.sendall(conn.data_to_send())
+        out: dict[str, Any] = {"body": ""}
+        while True:
+            data = s.recv(65536)
+            if not data:
+                out["error"] = "connection closed"
+                return out
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    out["headers"] = {k.decode(): v.decode() for k, v in ev.headers}
+                elif isinstance(ev, h2.events.TrailersReceived):
+                    out["trailers"] = {k.decode(): v.decode() for k, v in ev.headers}
+                elif isinstance(ev, h2.events.DataReceived):
+                    out["body"] += ev.data.decode()
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamReset):
+                    out["reset"] = ev.error_code
+                    return out
+                elif isinstance(ev, h2.events.StreamEnded):
+                    return out
+            s.sendall(conn.data_to_send())
+
+
+def main(argv: list[str]) -> None:
+    if argv[0] == "serve":
+        asyncio.run(serve(argv[1]))
+        return
+    if argv[0] == "h2":
+        headers: dict[str, str] = {}
+        trailers: dict[str, str] = {}
+        body = b""
+        args = iter(argv[2:])
+        for a in args:
+            if a == "--trailer":
+                k, _, v = next(args).partition("=")
+                trailers[k] = v
+            elif a == "--body":
+                body = next(args).encode()
+            elif a == "--grpc-empty":  # one empty gRPC message
+                body = b"\x00\x00\x00\x00\x00"
+            else:
+                k, _, v = a.partition("=")
+                headers[k] = v
+        print(json.dumps(h2_request(argv[1], headers, trailers, body)), flush=True)
+        return
+    raise SystemExit(f"unknown command {argv[0]}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
