@@ -49,6 +49,9 @@ class CaptureConfig:
     """Inbound destination ports never redirected (besides the proxy's own)."""
     exclude_outbound_ports: tuple[int, ...] = ()
     exclude_outbound_cidrs: tuple[ipaddress.IPv4Network, ...] = ()
+    include_outbound_cidrs: tuple[ipaddress.IPv4Network, ...] | None = None
+    """Only these destinations are redirected outbound (Istio's `includeOutboundIPRanges`);
+    None: every destination ("*"); empty: no outbound capture at all."""
 
     def __post_init__(self) -> None:
         for port in (*self.exclude_inbound_ports, *self.exclude_outbound_ports, *self.proxy_ports.all()):
@@ -85,6 +88,13 @@ def parse_cidrs(text: str) -> tuple[ipaddress.IPv4Network, ...]:
     return tuple(cidrs)
 
 
+def parse_include_cidrs(text: str) -> tuple[ipaddress.IPv4Network, ...] | None:
+    """Istio's includeOutboundIPRanges: "*" → None (everything), "" → () (nothing), else CIDRs."""
+    if text.strip() == "*":
+        return None
+    return parse_cidrs(text)
+
+
 def _unique(items: Iterable[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(items))
 
@@ -109,7 +119,11 @@ def mesh_chain_rules(cfg: CaptureConfig) -> list[str]:
         rules.append(f"-A {OUTPUT} -p tcp -m tcp --dport {port} -j RETURN")
     for cidr in dict.fromkeys(cfg.exclude_outbound_cidrs):
         rules.append(f"-A {OUTPUT} -d {cidr} -j RETURN")
-    rules.append(f"-A {OUTPUT} -p tcp -j {REDIRECT}")
+    if cfg.include_outbound_cidrs is None:
+        rules.append(f"-A {OUTPUT} -p tcp -j {REDIRECT}")
+    else:
+        for cidr in dict.fromkeys(cfg.include_outbound_cidrs):
+            rules.append(f"-A {OUTPUT} -d {cidr} -p tcp -j {REDIRECT}")
     return rules
 
 

@@ -1,0 +1,129 @@
+"""What the webhook reads from and writes to the API server (kubernetes_asyncio).
+
+* `NamespaceLabels`: a namespace's labels, cached for a short TTL (bounded), so a
+  burst of pods (a Deployment scaling up) costs one read.
+* `TrustRootsPublisher`: copies the trust-roots ConfigMap of the control-plane
+  namespace into the namespace of each injected pod (its proxy mounts it from
+  there: a pod cannot mount another namespace's ConfigMap), like istiod does
+  with `istio-ca-root-cert`.
+* `api_client(kubeconfig)`: from a kubeconfig path, or in-cluster when None.
+
+API errors become `KubeError` (the webhook turns it into "allowed, not injected").
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+
+import structlog
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from meshlet.injector.config import TRUST_ROOTS_CONFIGMAP, TRUST_ROOTS_KEY
+
+log = structlog.get_logger(component="meshlet.injector.kube")
+
+
+class KubeError(RuntimeError):
+    """An API call failed (the message names the object and the status)."""
+
+
+async def api_client(kubeconfig: str | None) -> client.ApiClient:
+    if kubeconfig:
+        return await config.new_client_from_config(config_file=kubeconfig)
+    conf = client.Configuration()
+    config.load_incluster_config(client_configuration=conf)  # ConfigException outside a pod
+    return client.ApiClient(configuration=conf)
+
+
+async def server_minor_version(api: client.ApiClient) -> tuple[int, int]:
+    """(major, minor) of the API server, e.g. (1, 37) (a trailing "+" is ignored)."""
+    try:
+        info = await client.VersionApi(api).get_code()
+    except (ApiException, OSError) as e:
+        raise KubeError(f"reading the API server version: {e}") from None
+    digits = lambda s: int("".join(ch for ch in str(s) if ch.isdigit()) or 0)
+    return digits(info.major), digits(info.minor)
+
+
+class NamespaceLabels:
+    def __init__(self, api: client.ApiClient, *, ttl: float = 5.0, max_entries: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._core = client.CoreV1Api(api)
+        self._ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, dict[str, str]]] = OrderedDict()
+
+    async def get(self, name: str) -> Mapping[str, str]:
+        now = self._clock()
+        hit = self._cache.get(name)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        try:
+            ns = await self._core.read_namespace(name)
+        except ApiException as e:
+            raise KubeError(f"reading namespace {name!r}: {e.status} {e.reason}") from None
+        except OSError as e:
+            raise KubeError(f"reading namespace {name!r}: {e}") from None
+        labels = dict(ns.metadata.labels or {})
+        self._cache[name] = (now, labels)
+        self._cache.move_to_end(name)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return labels
+
+
+class TrustRootsPublisher:
+    """Keeps `meshlet-identity-trust-roots` in pod namespaces equal to the control plane's."""
+
+    def __init__(self, api: client.ApiClient, control_plane_namespace: str, *, ttl: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._core = client.CoreV1Api(api)
+        self._cp_ns = control_plane_namespace
+        self._ttl = ttl
+        self._clock = clock
+        self._done: OrderedDict[str, float] = OrderedDict()
+
+    async def _source(self) -> str:
+        try:
+            cm = await self._core.read_namespaced_config_map(TRUST_ROOTS_CONFIGMAP, self._cp_ns)
+        except ApiException as e:
+            raise KubeError(f"reading ConfigMap {self._cp_ns}/{TRUST_ROOTS_CONFIGMAP}: {e.status} {e.reason}") from None
+        pem = (cm.data or {}).get(TRUST_ROOTS_KEY, "")
+        if "BEGIN CERTIFICATE" not in pem:
+            raise KubeError(f"ConfigMap {self._cp_ns}/{TRUST_ROOTS_CONFIGMAP} has no PEM under {TRUST_ROOTS_KEY}")
+        return pem
+
+    async def ensure(self, namespace: str) -> None:
+        if namespace == self._cp_ns:
+            return
+        now = self._clock()
+        last = self._done.get(namespace)
+        if last is not None and now - last < self._ttl:
+            return
+        pem = await self._source()
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=TRUST_ROOTS_CONFIGMAP, namespace=namespace,
+                                         labels={"app.kubernetes.io/managed-by": "meshlet-injector"}),
+            data={TRUST_ROOTS_KEY: pem})
+        try:
+            try:
+                current = await self._core.read_namespaced_config_map(TRUST_ROOTS_CONFIGMAP, namespace)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+                await self._core.create_namespaced_config_map(namespace, body)
+                log.info("trust_roots.published", namespace=namespace)
+            else:
+                if (current.data or {}).get(TRUST_ROOTS_KEY) != pem:
+                    await self._core.replace_namespaced_config_map(TRUST_ROOTS_CONFIGMAP, namespace, body)
+                    log.info("trust_roots.updated", namespace=namespace)
+        except ApiException as e:
+            if e.status != 409:  # created concurrently by another replica: fine
+                raise KubeError(f"writing ConfigMap {namespace}/{TRUST_ROOTS_CONFIGMAP}: {e.status} {e.reason}") from None
+        self._done[namespace] = now
+        self._done.move_to_end(namespace)
+        while len(self._done) > 4096:
+            self._done.popitem(last=False)
