@@ -25,6 +25,7 @@ from meshlet.controller.model.istio_security import (
 )
 from meshlet.controller.model.istio_telemetry import Telemetry
 from meshlet.controller.model.istio_virtualservice import VirtualService
+from meshlet.controller.model.kube_core import EndpointSlice, Secret
 from meshlet.controller.model.mesh import MeshConfig
 from meshlet.controller.model.registry import KindInfo, Registry
 
@@ -37,6 +38,8 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo(ServiceAccount, "serviceaccounts", ("sa",)),
     KindInfo(Deployment, "deployments", ("deploy",)),
     KindInfo(Pod, "pods", ("po",)),
+    KindInfo(EndpointSlice, "endpointslices", ()),
+    KindInfo(Secret, "secrets", ()),
     KindInfo(WorkloadToken, "workloadtokens", ("wt",), internal=True),
     KindInfo(VirtualService, "virtualservices", ("vs",), _NET),
     KindInfo(DestinationRule, "destinationrules", ("dr",), _NET),
