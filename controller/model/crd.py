@@ -135,8 +135,11 @@ def schema_for(tp: Any, _seen: tuple[type, ...] = ()) -> dict[str, Any]:
         return {"type": "array", "items": schema_for(args[0] if args else Any, _seen)}
     if origin is dict:
         args = typing.get_args(tp)
-        value = args[1] if args else Any
-        return {"type": "object", "additionalProperties": schema_for(value, _seen)}
+        out = {"type": "object", "additionalProperties": schema_for(args[1] if args else Any, _seen)}
+        if args and args[0] is int:  # JSON keys are strings: say they must be digits (PeerAuthentication ports)
+            out["x-kubernetes-validations"] = [{"rule": "self.all(key, key.matches('^[0-9]+$'))",
+                                                "message": "keys must be integers"}]
+        return out
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         values = [m.value for m in tp]
         return {"type": _scalar_type(values[0]), "enum": values}

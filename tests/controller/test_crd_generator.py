@@ -52,6 +52,8 @@ def check(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
         for i, item in enumerate(value):
             out += check(schema["items"], item, f"{path}[{i}]")
     if t == "object":
+        if schema.get("x-kubernetes-validations") and not all(k.isdigit() for k in value):
+            out.append(f"{path}: keys must be integers")
         props = schema.get("properties", {})
         for key, item in value.items():
             if item is None:  # the API server prunes nulls of non-nullable fields
@@ -226,6 +228,7 @@ BAD = [
     ("DestinationRule", {"host": "r", "trafficPolicy": {"loadBalancer": {"simple": "FASTEST"}}},
      ".spec.trafficPolicy.loadBalancer.simple: unsupported value 'FASTEST'"),
     ("PeerAuthentication", {"mtls": {"mode": "STRICT"}, "mTLs": {}}, ".spec.mTLs: unknown field"),
+    ("PeerAuthentication", {"portLevelMtls": {"http": {"mode": "STRICT"}}}, ".spec.portLevelMtls: keys must be integers"),
 ]
 
 
