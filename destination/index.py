@@ -1,10 +1,14 @@
-"""In-memory view of Services and Pods and the endpoint rules (pure, no I/O).
+"""In-memory view of Services, Pods and EndpointSlices and the endpoint rules (pure, no I/O).
 
 Endpoints of a Service port are the pods of the Service's namespace whose
 labels match its (non-empty) selector, phase Running, ready, with an IP; the
 port is the Service port's targetPort, named ports resolved through the pod's
 container ports. A pod annotated `meshlet.io/proxy: injected` is meshed and
 gets the SPIFFE identity of its service account.
+
+In Kubernetes mode a Service's endpoints come from its EndpointSlices instead
+(`endpointslice.py`): as soon as one slice names the Service, the slices
+decide and the selector is not evaluated.
 
 Lookups scan the (small, local-mode) tables: fine for tens of services and
 hundreds of pods, and always consistent.
@@ -15,12 +19,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from .address import Address, AddressSet
+from .endpointslice import is_meshed, service_of, slice_addresses
 from .targets import ExternalTarget, IpTarget, ServiceTarget, Target
 
 MESHED_ANNOTATION = "meshlet.io/proxy"
 MESHED_VALUE = "injected"
-SERVICE, POD = "Service", "Pod"
-KINDS = frozenset({SERVICE, POD})
+SERVICE, POD, ENDPOINT_SLICE = "Service", "Pod", "EndpointSlice"
+KINDS = frozenset({SERVICE, POD, ENDPOINT_SLICE})
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -40,19 +45,49 @@ class EndpointIndex:
         self.trust_domain = trust_domain
         self._services: dict[Key, Any] = {}
         self._pods: dict[Key, Any] = {}
+        self._slices: dict[Key, dict[str, Any]] = {}
+        """(namespace, service name) -> slice name -> EndpointSlice."""
 
     def __repr__(self) -> str:
-        return f"<EndpointIndex services={len(self._services)} pods={len(self._pods)}>"
+        n = sum(len(v) for v in self._slices.values())
+        return f"<EndpointIndex services={len(self._services)} pods={len(self._pods)} slices={n}>"
 
-    def replace(self, services: Iterable[Any], pods: Iterable[Any]) -> None:
+    def replace(self, services: Iterable[Any], pods: Iterable[Any], slices: Iterable[Any] = ()) -> None:
         self._services = {_key(s): s for s in services}
         self._pods = {_key(p): p for p in pods}
+        self._slices = {}
+        for endpoint_slice in slices:
+            self._upsert_slice(endpoint_slice)
 
     def upsert(self, resource: Any) -> None:
+        if resource.kind == ENDPOINT_SLICE:
+            self._delete_slice(resource)  # its service label may have changed
+            self._upsert_slice(resource)
+            return
         self._table(resource.kind)[_key(resource)] = resource
 
     def delete(self, resource: Any) -> None:
+        if resource.kind == ENDPOINT_SLICE:
+            self._delete_slice(resource)
+            return
         self._table(resource.kind).pop(_key(resource), None)
+
+    def _upsert_slice(self, endpoint_slice: Any) -> None:
+        service = service_of(endpoint_slice)
+        if service is not None:
+            namespace, name = _key(endpoint_slice)
+            self._slices.setdefault((namespace, service), {})[name] = endpoint_slice
+
+    def _delete_slice(self, endpoint_slice: Any) -> None:
+        namespace, name = _key(endpoint_slice)
+        for key in [k for k, v in self._slices.items() if k[0] == namespace and name in v]:
+            del self._slices[key][name]
+            if not self._slices[key]:
+                del self._slices[key]
+
+    def slices(self, namespace: str, service: str) -> list[Any]:
+        """The EndpointSlices of a Service (empty: none, its selector decides)."""
+        return list(self._slices.get((namespace, service), {}).values())
 
     def _table(self, kind: str) -> dict[Key, Any]:
         if kind == SERVICE:
@@ -104,6 +139,11 @@ class EndpointIndex:
     def _service_endpoints(self, service: Any, port: int) -> AddressSet:
         namespace, name = _key(service)
         labels = {"dst_service": name, "dst_namespace": namespace}
+        slices = self._slices.get((namespace, name))
+        if slices:
+            found = slice_addresses(service, port, slices.values(), self.pod,
+                                    lambda ns, sa: spiffe_id(self.trust_domain, ns, sa))
+            return AddressSet.of(found, labels)
         selector = service.spec.selector
         if not selector:
             return AddressSet.of([], labels)
@@ -129,7 +169,7 @@ class EndpointIndex:
     def _address(self, pod: Any, port: int) -> Address:
         namespace, name = _key(pod)
         service_account = pod.spec.service_account_name or "default"
-        meshed = pod.metadata.annotations.get(MESHED_ANNOTATION) == MESHED_VALUE
+        meshed = is_meshed(pod)
         return Address(
             ip=pod.status.pod_ip,
             port=port,

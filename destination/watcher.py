@@ -1,8 +1,9 @@
 """Watcher -> publisher -> listener: endpoints of each subscribed target, snapshot then diffs.
 
-`EndpointsWatcher.run(store)` lists Services, Pods and the traffic resources
-(ServiceEntry, Sidecar, MeshConfig, VirtualService, ... : `rules.RULE_KINDS`,
-those the store knows), then follows the store's watch; on any watch error
+`EndpointsWatcher.run(store)` lists Services, Pods, EndpointSlices (Kubernetes
+mode; when the store knows the kind) and the traffic resources (ServiceEntry,
+Sidecar, MeshConfig, VirtualService, ... : `rules.RULE_KINDS`, those the store
+knows), then follows the store's watch; on any watch error
 (including `Gone`) it relists with backoff, and the publishers send only what
 changed. Listeners are synchronous and must not block: they only enqueue
 (see server.py). Publishers are per (target, caller): a ServiceEntry, the
@@ -22,12 +23,12 @@ import structlog
 from .address import AddressSet
 from .dns import DnsCache
 from .hosts import DEFAULT_DOMAIN
-from .index import POD, SERVICE, EndpointIndex
+from .index import ENDPOINT_SLICE, POD, SERVICE, EndpointIndex
 from .lookup import CallerRef, blocked, entry_endpoints, identify
 from .rules import RULE_KINDS, SERVICE_ENTRY, RuleIndex
 from .targets import Target
 
-ALL_KINDS = frozenset({SERVICE, POD, *RULE_KINDS})
+ALL_KINDS = frozenset({SERVICE, POD, ENDPOINT_SLICE, *RULE_KINDS})
 ANYONE = CallerRef()
 """A caller without context (namespace "", no pod, no labels)."""
 from .values import attr, items
@@ -183,9 +184,10 @@ class EndpointsWatcher:
 
     # === changes ===
 
-    def load(self, services: list[Any], pods: list[Any], rules: dict[str, list[Any]] | None = None) -> None:
+    def load(self, services: list[Any], pods: list[Any], rules: dict[str, list[Any]] | None = None,
+             slices: list[Any] | None = None) -> None:
         """Replace everything (initial list or relist) and publish the differences."""
-        self.index.replace(services, pods)
+        self.index.replace(services, pods, slices or ())
         for kind in RULE_KINDS:
             self.rules.replace(kind, (rules or {}).get(kind, ()))
         self._changed.update(ALL_KINDS)
@@ -287,20 +289,29 @@ class EndpointsWatcher:
         services, rv_services = await store.list(SERVICE)
         pods, rv_pods = await store.list(POD)
         versions = {SERVICE: rv_services, POD: rv_pods}
+        slices: list[Any] = []
+        if ENDPOINT_SLICE in known_kinds(store):
+            listed_slices, versions[ENDPOINT_SLICE] = await store.list(ENDPOINT_SLICE)
+            slices = list(listed_slices)
         rules: dict[str, list[Any]] = {}
         for kind in rule_kinds(store):
             listed, versions[kind] = await store.list(kind)
             rules[kind] = list(listed)
-        self.load(list(services), list(pods), rules)
+        self.load(list(services), list(pods), rules, slices)
         if not self.ready:
-            self._log.info("watcher.ready", services=len(services), pods=len(pods),
+            self._log.info("watcher.ready", services=len(services), pods=len(pods), endpoint_slices=len(slices),
                            rules={k: len(v) for k, v in rules.items() if v})
         self._synced.set()
         return versions
 
 
-def rule_kinds(store: Any) -> list[str]:
-    """The traffic kinds this store knows (a store without a registry: none)."""
+def known_kinds(store: Any) -> set[str]:
+    """The kinds this store knows (a store without a registry: none)."""
     registry = getattr(store, "registry", None)
-    known = set(registry.kinds()) if registry is not None else set()
+    return set(registry.kinds()) if registry is not None else set()
+
+
+def rule_kinds(store: Any) -> list[str]:
+    """The traffic kinds this store knows."""
+    known = known_kinds(store)
     return [kind for kind in RULE_KINDS if kind in known]
