@@ -23,6 +23,8 @@ from meshlet.controller.serve import (
     run_grpc,
     split_hostport,
 )
+from meshlet.controller.store.errors import StoreError
+from meshlet.controller.store.open import StoreSettings, open_store, store_options
 from prometheus_client import CollectorRegistry
 
 from .debug import add_debug_routes
@@ -42,6 +44,7 @@ class DestinationSettings:
     trust_domain: str
     stream_queue_capacity: int
     log_level: str
+    store: StoreSettings = StoreSettings()
 
     @property
     def db_path(self) -> Path:
@@ -52,7 +55,7 @@ async def serve(settings: DestinationSettings) -> None:
     from meshlet.controller.store import SqliteStore
 
     log = setup_log("destination", settings.log_level)
-    store = SqliteStore(settings.db_path)
+    store = await open_store(settings.store, lambda: SqliteStore(settings.db_path), log=log)
     try:
         await serve_store(settings, store, log)
     finally:
@@ -94,8 +97,10 @@ async def serve_store(settings: DestinationSettings, store: Any, log: structlog.
               show_default=True, help="Updates buffered per Get stream before a slow client is disconnected.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@store_options
 def main(state_dir: Path | None, listen: str, admin_listen: str | None, trust_domain: str | None,
-         stream_queue_capacity: int, log_level: str) -> None:
+         stream_queue_capacity: int, log_level: str, store: str, kubeconfig: Path | None,
+         kube_context: str | None) -> None:
     cfg = LocalConfig.from_env(state_dir)
     try:
         listen_addr = split_hostport(listen, what="--listen")
@@ -109,10 +114,11 @@ def main(state_dir: Path | None, listen: str, admin_listen: str | None, trust_do
         trust_domain=trust_domain or cfg.trust_domain,
         stream_queue_capacity=stream_queue_capacity,
         log_level=log_level,
+        store=StoreSettings.from_options(store, kubeconfig, kube_context),
     )
     try:
         asyncio.run(serve(settings))
-    except OSError as e:
+    except (OSError, StoreError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
 
