@@ -150,8 +150,12 @@ def _args(s: Scope, component: str) -> list[Any]:
                 "--trust-anchors", f"{IDENTITY_MOUNT}/ca.crt", "--issuer-cert", f"{IDENTITY_MOUNT}/tls.crt",
                 "--issuer-key", f"{IDENTITY_MOUNT}/tls.key", "--token-audience", s.text("identity.tokenAudience"),
                 *common]
-    return ["-m", "meshlet.injector", "--store", "kube", "--listen", f"0.0.0.0:{grpc}",
-            "--tls-cert", f"{INJECTOR_MOUNT}/tls.crt", "--tls-key", f"{INJECTOR_MOUNT}/tls.key", *common]
+    return ["-m", "meshlet.injector", "--store", "kube", "--host", "0.0.0.0", "--port", str(grpc),
+            "--admin-port", str(admin), "--namespace", s.namespace(),
+            "--tls-cert", f"{INJECTOR_MOUNT}/tls.crt", "--tls-key", f"{INJECTOR_MOUNT}/tls.key",
+            "--proxy-image", s.image(), "--image-pull-policy", s.text("image.pullPolicy"),
+            "--native-sidecar", s.text("injector.nativeSidecar"), "--trust-domain", s.text("trustDomain"),
+            "--log-level", s.text("logLevel")]
 
 
 def _deployment(s: Scope, component: str) -> dict[str, Any]:

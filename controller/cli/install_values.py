@@ -9,6 +9,7 @@ commented `values.yaml` from the same table (see `install_chart`).
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,8 @@ VALUES: tuple[Value, ...] = (
     Value("injector.resources", _RESOURCES, "Container resources of meshlet-injector."),
     Value("injector.failurePolicy", "Ignore",
           "Webhook failure policy: Ignore (pods are created uninjected while the injector is down) or Fail (pod creation fails)."),
+    Value("injector.nativeSidecar", "auto",
+          "Inject the proxy as a native sidecar (init container with restartPolicy Always): auto (when the API server supports it), on, off."),
     Value("injector.timeoutSeconds", 10, "Seconds the API server waits for the injector before applying the failure policy."),
     Value("injector.tls.caPEM", "", "Required. CA (PEM) that signed the webhook serving certificate; becomes the webhook's caBundle."),
     Value("injector.tls.crtPEM", "", "Required. Webhook serving certificate (PEM) for meshlet-injector.<namespace>.svc."),
@@ -105,16 +108,15 @@ def _is_leaf_map(key: str, node: Mapping[str, Any]) -> bool:
 
 
 def parse_set(assignment: str) -> tuple[str, Any]:
-    """`a.b=c` → ("a.b", c) with c typed as YAML reads it (`3` is an int, `true` a bool), like `helm --set`."""
+    """`a.b=c` → ("a.b", c) typed as `helm --set` types it: true/false are bools, digits an int, else a string."""
     path, sep, raw = assignment.partition("=")
     if not sep or not path.strip():
         raise InstallError(f"--set {assignment!r}: expected key=value")
-    try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
-        value = raw
-    if value is None:
-        value = ""
+    value: Any = raw
+    if raw in ("true", "false"):
+        value = raw == "true"
+    elif re.fullmatch(r"-?(0|[1-9][0-9]*)", raw):
+        value = int(raw)
     return path.strip(), value
 
 
@@ -143,6 +145,9 @@ def validate(values: Mapping[str, Any]) -> None:
             raise InstallError(f"value {path!r} must be a string, got {value!r}")
         if want is dict and not isinstance(value, Mapping):
             raise InstallError(f"value {path!r} must be a map, got {value!r}")
+    native = get_path(values, "injector.nativeSidecar")
+    if native not in ("auto", "on", "off"):
+        raise InstallError(f"value 'injector.nativeSidecar' must be auto, on or off, got {native!r}")
     policy = get_path(values, "injector.failurePolicy")
     if policy not in FAILURE_POLICIES:
         raise InstallError(f"value 'injector.failurePolicy' must be one of {', '.join(FAILURE_POLICIES)}, got {policy!r}")

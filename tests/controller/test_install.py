@@ -14,7 +14,11 @@ import yaml
 from click.testing import CliRunner
 from cryptography import x509
 from meshlet.controller.cli.install import install, render_control_plane, uninstall
-from meshlet.controller.cli.install_certs import IdentityFiles, fill_certificates, webhook_dns_names
+from meshlet.controller.cli.install_certs import (
+    IdentityFiles,
+    fill_certificates,
+    webhook_dns_names,
+)
 from meshlet.controller.cli.install_chart import default_chart_dir, stale_files
 from meshlet.controller.cli.install_values import (
     InstallError,
@@ -48,6 +52,8 @@ def test_values_yaml_documents_every_default() -> None:
 def test_set_is_typed_like_helm_and_validated() -> None:
     assert parse_set("injector.replicas=3") == ("injector.replicas", 3)
     assert parse_set("image.tag=") == ("image.tag", "")
+    assert parse_set("injector.nativeSidecar=on") == ("injector.nativeSidecar", "on")
+    assert parse_set("a=true") == ("a", True)
     values = apply_sets(default_values(), ["injector.failurePolicy=Fail", "image.tag=dev"])
     validate(values)
     with pytest.raises(InstallError, match="injector.replicas' must be an integer"):
