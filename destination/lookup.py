@@ -8,8 +8,8 @@ Shared by `Get` (endpoints) and `GetProfile` (routes):
   entry whose `addresses` hold the IP, whose STATIC endpoints or resolved
   DNS names have it, or a `resolution: NONE` entry without addresses on
   that port (Istio listens on 0.0.0.0:<port> for those);
-- the caller's Sidecar egress hosts limit what is in its registry: out of
-  scope is as if unknown.
+- the caller's Sidecar egress hosts limit what is in its registry (an egress
+  listener with a `port`: on that port only): out of scope is as if unknown.
 
 Endpoints of a ServiceEntry: STATIC -> its endpoints (port from the
 endpoint's `ports[<port name>]`, else the entry port's targetPort, else the
@@ -150,14 +150,16 @@ def _in(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, cidr: str) -> bool:
 
 
 def in_scope(found: Resolved, caller: CallerRef, labels: Mapping[str, str], rules: RuleIndex) -> bool:
-    """The caller's Sidecar (if any) lists the host among its egress hosts."""
+    """The caller's Sidecar (if any) lists the host among its egress hosts; an egress listener
+    with a `port` lists its hosts for that port only."""
     sidecar = rules.sidecar_for(caller.namespace, labels)
     if sidecar is None:
         return True
     egress = items(sidecar.spec, "egress")
     if not egress:
         return True
-    patterns = [h for listener in egress for h in items(listener, "hosts")]
+    patterns = [h for listener in egress if attr(attr(listener, "port"), "number") in (None, found.port)
+                for h in items(listener, "hosts")]
     sidecar_ns = namespace_of(sidecar)
     return egress_allows(patterns, sidecar_ns, found.namespace, found.host, rules.domain)
 

@@ -12,7 +12,8 @@
 - Pod IP target: the default route to that address. Unknown target (or out
   of the caller's Sidecar scope): no routes, no policy (`fully_qualified_name`
   empty; the proxy passes through or refuses per `Get`).
-- The DestinationRule of the host (caller's namespace, host's, root) gives
+- The DestinationRule of the host (caller's namespace, host's, root; one whose
+  workloadSelector matches the caller first) gives
   `traffic_policy` (portLevelSettings for the requested port replace the
   rule-level policy), `port_traffic_policies` and `subsets` (subset policies
   merged over the rule-level one).
@@ -24,6 +25,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +61,10 @@ class Built:
 class _Backends:
     """vs_routes.Backends over the registry: authorities and subset labels."""
 
-    def __init__(self, endpoints: EndpointIndex, rules: RuleIndex, caller_ns: str, requested_port: int) -> None:
+    def __init__(self, endpoints: EndpointIndex, rules: RuleIndex, caller_ns: str, requested_port: int,
+                 caller_labels: Mapping[str, str] | None = None) -> None:
         self._endpoints, self._rules, self._caller_ns, self._port = endpoints, rules, caller_ns, requested_port
+        self._labels = dict(caller_labels or {})
 
     def authority(self, host: str, namespace: str, port: int | None) -> str:
         fqdn = canonical_host(host, namespace, self._rules.domain)
@@ -88,7 +92,8 @@ class _Backends:
         fqdn = canonical_host(host, namespace, self._rules.domain)
         service = self._service(fqdn)
         host_ns = namespace_of(service) if service is not None else namespace
-        labels = dr_policy.subset_labels(self._rules.destination_rule(fqdn, self._caller_ns, host_ns), subset)
+        labels = dr_policy.subset_labels(self._rules.destination_rule(fqdn, self._caller_ns, host_ns, self._labels),
+                                         subset)
         return labels if labels is not None else {MISSING_SUBSET_LABEL: subset}
 
 
@@ -122,7 +127,7 @@ def build(target: Target, caller: CallerRef, endpoints: EndpointIndex, rules: Ru
     built = Built(pb.DestinationProfile(fully_qualified_name=found.host, retry_budget=retry_budget(),
                                         opaque_protocol=_opaque(found)))
     profile = built.profile
-    backends = _Backends(endpoints, rules, caller.namespace, found.port)
+    backends = _Backends(endpoints, rules, caller.namespace, found.port, found.labels)
     who = vs_routes.Caller(caller.namespace, found.labels)
     retry = _mesh_retry(built, rules)
     for vs in rules.virtual_services(found.host, caller.namespace):
@@ -163,7 +168,7 @@ def _authority(path: str, target: Target) -> str:
 
 
 def _policies(built: Built, found: Resolved, caller: CallerRef, rules: RuleIndex) -> None:
-    dr = rules.destination_rule(found.host, caller.namespace, found.namespace)
+    dr = rules.destination_rule(found.host, caller.namespace, found.namespace, found.labels)
     if dr is None:
         return
     try:

@@ -9,7 +9,9 @@ Choices (see also destination/README.md):
   rules concatenated, Istio's merge for sidecars);
 - a DestinationRule is looked up in the caller's namespace, then the host's
   namespace, then the root namespace (`istio-system`, or MeshConfig
-  `rootNamespace`); an exact host beats a wildcard;
+  `rootNamespace`); an exact host beats a wildcard; one with a
+  `workloadSelector` applies only to matching callers of its namespace and
+  beats the selector-less one there;
 - the Sidecar of a caller: one whose workloadSelector matches the caller's
   labels in its namespace, else the selector-less one of its namespace, else
   the selector-less one of the root namespace.
@@ -104,20 +106,28 @@ class RuleIndex:
         """A VirtualService by name (delegate lookups)."""
         return self._tables[VIRTUAL_SERVICE].get((namespace, name))
 
-    def destination_rule(self, host: str, caller_ns: str, host_ns: str | None) -> Any | None:
-        """The DestinationRule for `host`: caller's namespace, then the host's, then the root namespace."""
+    def destination_rule(self, host: str, caller_ns: str, host_ns: str | None,
+                         caller_labels: Mapping[str, str] | None = None) -> Any | None:
+        """The DestinationRule for `host`: caller's namespace, then the host's, then the root namespace.
+
+        A rule with a `workloadSelector` applies only to callers of its own namespace whose labels
+        match (Istio: selectors do not cross namespaces), and beats a selector-less rule for the
+        same host there."""
         order = [caller_ns, host_ns, self.root_namespace]
-        candidates: list[tuple[int, tuple[int, int], tuple[str, str, str], Any]] = []
+        candidates: list[tuple[int, tuple[int, int], int, tuple[str, str, str], Any]] = []
         for dr in self._tables[DESTINATION_RULE].values():
             ns = namespace_of(dr)
             if dr.spec is None or ns not in order or not visible(items(dr.spec, "export_to"), ns, caller_ns):
                 continue
-            if attr(dr.spec, "workload_selector") is not None:
-                continue  # workload-scoped rules apply to specific clients: not modelled
+            selector = attr(dr.spec, "workload_selector")
+            if selector is not None and (ns != caller_ns or caller_labels is None or not labels_match(
+                    mapping(selector, "match_labels", "labels"), caller_labels)):
+                continue
             pattern = canonical_host(attr(dr.spec, "host", default=""), ns, self.domain)
             if host_matches(pattern, host):
-                candidates.append((order.index(ns), specificity(pattern), creation_order(dr), dr))
-        return min(candidates, key=lambda c: c[:3])[3] if candidates else None
+                candidates.append((order.index(ns), specificity(pattern), 0 if selector is not None else 1,
+                                   creation_order(dr), dr))
+        return min(candidates, key=lambda c: c[:4])[4] if candidates else None
 
     def service_entries(self, caller_ns: str) -> list[Any]:
         return [se for se in self.all(SERVICE_ENTRY)

@@ -287,3 +287,62 @@ async def test_delegate_virtual_service_applied_through_the_cli_reaches_the_stre
     meshlet(tmp_path, "delete", "-n", "shop", "virtualservice", "reviews-api")
     await until(stream, lambda p: [r.name for r in p.routes] == ["reviews-root.1"], "the delegate's rule gone")
     await stream.aclose()
+
+
+SCOPED = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec: {host: reviews, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews-canary-clients}
+spec:
+  host: reviews
+  workloadSelector: {matchLabels: {track: canary}}
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default}
+spec:
+  egress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    hosts: ["./reviews.shop.svc.cluster.local"]
+"""
+
+
+async def test_profile_differs_by_client_pod_and_sidecar_egress_port(mesh):
+    _, store, stub = mesh
+    await store.apply([service("reviews", port=9080), pod("reviews-v1", "198.18.0.21", app="reviews"),
+                       pod("pp-canary", "198.18.0.30", app="productpage", labels={"track": "canary"}),
+                       pod("pp-stable", "198.18.0.31", app="productpage", labels={"track": "stable"})])
+    await store.apply(resources(SCOPED))
+
+    def lb(p):
+        return p.traffic_policy.load_balancer.policy.name if p.traffic_policy else ""
+
+    async def policy_of(ctx):
+        stream = stub.get_profile(pb.GetDestination(path="reviews:9080", context=ctx), timeout=120)
+        try:
+            return lb(await until(stream, lambda p: bool(lb(p)), "a traffic policy"))
+        finally:
+            await stream.aclose()
+
+    # the proxy sends its pod's labels; without them destination reads the caller's Pod
+    assert await policy_of(pb.CallerContext(namespace="shop", pod="x", labels={"track": "canary"})) == "RANDOM"
+    assert await policy_of(pb.CallerContext(namespace="shop", pod="pp-canary")) == "RANDOM"
+    assert await policy_of(pb.CallerContext(namespace="shop", pod="pp-stable")) == "ROUND_ROBIN"
+
+    # the Sidecar's egress listener lists reviews on 9080 only: on another port it is not in the registry
+    ctx = pb.CallerContext(namespace="shop", pod="pp-stable")
+    on_port = stub.get(pb.GetDestination(path="reviews.shop.svc.cluster.local:9080", context=ctx), timeout=120)
+    assert endpoints(await until(on_port, lambda u: endpoints(u)[0] == "add", "endpoints")) == (
+        "add", [("198.18.0.21", 9080, (("app", "reviews"),), False)])
+    await on_port.aclose()
+    other = stub.get(pb.GetDestination(path="reviews.shop.svc.cluster.local:9090", context=ctx), timeout=120)
+    assert endpoints(await until(other, lambda u: endpoints(u)[0] == "none", "not in scope")) == ("none", False)
+    await store.delete("Sidecar", "shop", "default")  # no Sidecar: the service on any port
+    await until(other, lambda u: endpoints(u) != ("none", False), "the service once the Sidecar is gone")
+    await other.aclose()
