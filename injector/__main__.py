@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from kubernetes_asyncio.config import ConfigException
 
 from meshlet.controller.log import setup as setup_log
 from meshlet.injector.config import ConfigError, InjectorConfig, Resources
@@ -112,7 +111,7 @@ def main(tls_cert: Path, tls_key: Path, kubeconfig: str | None, store: str, host
         asyncio.run(serve(cfg, kubeconfig=kubeconfig, host=host, port=port, admin_port=admin_port,
                           native=native_sidecar, cert=tls_cert, key=tls_key,
                           reload_interval=cert_reload_interval, log_level=log_level))
-    except (ConfigError, CertError, KubeError, ConfigException) as e:
+    except (ConfigError, CertError, KubeError) as e:
         click.echo(f"meshlet injector: {e}", err=True)
         sys.exit(2)
 

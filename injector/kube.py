@@ -31,9 +31,15 @@ class KubeError(RuntimeError):
 
 async def api_client(kubeconfig: str | None) -> client.ApiClient:
     if kubeconfig:
-        return await config.new_client_from_config(config_file=kubeconfig)
+        try:
+            return await config.new_client_from_config(config_file=kubeconfig)
+        except Exception as e:  # noqa: BLE001 - the loader raises anything on a malformed file
+            raise KubeError(f"kubeconfig {kubeconfig}: not usable ({type(e).__name__}: {e})") from None
     conf = client.Configuration()
-    config.load_incluster_config(client_configuration=conf)  # ConfigException outside a pod
+    try:
+        config.load_incluster_config(client_configuration=conf)
+    except config.ConfigException as e:
+        raise KubeError(f"not running in a pod ({e}): pass --kubeconfig PATH") from None
     return client.ApiClient(configuration=conf)
 
 
