@@ -66,8 +66,8 @@ def render_json(summary: Summary) -> str:
 
 @click.command()
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--mode", type=click.Choice(["local", "kube"]), default=None,
-              help="local mesh (default) or a Kubernetes cluster (default when --kubeconfig/--context is given).")
+@click.option("--mode", type=click.Choice(["local", "kube"]), default=None, envvar="MESHLET_MODE",
+              help="local mesh (default) or a Kubernetes cluster (implied by --kubeconfig, --context, --pre, --proxy).")
 @click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Kubernetes mode: kubeconfig file (default $KUBECONFIG, ~/.kube/config, in-cluster).")
 @click.option("--context", "kube_context", default=None, help="Kubernetes mode: kubeconfig context.")
@@ -80,13 +80,13 @@ def render_json(summary: Summary) -> str:
 def check(cfg: LocalConfig, output: str, mode: str | None, kubeconfig: Path | None, kube_context: str | None,
           control_plane_namespace: str, pre: bool, proxy: bool, namespace: str | None) -> None:
     """Check the health of the local mesh (runtime, control plane, identity, data plane) or of a cluster install."""
-    if mode == "kube" or (mode is None and (kubeconfig is not None or kube_context is not None)):
+    if mode == "kube" or (mode is None and (kubeconfig or kube_context or pre or proxy)):
         from meshlet.controller.cli.check_kube import KubeCheckOptions, run_kube_checks
 
         opts = KubeCheckOptions(kubeconfig, kube_context, control_plane_namespace, namespace, pre, proxy)
         _report(output, lambda observer: run_kube_checks(opts, observer))
     if pre or proxy:
-        raise click.UsageError("--pre and --proxy apply to Kubernetes mode (--mode kube or --kubeconfig)")
+        raise click.UsageError("--pre and --proxy apply to Kubernetes mode, not --mode local")
     cfg = absolute(cfg)
     ctx = CheckContext(cfg)
     if output == "table":

@@ -82,5 +82,5 @@ current-context: x
 
 
 def test_pre_and_proxy_need_kubernetes_mode() -> None:
-    result = CliRunner().invoke(cli, ["check", "--pre"])
+    result = CliRunner().invoke(cli, ["check", "--mode", "local", "--pre"])
     assert result.exit_code == 2 and "Kubernetes mode" in result.output
