@@ -20,15 +20,20 @@ from meshlet.controller.serve import (
     run_grpc,
     split_hostport,
 )
+from meshlet.controller.store.open import StoreSettings, store_options
 from prometheus_client import CollectorRegistry
 
-from .errors import CaError
+from .errors import CaError, IdentityError
 from .issuer import CA, ensure_ca, load_ca
+from .kube import DEFAULT_NAMESPACE, KubeIdentitySettings
+from .kube_issuer import DEFAULT_SECRET
 from .server import IdentityMetrics, IdentityService
 from .spiffe import check_trust_domain
+from .tokenreview import DEFAULT_AUDIENCE
 from .validator import LocalTokenValidator
 
 DEFAULT_LISTEN = "198.18.0.1:8080"
+DEFAULT_KUBE_LISTEN = "0.0.0.0:8080"
 DEFAULT_ADMIN_PORT = 9990
 
 
@@ -42,6 +47,8 @@ class IdentitySettings:
     issuer_key: Path | None
     trust_anchors: Path | None
     log_level: str
+    kube: KubeIdentitySettings | None = None
+    """Set: Kubernetes mode (TokenReview, issuer Secret, TLS); None: local mode."""
 
     @property
     def db_path(self) -> Path:
@@ -65,6 +72,12 @@ async def serve(settings: IdentitySettings) -> None:
     from meshlet.controller.store import SqliteStore
 
     log = setup_log("identity", settings.log_level)
+    if settings.kube is not None:
+        from .kube import serve_kube
+
+        await serve_kube(kube=settings.kube, trust_domain=settings.trust_domain, listen=settings.listen,
+                         admin_listen=settings.admin_listen, log=log)
+        return
     ca = settings.load_ca()
     store = SqliteStore(settings.db_path)
     try:
@@ -87,17 +100,44 @@ async def serve(settings: IdentitySettings) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="State dir (store.db, identity/); default $MESHLET_STATE_DIR or /var/lib/meshlet.")
-@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="gRPC address host:port.")
+@click.option("--listen", default=None,
+              help=f"gRPC address host:port [default: {DEFAULT_LISTEN}; with --store kube {DEFAULT_KUBE_LISTEN}].")
 @click.option("--admin-listen", default=None, help=f"Admin HTTP host:port [default: <listen host>:{DEFAULT_ADMIN_PORT}].")
 @click.option("--trust-domain", default=None, help="Trust domain [default: $MESHLET_TRUST_DOMAIN or cluster.local].")
 @click.option("--issuer-cert", type=click.Path(path_type=Path), default=None, help="Bring your own issuer certificate (PEM).")
 @click.option("--issuer-key", type=click.Path(path_type=Path), default=None, help="Bring your own issuer key (PEM, EC P-256).")
 @click.option("--trust-anchors", type=click.Path(path_type=Path), default=None, help="Trust anchors (PEM bundle).")
+@store_options
+@click.option("--namespace", default=DEFAULT_NAMESPACE, show_default=True, envvar="MESHLET_NAMESPACE",
+              help="With --store kube: the control-plane namespace (issuer Secret, identity's Service name).")
+@click.option("--issuer-secret", default=DEFAULT_SECRET, show_default=True,
+              help="With --store kube: Secret holding tls.crt, tls.key and ca.crt.")
+@click.option("--token-audience", "audiences", multiple=True, default=(DEFAULT_AUDIENCE,), show_default=True,
+              help="With --store kube: audience a workload token must carry (repeatable).")
+@click.option("--issuer-refresh", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="With --store kube: seconds between re-reads of the issuer Secret.")
+@click.option("--tls/--no-tls", default=True, show_default=True,
+              help="With --store kube: serve gRPC over TLS (certificate for meshlet-identity.<namespace>.svc).")
+@click.option("--cluster-domain", default="cluster.local", show_default=True)
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-def main(state_dir: Path | None, listen: str, admin_listen: str | None, trust_domain: str | None,
-         issuer_cert: Path | None, issuer_key: Path | None, trust_anchors: Path | None, log_level: str) -> None:
+def main(state_dir: Path | None, listen: str | None, admin_listen: str | None, trust_domain: str | None,
+         issuer_cert: Path | None, issuer_key: Path | None, trust_anchors: Path | None, store: str,
+         kubeconfig: Path | None, kube_context: str | None, namespace: str, issuer_secret: str,
+         audiences: tuple[str, ...], issuer_refresh: float, tls: bool, cluster_domain: str, log_level: str) -> None:
     cfg = LocalConfig.from_env(state_dir)
+    store_settings = StoreSettings.from_options(store, kubeconfig, kube_context)
+    kube = None
+    if store_settings.backend == "kube":
+        if issuer_cert or issuer_key or trust_anchors:
+            raise click.UsageError("with --store kube the issuer comes from --issuer-secret, "
+                                   "not --issuer-cert/--issuer-key/--trust-anchors")
+        kube = KubeIdentitySettings(
+            kubeconfig=store_settings.kubeconfig, context=store_settings.context, namespace=namespace,
+            issuer_secret=issuer_secret, audiences=tuple(audiences), issuer_refresh=issuer_refresh, tls=tls,
+            cluster_domain=cluster_domain,
+        )
+    listen = listen or (DEFAULT_KUBE_LISTEN if kube else DEFAULT_LISTEN)
     try:
         listen_addr = split_hostport(listen, what="--listen")
         admin_addr = split_hostport(admin_listen or f"{listen_addr[0]}:{DEFAULT_ADMIN_PORT}", what="--admin-listen")
@@ -110,8 +150,9 @@ def main(state_dir: Path | None, listen: str, admin_listen: str | None, trust_do
             issuer_key=issuer_key,
             trust_anchors=trust_anchors,
             log_level=log_level,
+            kube=kube,
         )
-    except ValueError as e:
+    except (ValueError, IdentityError) as e:
         raise click.UsageError(str(e)) from None
     try:
         asyncio.run(serve(settings))

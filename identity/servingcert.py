@@ -9,10 +9,12 @@ SSL context: new connections get it, open ones keep theirs.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ssl
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -76,3 +78,16 @@ class ServingCert:
                 f.write(key_pem(key))
             self.context.load_cert_chain(f"{d}/tls.crt", f"{d}/tls.key")
         self.cert = cert
+
+    def renew_at(self) -> float:
+        """Epoch seconds when two thirds of the current certificate's lifetime have passed."""
+        assert self.cert is not None
+        start, end = self.cert.not_valid_before_utc.timestamp(), self.cert.not_valid_after_utc.timestamp()
+        return start + (end - start) * 2 / 3
+
+    async def keep_fresh(self, current_ca: Callable[[], CA]) -> None:
+        """Renew from `current_ca()` at two thirds of each certificate's lifetime. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(max(self.renew_at() - time.time(), 60.0))
+            if time.time() >= self.renew_at():
+                self.renew(current_ca())
