@@ -181,6 +181,8 @@ def plan(pod: Pod, cfg: InjectorConfig) -> Plan:
     if not isinstance(pod, Mapping):
         raise PodError("the pod must be an object")
     meta = _mapping(pod, "metadata", "")
+    if not isinstance(pod.get("spec"), Mapping):
+        raise PodError("the pod has no spec")
     spec = _mapping(pod, "spec", "")
     annotations = {str(k): str(v) for k, v in _mapping(meta, "annotations", "metadata.").items()}
     labels = {str(k): str(v) for k, v in _mapping(meta, "labels", "metadata.").items()}

@@ -6,6 +6,8 @@ import json
 
 import jsonpatch
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshlet.injector.config import ConfigError, InjectorConfig, Resources
 from meshlet.injector.overrides import OverrideError
@@ -210,3 +212,23 @@ def test_config_validation():
     cfg = InjectorConfig(control_plane_namespace="mesh", cluster_domain="k8s.example", identity_addr="id:1")
     assert cfg.destination_address == "meshlet-destination.mesh.svc.k8s.example:8086"
     assert cfg.identity_address == "id:1"
+
+
+def test_pod_without_spec_is_a_named_error():
+    with pytest.raises(PodError, match="no spec"):
+        json_patch({"metadata": {"name": "x"}}, CFG)
+
+
+KEYS = st.text(alphabet="ab~/.-_", min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(KEYS, st.text(max_size=5), max_size=5))
+def test_any_existing_annotations_survive_and_ours_are_added(existing):
+    existing = {k: v for k, v in existing.items() if not k.startswith(("meshlet.io/", "kubectl.kubernetes.io/"))
+                and k not in ("sidecar.istio.io/inject", "proxy.istio.io/config")}
+    p = pod(annotations=existing)
+    out = jsonpatch.apply_patch(copy.deepcopy(p), json_patch(p, CFG)[0])
+    notes = out["metadata"]["annotations"]
+    assert {k: notes[k] for k in existing} == existing
+    assert notes["meshlet.io/proxy-version"] == "9.9.9" and "meshlet.io/inject-status" in notes
