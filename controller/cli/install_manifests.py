@@ -33,7 +33,6 @@ PORTS = {
 }
 """component -> (port name, Service port, container port)."""
 PROXY_UID = 1337
-IDENTITY_MOUNT = "/var/run/meshlet/identity"
 INJECTOR_MOUNT = "/var/run/meshlet/injector"
 
 
@@ -108,7 +107,6 @@ _RULES: dict[str, list[dict[str, Any]]] = {
     "identity": [
         {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [ISSUER_SECRET], "verbs": ["get", "watch"]},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     ],
     "injector": [
@@ -145,11 +143,10 @@ def _args(s: Scope, component: str) -> list[Any]:
         return ["-m", "meshlet.destination", "--store", "kube", "--listen", f"0.0.0.0:{grpc}",
                 "--trust-domain", s.text("trustDomain"), *common]
     if component == "identity":
+        # the issuer comes from the Secret through the API (re-read for rotation), not a mounted file
         return ["-m", "meshlet.identity", "--store", "kube", "--listen", f"0.0.0.0:{grpc}",
-                "--trust-domain", s.text("trustDomain"),
-                "--trust-anchors", f"{IDENTITY_MOUNT}/ca.crt", "--issuer-cert", f"{IDENTITY_MOUNT}/tls.crt",
-                "--issuer-key", f"{IDENTITY_MOUNT}/tls.key", "--token-audience", s.text("identity.tokenAudience"),
-                *common]
+                "--trust-domain", s.text("trustDomain"), "--namespace", s.namespace(),
+                "--issuer-secret", ISSUER_SECRET, "--token-audience", s.text("identity.tokenAudience"), *common]
     return ["-m", "meshlet.injector", "--store", "kube", "--host", "0.0.0.0", "--port", str(grpc),
             "--admin-port", str(admin), "--namespace", s.namespace(),
             "--tls-cert", f"{INJECTOR_MOUNT}/tls.crt", "--tls-key", f"{INJECTOR_MOUNT}/tls.key",
@@ -180,16 +177,16 @@ def _deployment(s: Scope, component: str) -> dict[str, Any]:
                             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
-    volumes: list[dict[str, Any]] = []
-    if component in ("identity", "injector"):
-        secret = ISSUER_SECRET if component == "identity" else INJECTOR_TLS_SECRET
-        mount = IDENTITY_MOUNT if component == "identity" else INJECTOR_MOUNT
-        volumes.append({"name": "tls", "secret": {"secretName": secret, "defaultMode": 0o400}})
-        container["volumeMounts"] = [{"name": "tls", "mountPath": mount, "readOnly": True}]
+    # writable scratch space under a read-only root filesystem
+    volumes: list[dict[str, Any]] = [{"name": "state", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    mounts = [{"name": "state", "mountPath": "/var/lib/meshlet"}, {"name": "tmp", "mountPath": "/tmp"}]
+    if component == "injector":
+        volumes.append({"name": "tls", "secret": {"secretName": INJECTOR_TLS_SECRET, "defaultMode": 0o440}})
+        mounts.append({"name": "tls", "mountPath": INJECTOR_MOUNT, "readOnly": True})
+    container["volumeMounts"] = mounts
     pod_spec: dict[str, Any] = {"serviceAccountName": name, "containers": [container],
                                 "securityContext": {"fsGroup": PROXY_UID, "seccompProfile": {"type": "RuntimeDefault"}}}
-    if volumes:
-        pod_spec["volumes"] = volumes
+    pod_spec["volumes"] = volumes
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(s, name, component),
         "spec": {"replicas": s.number(f"{component}.replicas"),
