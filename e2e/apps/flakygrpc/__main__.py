@@ -1,0 +1,3 @@
+from meshlet.e2e.apps.flakygrpc.app import main
+
+raise SystemExit(main())
