@@ -21,6 +21,9 @@ class ProxyConfig:
     """PEM file of the trust anchors."""
     destination_addr: tuple[str, int] | None = None
     identity_addr: tuple[str, int] | None = None
+    identity_server_name: str = ""
+    """Set (Kubernetes mode, MESHLET_PROXY_IDENTITY_SERVER_NAME): Certify goes over TLS and identity's
+    certificate must name this host (`meshlet-identity.<ns>.svc`) and chain to the trust anchors."""
     namespace: str = ""
     pod: str = ""
     service_account: str = ""
@@ -81,6 +84,7 @@ class ProxyConfig:
             trust_anchors=get("MESHLET_PROXY_TRUST_ANCHORS"),
             destination_addr=parse_addr("MESHLET_PROXY_DESTINATION_ADDR", get("MESHLET_PROXY_DESTINATION_ADDR")),
             identity_addr=parse_addr("MESHLET_PROXY_IDENTITY_ADDR", get("MESHLET_PROXY_IDENTITY_ADDR")),
+            identity_server_name=get("MESHLET_PROXY_IDENTITY_SERVER_NAME"),
             namespace=get("MESHLET_PROXY_NAMESPACE"),
             pod=get("MESHLET_PROXY_POD"),
             service_account=get("MESHLET_PROXY_SERVICE_ACCOUNT"),
@@ -95,6 +99,7 @@ class ProxyConfig:
         return {
             "identity": self.identity, "token_file": self.token_file, "trust_anchors": self.trust_anchors,
             "destination_addr": _fmt(self.destination_addr), "identity_addr": _fmt(self.identity_addr),
+            "identity_server_name": self.identity_server_name,
             "namespace": self.namespace, "pod": self.pod, "service_account": self.service_account,
             "pod_ip": self.pod_ip, "pod_labels": dict(self.pod_labels), "ports": {"outbound": self.ports.outbound, "inbound": self.ports.inbound,
                                              "admin": self.ports.admin, "metrics": self.ports.metrics,

@@ -138,6 +138,20 @@ def material_from(key: PrivateKey, identity: str, leaf_der: bytes, intermediates
     )
 
 
+def identity_channel_tls(cfg: ProxyConfig, trust_pem: bytes) -> dict[str, Any]:
+    """Channel arguments for TLS to identity (Kubernetes mode), verified with the trust anchors; {} = plaintext."""
+    if not cfg.identity_server_name:
+        return {}
+    from grpclib.config import Configuration
+
+    try:
+        ctx = ssl.create_default_context(cadata=trust_pem.decode("ascii", "replace"))
+    except ssl.SSLError as e:
+        raise IdentityError(f"trust anchors {cfg.trust_anchors} are unusable: {e}") from None
+    ctx.set_alpn_protocols(["h2"])
+    return {"ssl": ctx, "config": Configuration(ssl_target_name_override=cfg.identity_server_name)}
+
+
 class IdentityManager:
     """Holds the current `TlsMaterial` (None until the first certificate)."""
 
@@ -196,7 +210,7 @@ class IdentityManager:
         except OSError as e:
             raise IdentityError(f"cannot read trust anchors {cfg.trust_anchors}: {e.strerror}") from None
         csr = build_csr(self._key, cfg.identity)
-        channel = Channel(cfg.identity_addr[0], cfg.identity_addr[1])
+        channel = Channel(cfg.identity_addr[0], cfg.identity_addr[1], **identity_channel_tls(cfg, trust_pem))
         try:
             stub = identity_pb.IdentityStub(channel)
             resp = await stub.certify(identity_pb.CertifyRequest(
