@@ -62,6 +62,7 @@ def test_native_sidecar_layout_env_ports_volumes():
         "spiffe://cluster.local/ns/$(MESHLET_PROXY_NAMESPACE)/sa/$(MESHLET_PROXY_SERVICE_ACCOUNT)"
     assert env["MESHLET_PROXY_DESTINATION_ADDR"] == "meshlet-destination.meshlet.svc.cluster.local:8086"
     assert env["MESHLET_PROXY_IDENTITY_ADDR"] == "meshlet-identity.meshlet.svc.cluster.local:8080"
+    assert env["MESHLET_PROXY_IDENTITY_SERVER_NAME"] == "meshlet-identity.meshlet.svc"
     assert env["MESHLET_PROXY_TOKEN_FILE"] == "/var/run/secrets/tokens/meshlet-identity-token"
     assert env["MESHLET_PROXY_TRUST_ANCHORS"] == "/var/run/meshlet/identity/trust-roots/ca-bundle.crt"
     assert json.loads(env["MESHLET_PROXY_POD_LABELS"]) == {"app": "web"}
