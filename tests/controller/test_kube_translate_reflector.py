@@ -151,3 +151,31 @@ def test_diff_reports_only_changes() -> None:
 
 async def _noemit(_: WatchEvent) -> None:
     return None
+
+
+async def test_gone_after_gone_backs_off() -> None:
+    """A server that answers every resume with 410 is relisted with growing pauses, not in a tight loop."""
+    s = Script()
+    s.lists = [([svc("a", 3)], 10)] + [([svc("a", 3)], 10 + i) for i in range(1, 6)]
+    s.watches = [[RawEvent("MODIFIED", svc("a", 3), 10 + i), Gone("again")] for i in range(6)]
+    pauses: list[float] = []
+
+    async def record(seconds: float) -> None:
+        pauses.append(seconds)
+        await asyncio.sleep(0)
+
+    events: list[WatchEvent] = []
+
+    async def emit(ev: WatchEvent) -> None:
+        events.append(ev)
+
+    reflector = Reflector(s, RES, emit, structlog.get_logger(), Backoff(0.1, 0.4, 1.0), sleep=record)
+    task = asyncio.create_task(reflector.run(None))
+    for _ in range(200):
+        if reflector.relists >= 5:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert reflector.relists >= 5
+    assert pauses[:4] == [0.1, 0.2, 0.4, 0.4]

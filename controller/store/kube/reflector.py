@@ -103,6 +103,7 @@ class Reflector:
         await self._initial(since)
         checked = since is None  # a caller's `since` is checked by the first watch
         delay = self.backoff.initial
+        gone_delay = 0.0  # the first Gone relists at once; Gone after Gone (a broken server) backs off
         while True:
             if not self.served:
                 await self.sleep(self.backoff.missing_kind_retry)
@@ -116,6 +117,7 @@ class Reflector:
                     await self._handle(event)
                 checked = True
                 self.resumes += 1
+                gone_delay = 0.0
                 if not got:  # an idle watch the server ended: never spin on a server that ends them at once
                     await self.sleep(self.backoff.initial)
             except asyncio.CancelledError:
@@ -123,7 +125,10 @@ class Reflector:
             except Gone:
                 if not checked:
                     raise
-                self.log.info("watch.gone", resource_version=self.rv)
+                self.log.info("watch.gone", resource_version=self.rv, relist_in=gone_delay)
+                if gone_delay:
+                    await self.sleep(gone_delay)
+                gone_delay = min(max(gone_delay * 2, self.backoff.initial), self.backoff.maximum)
                 await self._relist_quietly()
             except KindNotServed:
                 await self._vanished()
