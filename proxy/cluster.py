@@ -2,8 +2,9 @@
 
 * `RetryBudget`: retries allowed as `ratio` of the requests of the last `ttl` seconds plus
   `min_per_second * ttl`; a retry beyond it is not made.
-* `Limiter`: connection-pool limits of one cluster (HTTP/1: one request per connection):
-  at most `max_active` requests in flight, `max_pending` waiting, the rest overflow (503).
+* `Limiter`: connection-pool limits of one cluster: active requests (http2MaxRequests),
+  connections in use (tcp.maxConnections; HTTP/1: one request per connection) with
+  `max_pending` waiting for one, the rest overflow (503).
 * `Outlier`: consecutive 5xx / gateway errors per endpoint eject it for
   `base_ejection * number of ejections`, at most `max_ejection_percent` of the endpoints.
 * `Cluster`: one backend (authority + subset) with its policy, the above and the balancer
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .balance import P2C
@@ -64,45 +65,98 @@ class RetryBudget:
 
 
 class Limiter:
-    __slots__ = ("max_active", "max_pending", "active", "waiters", "overflows")
+    """Admission to one cluster. A request takes a request slot (at most `max_requests` active,
+    http2MaxRequests; beyond: overflow at once); an HTTP/1 request also takes a connection
+    (at most `max_active` in use, tcp.maxConnections: HTTP/1 carries one request per connection),
+    waiting for one with at most `max_pending` others (http1MaxPendingRequests; beyond: overflow).
+    HTTP/2 streams take a request slot only (`acquire_stream`); opaque TCP connections a
+    connection only (`try_connection`). `on_overflow(kind)` counts refusals
+    ("requests", "pending", "connections")."""
 
-    def __init__(self, max_active: int, max_pending: int) -> None:
+    __slots__ = ("max_active", "max_pending", "max_requests", "active", "requests", "waiters", "overflows",
+                 "on_overflow")
+
+    def __init__(self, max_active: int, max_pending: int, max_requests: int = 0,
+                 on_overflow: Callable[[str], None] | None = None) -> None:
         self.max_active = max_active
         self.max_pending = max_pending
+        self.max_requests = max_requests
         self.active = 0
+        self.requests = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.overflows = 0
+        self.on_overflow = on_overflow
+
+    def _overflow(self, kind: str) -> Overflow:
+        self.overflows += 1
+        if self.on_overflow is not None:
+            self.on_overflow(kind)
+        return Overflow("overflow")  # as Envoy's UO flag; the kind is in the metrics
 
     def try_acquire(self) -> bool:
+        """A connection slot if one is free now."""
         if not self.max_active or self.active < self.max_active:
             self.active += 1
             return True
         return False
 
+    def _request(self) -> None:
+        if self.max_requests and self.requests >= self.max_requests:
+            raise self._overflow("requests")
+        self.requests += 1
+
     async def acquire(self) -> None:
+        """An HTTP/1 request: a request slot, then a connection (Overflow when neither can be had)."""
+        self._request()
+        try:
+            await self._connection()
+        except BaseException:
+            self.requests -= 1
+            raise
+
+    async def _connection(self) -> None:
         if self.try_acquire():
             return
         if self.max_pending and len(self.waiters) >= self.max_pending:
-            self.overflows += 1
-            raise Overflow("overflow")
+            raise self._overflow("pending")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
         try:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                self.release()  # handed over just now: pass it on
+                self._release_connection()  # handed over just now: pass it on
             else:
                 self.waiters.remove(fut)
             raise
 
     def release(self) -> None:
+        """The end of an HTTP/1 request taken with `acquire`."""
+        self.requests = max(self.requests - 1, 0)
+        self._release_connection()
+
+    def _release_connection(self) -> None:
         while self.waiters:
             fut = self.waiters.popleft()
             if not fut.done():
                 fut.set_result(None)  # the permit goes straight to the next waiter
                 return
         self.active = max(self.active - 1, 0)
+
+    def acquire_stream(self) -> None:
+        """An HTTP/2 stream (Overflow beyond http2MaxRequests); give back with `release_stream`."""
+        self._request()
+
+    def release_stream(self) -> None:
+        self.requests = max(self.requests - 1, 0)
+
+    def try_connection(self) -> None:
+        """An opaque TCP connection (Overflow beyond maxConnections); give back with `release_connection`."""
+        if not self.try_acquire():
+            raise self._overflow("connections")
+
+    def release_connection(self) -> None:
+        self._release_connection()
 
 
 class Health:
@@ -157,12 +211,13 @@ class Cluster:
     """One backend cluster: endpoints of an authority narrowed to a subset, with its policy."""
 
     def __init__(self, policy: TrafficPolicy, budget: Budget, p2c: P2C[Any], rng: Any, now: float,
-                 zone: str = "", region: str = "") -> None:
+                 zone: str = "", region: str = "", on_overflow: Callable[[str], None] | None = None) -> None:
         self.policy = policy
         self.p2c = p2c
         self.rng = rng
         self.rr = 0
-        self.limiter = Limiter(policy.max_connections, policy.max_pending) if policy.limited else None
+        self.limiter = Limiter(policy.max_connections, policy.max_pending, policy.max_requests,
+                               on_overflow) if policy.limited else None
         self.outlier = Outlier(policy) if policy.outlier else None
         self.budget = RetryBudget(budget, now)
         self.zone = zone

@@ -101,6 +101,9 @@ class ProxyMetrics:
                                registry=r)
         self.retries_skipped = Counter("retry_skipped_total", "Retries not made",
                                        ("authority", "reason", "namespace", "pod"), registry=r)
+        self.overflows = Counter("cluster_overflow_total",
+                                 "Requests or connections refused by a DestinationRule connection pool",
+                                 ("authority", "kind", "namespace", "pod"), registry=r)
         self._tcp: dict[tuple[str, ...], TcpMetrics] = {}
         self._routes: dict[tuple[str, ...], RouteMetrics] = {}
         r.register(_HotCollector(self))
@@ -132,6 +135,11 @@ class ProxyMetrics:
             self.retries_skipped.labels(authority, skipped, self.namespace, self.pod).inc()
         else:
             self.retries.labels(authority, self.namespace, self.pod).inc()
+
+    def overflow(self, authority: str, kind: str) -> None:
+        """A connection-pool refusal: kind "requests" (http2MaxRequests), "pending"
+        (http1MaxPendingRequests) or "connections" (maxConnections, opaque TCP)."""
+        self.overflows.labels(authority, kind, self.namespace, self.pod).inc()
 
     def handshake_failed(self, reason: str) -> None:
         self.handshake_failures.labels(reason, self.namespace, self.pod).inc()

@@ -108,6 +108,9 @@ class HashKey:
     cookie: str = ""
     source_ip: bool = False
     query_param: str = ""
+    cookie_ttl: float = 0.0
+    """With `cookie`: a request without the cookie gets one generated (Set-Cookie, Max-Age=ttl)."""
+    cookie_path: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +128,13 @@ class TrafficPolicy:
     hash_key: HashKey | None = None
     locality: bool = False
     max_connections: int = 0
+    """tcp.maxConnections: HTTP/1 connections in use (one per request), TCP connections."""
     connect_timeout: float = 0.0
     max_pending: int = 0
+    max_requests: int = 0
+    """http.http2MaxRequests: active requests (HTTP/1 and HTTP/2); more overflow at once."""
     max_requests_per_connection: int = 0
+    h2_upgrade: bool = False
     consecutive_5xx: int = 0
     consecutive_gateway: int = 0
     outlier_interval: float = 10.0
@@ -137,7 +144,7 @@ class TrafficPolicy:
 
     @property
     def limited(self) -> bool:
-        return bool(self.max_connections or self.max_pending)
+        return bool(self.max_connections or self.max_pending or self.max_requests)
 
     @property
     def outlier(self) -> bool:
@@ -343,12 +350,14 @@ def _policy(m: Any) -> TrafficPolicy:
                 header=value.lower().encode("latin-1") if key == "http_header_name" else b"",
                 cookie=value if key == "http_cookie_name" else "",
                 source_ip=key == "use_source_ip" and bool(value),
-                query_param=value if key == "http_query_parameter_name" else "")
+                query_param=value if key == "http_query_parameter_name" else "",
+                cookie_ttl=ch.cookie_ttl_ms / 1000.0 if key == "http_cookie_name" else 0.0,
+                cookie_path=getattr(ch, "cookie_path", "") if key == "http_cookie_name" else "")
     cp = m.connection_pool
     if cp is not None:
         kw.update(max_connections=cp.max_connections, connect_timeout=cp.connect_timeout_ms / 1000.0,
-                  max_pending=cp.http1_max_pending_requests,
-                  max_requests_per_connection=cp.max_requests_per_connection)
+                  max_pending=cp.http1_max_pending_requests, max_requests=cp.http2_max_requests,
+                  max_requests_per_connection=cp.max_requests_per_connection, h2_upgrade=bool(cp.h2_upgrade))
     od = m.outlier_detection
     if od is not None:
         kw.update(consecutive_5xx=od.consecutive_5xx_errors, consecutive_gateway=od.consecutive_gateway_errors)

@@ -60,6 +60,8 @@ class H2Exchange(StreamPolicy):
         self.task: asyncio.Task[None] | None = None
         self.fresh_retry = False
         self.mirrored = False
+        self.permit: Any = None
+        """The cluster `Limiter` whose request slot this stream holds (http2MaxRequests)."""
 
     # === routing ===
 
@@ -117,6 +119,14 @@ class H2Exchange(StreamPolicy):
                 self.metrics = self.srv.router.error_metrics(self.head, self.srv.ctx)
                 self._send_local(200, grpc.trailers_only(f.abort_grpc, "fault injected"), b"", f.abort_grpc)
                 return
+            lim = plan.cluster.limiter
+            if lim is not None:
+                try:
+                    lim.acquire_stream()
+                except ProxyError as e:  # Overflow: 503 / UNAVAILABLE
+                    self.local_error(e)
+                    return
+                self.permit = lim
             if plan.timeout > 0 and (self.deadline is None or
                                      plan.timeout < self.deadline - (time.monotonic() - self.start)):
                 if self.timer is not None:
@@ -139,7 +149,8 @@ class H2Exchange(StreamPolicy):
         except ProxyError as e:
             self.local_error(e)
             return
-        up = None if self.fresh_retry else pool.take()
+        per_conn = route.plan.cluster.policy.max_requests_per_connection if route.plan is not None else 0
+        up = None if self.fresh_retry else (pool.take(per_conn) if per_conn else pool.take())
         if up is not None:
             self._send(up)
         else:
@@ -149,7 +160,9 @@ class H2Exchange(StreamPolicy):
         plan = route.plan
         while True:
             try:
-                up = await pool.acquire(plan.cluster.policy.connect_timeout if plan is not None else 0.0)
+                timeout = plan.cluster.policy.connect_timeout if plan is not None else 0.0
+                per_conn = plan.cluster.policy.max_requests_per_connection if plan is not None else 0
+                up = await (pool.acquire(timeout, per_conn) if per_conn else pool.acquire(timeout))
                 break
             except ConnectError as e:
                 if plan is None or not plan.retry.on_connect or not self._may_retry():
@@ -180,8 +193,9 @@ class H2Exchange(StreamPolicy):
             self.try_timer = asyncio.get_running_loop().call_later(plan.retry.per_try_timeout, self._on_try_timeout)
         end = self.req_ended and not self.req_q and self.req_trailers is None
         self.up = up
+        per_conn = plan.cluster.policy.max_requests_per_connection if plan is not None else 0
         try:
-            self.up_sid = up.open(upstream_headers(head, self.scheme), end, self)
+            self.up_sid = up.open(upstream_headers(head, self.scheme), end, self, per_conn)
         except h2.exceptions.H2Error as e:  # the connection closed or filled up since it was taken
             self.up = None
             self.local_error(ConnectError(f"upstream HTTP/2 connection unusable: {e}"), failed=True)
@@ -363,10 +377,16 @@ class H2Exchange(StreamPolicy):
 
     # === end ===
 
+    def _release(self) -> None:
+        if self.permit is not None:
+            self.permit.release_stream()
+            self.permit = None
+
     def _complete(self) -> None:
         if self.done:
             return
         self.done = True
+        self._release()
         for t in (self.timer, self.try_timer):
             if t is not None:
                 t.cancel()
@@ -387,6 +407,7 @@ class H2Exchange(StreamPolicy):
             return
         self._abandon()
         self.done = True
+        self._release()
         for t in (self.timer, self.try_timer):
             if t is not None:
                 t.cancel()

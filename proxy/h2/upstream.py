@@ -66,17 +66,27 @@ class H2Upstream(asyncio.Protocol):
         self.goaway = False
         self.write_blocked = False
         self._idle: asyncio.TimerHandle | None = None
+        self.uses = 0
+        """Streams opened on this connection."""
+        self.spent = False
+        """maxRequestsPerConnection reached: no new streams; closed once its streams are done."""
 
     # === stream API (for sinks) ===
 
-    def has_capacity(self) -> bool:
-        return self.alive and not self.goaway and \
+    def has_capacity(self, max_uses: int = 0) -> bool:
+        return self.alive and not self.goaway and not self.spent and (not max_uses or self.uses < max_uses) and \
             self.conn.open_outbound_streams < self.conn.remote_settings.max_concurrent_streams
 
-    def open(self, headers: list[tuple[bytes, bytes]], end: bool, sink: StreamSink) -> int:
+    def open(self, headers: list[tuple[bytes, bytes]], end: bool, sink: StreamSink, max_uses: int = 0) -> int:
+        """A new stream; `max_uses` (maxRequestsPerConnection): the connection takes no more
+        streams after that many and closes once they are done."""
         sid = self.conn.get_next_available_stream_id()
         self.conn.send_headers(sid, headers, end_stream=end)
         self.streams[sid] = sink
+        self.uses += 1
+        if max_uses and self.uses >= max_uses:
+            self.spent = True
+            self.pool.forget(self)
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -217,7 +227,7 @@ class H2Upstream(asyncio.Protocol):
     def _maybe_idle(self) -> None:
         if self.streams or self._idle is not None or not self.alive:
             return
-        if self.goaway:
+        if self.goaway or self.spent:
             self.close()
             return
         self._idle = asyncio.get_running_loop().call_later(self.pool.idle_timeout, self._idle_close)
@@ -253,16 +263,16 @@ class H2Pool:
         self.conns: list[H2Upstream] = []
         self._connecting: asyncio.Future[H2Upstream] | None = None
 
-    def take(self) -> H2Upstream | None:
+    def take(self, max_uses: int = 0) -> H2Upstream | None:
         for up in self.conns:
-            if up.has_capacity():
+            if up.has_capacity(max_uses):
                 return up
         return None
 
-    async def acquire(self, timeout: float = 0.0) -> H2Upstream:
+    async def acquire(self, timeout: float = 0.0, max_uses: int = 0) -> H2Upstream:
         """A connection with room for one more stream (one connect at a time per endpoint)."""
         while True:
-            up = self.take()
+            up = self.take(max_uses)
             if up is not None:
                 return up
             if self._connecting is not None:

@@ -1,10 +1,12 @@
 """Workloads of the policy2 real-path tests (run inside a pod's netns).
 
     python policy2_apps.py serve NAME      h2c on :8082: answers 200 with "NAME PATH trailers=<request
-                                           trailers as k=v;...>"; a request with `x-stall: 1` is never
+                                           trailers as k=v;...>" (after `x-delay` seconds); a request with `x-stall: 1` is never
                                            answered (its reset is printed: "reset PATH CODE")
     python policy2_apps.py h2 URL [k=v headers...] [--trailer k=v] [--body TEXT | --grpc-empty]
                                            one h2c request with prior knowledge; prints JSON
+    python policy2_apps.py multi URL N [k=v headers...]
+                                           N concurrent GETs on one h2c connection; prints JSON
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 
 
 class Echo(asyncio.Protocol):
@@ -47,11 +50,24 @@ class Echo(asyncio.Protocol):
                 h = self.heads.get(ev.stream_id, {})
                 if h.get(b"x-stall") == b"1":
                     continue
-                t = ";".join(f"{k.decode()}={v.decode()}" for k, v in self.trailers.pop(ev.stream_id, []))
-                body = f"{self.name} {h.get(b':path', b'').decode()} trailers={t}".encode()
-                self.conn.send_headers(ev.stream_id, [(b":status", b"200"),
-                                                      (b"content-length", str(len(body)).encode())])
-                self.conn.send_data(ev.stream_id, body, end_stream=True)
+                delay = float(h.get(b"x-delay", b"0") or 0)
+                if delay:
+                    asyncio.get_running_loop().call_later(delay, self._answer, ev.stream_id)
+                    continue
+                self._answer(ev.stream_id)
+        self.transport.write(self.conn.data_to_send())
+
+    def _answer(self, sid: int) -> None:
+        if self.transport.is_closing():
+            return
+        h = self.heads.pop(sid, {})
+        t = ";".join(f"{k.decode()}={v.decode()}" for k, v in self.trailers.pop(sid, []))
+        body = f"{self.name} {h.get(b':path', b'').decode()} trailers={t}".encode()
+        try:
+            self.conn.send_headers(sid, [(b":status", b"200"), (b"content-length", str(len(body)).encode())])
+            self.conn.send_data(sid, body, end_stream=True)
+        except h2.exceptions.H2Error:
+            return  # reset meanwhile
         self.transport.write(self.conn.data_to_send())
 
 
@@ -99,9 +115,45 @@ def h2_request(url: str, headers: dict[str, str], trailers: dict[str, str], body
             s.sendall(conn.data_to_send())
 
 
+def h2_multi(url: str, n: int, headers: dict[str, str]) -> dict[str, Any]:
+    """`n` concurrent GETs on one connection; the statuses (and proxy errors) in stream order."""
+    u = urlsplit(url)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    got: dict[int, dict[str, str]] = {}
+    with socket.create_connection((u.hostname, u.port or 80), timeout=20) as s:
+        sids = []
+        for _ in range(n):
+            sid = conn.get_next_available_stream_id()
+            sids.append(sid)
+            conn.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"http"), (b":path", (u.path or "/").encode()),
+                                    (b":authority", u.netloc.encode())]
+                              + [(k.encode(), v.encode()) for k, v in headers.items()], end_stream=True)
+        s.sendall(conn.data_to_send())
+        done: set[int] = set()
+        while len(done) < n:
+            data = s.recv(65536)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    got[ev.stream_id] = {k.decode(): v.decode() for k, v in ev.headers}
+                elif isinstance(ev, h2.events.DataReceived):
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    done.add(ev.stream_id)
+            s.sendall(conn.data_to_send())
+    return {"statuses": [got.get(sid, {}).get(":status", "none") for sid in sids],
+            "errors": [got.get(sid, {}).get("meshlet-proxy-error", "") for sid in sids]}
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "serve":
         asyncio.run(serve(argv[1]))
+        return
+    if argv[0] == "multi":
+        hs = dict(a.partition("=")[::2] for a in argv[3:])
+        print(json.dumps(h2_multi(argv[1], int(argv[2]), hs)), flush=True)
         return
     if argv[0] == "h2":
         headers: dict[str, str] = {}

@@ -12,6 +12,9 @@ from proxy_netns import wait_for
 pytestmark = pytest.mark.root
 
 DEADLINE = "198.18.252.1:8082"   # b's h2c echo, no profile
+MAXREQ = "198.18.252.2:8082"     # b's h2c echo, http2MaxRequests 1
+PERCONN = "198.18.252.3:8082"    # b's h2c echo, maxRequestsPerConnection 1
+MAXREQ1 = "198.18.252.4:8080"    # b's HTTP/1 app, http2MaxRequests 1
 
 
 def _endpoints(a, b, c):
@@ -20,11 +23,22 @@ def _endpoints(a, b, c):
 
     return {
         DEADLINE: svc("echo2", {"ip": b.ip, "port": 8082, "identity": SERVER_ID}),
+        MAXREQ: svc("maxreq", {"ip": b.ip, "port": 8082, "identity": SERVER_ID}),
+        PERCONN: svc("perconn", {"ip": b.ip, "port": 8082, "identity": SERVER_ID}),
+        MAXREQ1: svc("maxreq1", {"ip": b.ip, "port": 8080, "identity": SERVER_ID}),
     }
 
 
+def _pool(**kw: int) -> dict:
+    return {"trafficPolicy": {"connectionPool": kw}}
+
+
 def _profiles(a, b, c):
-    return {}
+    return {
+        MAXREQ: _pool(http2MaxRequests=1),
+        PERCONN: _pool(maxRequestsPerConnection=1),
+        MAXREQ1: _pool(http2MaxRequests=1),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +55,14 @@ def p2mesh(tmp_path_factory: pytest.TempPathFactory):
             wait_for(lambda log=log: b"policy2 apps ready" in log.read_bytes(), f"policy2 apps in {pod.name}",
                      log=log)
         yield m
+
+
+def _series(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def _h2(m, url: str, *args: str, pod=None) -> dict:
@@ -66,3 +88,49 @@ def test_request_trailers_pass_through_both_proxies(p2mesh) -> None:
     got = _h2(m, f"http://{DEADLINE}/t", "--body", "hi", "--trailer", "x-sum=42")
     assert got["headers"][":status"] == "200", got
     assert got["body"] == "b /t trailers=x-sum=42"
+
+
+def test_http2_max_requests_overflows_h2_streams_with_503(p2mesh) -> None:
+    m = p2mesh
+    assert _h2(m, f"http://{MAXREQ}/warm")["headers"][":status"] == "200"
+    r = m.a.run(sys.executable, str(HERE / "policy2_apps.py"), "multi", f"http://{MAXREQ}/slow", "3", "x-delay=2",
+                timeout=40)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["statuses"].count("200") >= 1 and got["statuses"].count("503") >= 1, got
+    assert all(e.startswith("overflow") for s, e in zip(got["statuses"], got["errors"]) if s == "503"), got
+
+
+def test_http2_max_requests_limits_http1_requests_too(p2mesh) -> None:
+    m = p2mesh
+    code = f"""
+import concurrent.futures, urllib.request, urllib.error
+def get(_):
+    try:
+        return urllib.request.urlopen("http://{MAXREQ1}/sleep/1500", timeout=20).status
+    except urllib.error.HTTPError as e:
+        return e.code
+with concurrent.futures.ThreadPoolExecutor(3) as ex:
+    print(sorted(ex.map(get, range(3))))
+"""
+    r = m.a.python(code, timeout=40)
+    assert r.returncode == 0, r.stderr
+    statuses = json.loads(r.stdout.strip().splitlines()[-1])
+    assert 200 in statuses and 503 in statuses, statuses
+
+
+def test_max_requests_per_connection_opens_a_connection_per_h2_stream(p2mesh) -> None:
+    m = p2mesh
+
+    def opened() -> float:  # h2 connections from a's proxy to b (the pool of b:8082 is shared by the targets)
+        return _series(m.metrics(m.a), "tcp_open_total", direction="outbound", server_id=SERVER_ID, peer="dst")
+
+    before = opened()
+    for i in range(3):
+        assert _h2(m, f"http://{PERCONN}/n{i}")["headers"][":status"] == "200"
+    assert opened() - before == 3
+    # without the setting the streams share one connection
+    before = opened()
+    for i in range(3):
+        assert _h2(m, f"http://{DEADLINE}/n{i}")["headers"][":status"] == "200"
+    assert opened() - before <= 1
