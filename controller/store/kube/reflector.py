@@ -14,6 +14,7 @@ Errors before the first successful list (and a Gone for the caller's own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -111,10 +112,12 @@ class Reflector:
                 continue
             try:
                 got = False
-                async for event in self.source.watch_kind(self.res, self.rv):
-                    checked = got = True
-                    delay = self.backoff.initial
-                    await self._handle(event)
+                events = self.source.watch_kind(self.res, self.rv)
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        checked = got = True
+                        delay = self.backoff.initial
+                        await self._handle(event)
                 checked = True
                 self.resumes += 1
                 gone_delay = 0.0

@@ -306,10 +306,12 @@ class KubeStore:
                  "timeoutSeconds": self.cfg.watch_timeout}
         what = f"watch {res.display}"
         try:
-            async for line in self.transport.stream(res.collection(), query, self.cfg.watch_timeout + 30):
-                event = self._event(res, line)
-                if event is not None:
-                    yield event
+            lines = self.transport.stream(res.collection(), query, self.cfg.watch_timeout + 30)
+            async with contextlib.aclosing(lines):
+                async for line in lines:
+                    event = self._event(res, line)
+                    if event is not None:
+                        yield event
         except ApiError as e:
             if e.status == 404:
                 raise KindNotServed(f"the API server does not serve {res.display}") from None
