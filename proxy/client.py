@@ -88,9 +88,14 @@ class Upstream(asyncio.Protocol):
             if t is ResponseData:
                 parts.append(ev.raw)  # type: ignore[union-attr]
             elif t is ResponseHead:
-                parts.append(sink.up_head(self, ev))  # type: ignore[arg-type]
-                if self.sink is not sink:  # the response is dropped (a retry): so is this connection
-                    return
+                raw = sink.up_head(self, ev)  # type: ignore[arg-type]
+                if self.sink is not sink:  # the response is dropped (a retry)
+                    sink = self.sink
+                    if sink is None:  # with its connection
+                        return
+                    parts = []  # read to its end (`drain`), then the connection is pooled again
+                    continue
+                parts.append(raw)
             elif t is ResponseEnd:
                 if parts:
                     sink.up_data(self, parts[0] if len(parts) == 1 else b"".join(parts))
@@ -147,6 +152,39 @@ class Upstream(asyncio.Protocol):
         self.sink = None
         if self.transport is not None:
             self.transport.close()
+
+    def drain(self) -> None:
+        """The current response is not wanted (a retried failure): read it to its end, then go
+        back to the pool if the connection stays reusable, so the retry need not reconnect."""
+        self.sink = _Drain()
+        self.set_reading(True)
+
+
+class _Drain:
+    """Sink of a response nobody wants: discards it; pools the connection at its end."""
+
+    __slots__ = ()
+
+    def up_head(self, up: Upstream, head: ResponseHead) -> bytes:
+        return b""
+
+    def up_data(self, up: Upstream, raw: bytes) -> None:
+        pass
+
+    def up_end(self, up: Upstream, leftover: bytes) -> None:
+        if leftover or not up.framer.keep_alive or up.pool is None:
+            up.close()
+        else:
+            up.pool.release(up)
+
+    def up_upgraded(self, up: Upstream) -> None:
+        up.close()
+
+    def up_error(self, up: Upstream, err: Exception) -> None:
+        up.close()
+
+    def up_pause(self, paused: bool) -> None:
+        pass
 
 
 class Connector:

@@ -56,12 +56,37 @@ class Plan:
         """Counts `retry_total` ("retry") and `retry_skipped_total` (a reason)."""
 
 
+class PlanSeed:
+    """A route that needs no per-request policy (HTTP/1 fast path): no fault, mirror, timeouts,
+    header operations, pool limits, outlier detection, nor retries of anything but a failed
+    connect. Requests on it carry no `Plan`; a failed connect becomes one (`plan`) to be retried
+    like any other, since nothing was sent yet. The retry budget still counts every request."""
+
+    __slots__ = ("spec", "cluster", "target", "subset", "authority")
+
+    def __init__(self, spec: RouteSpec, cluster: Cluster, target: Any, subset: tuple[tuple[str, str], ...],
+                 authority: str) -> None:
+        self.spec = spec
+        self.cluster = cluster
+        self.target = target
+        self.subset = subset
+        self.authority = authority
+
+    def plan(self, head: RequestHead, addr: tuple[str, int]) -> Plan:
+        """The plan the request would have had (its first try went to `addr`)."""
+        plan = Plan(self.spec, head, self.cluster, self.target, self.subset, self.authority, self.spec.retry)
+        plan.addr = addr
+        return plan
+
+
 @dataclass(slots=True)
 class Route:
     pool: Pool
     metrics: RouteMetrics
     load: PeakEwma | None = None
     plan: Plan | None = None
+    seed: PlanSeed | None = None
+    """Fast path: no plan, but connect failures may still be retried (see `PlanSeed`)."""
 
 
 @dataclass(slots=True)

@@ -137,14 +137,20 @@ class PolicyFlow:
             ex.permit.release()
             ex.permit = None
 
-    def _abandon(self, ex: Exchange) -> None:
-        """Drop the current try's upstream connection (its response is not wanted)."""
+    def _abandon(self, ex: Exchange, reuse: bool = False) -> None:
+        """Drop the current try's upstream connection (its response is not wanted). `reuse`: the
+        response head was read: the rest is read and discarded and the connection pooled again
+        when it stays reusable (a retried 503 then costs no new connection, nor mTLS handshake)."""
         up = ex.upstream
         if up is None:
             return
         ex.upstream = None
-        up.close()
         r = ex.route
+        if reuse and up.framer.keep_alive and ex.body_done and ex.head.upstream_keep_alive and \
+                not ex.head.upgrade and r is not None and (r.plan is None or not r.plan.cluster.spent(up.uses)):
+            up.drain()
+        else:
+            up.close()
         if r is not None and r.load is not None:
             now = time.monotonic()
             r.load.end(now - ex.start, now)
@@ -194,8 +200,8 @@ class PolicyFlow:
             count(plan.authority, "")
         return True
 
-    def _retry(self, ex: Exchange, plan: Plan) -> None:
-        self._abandon(ex)
+    def _retry(self, ex: Exchange, plan: Plan, reuse: bool = False) -> None:
+        self._abandon(ex, reuse)
         if ex.try_timer is not None:
             ex.try_timer.cancel()
             ex.try_timer = None
@@ -214,7 +220,7 @@ class PolicyFlow:
             ex.try_timer = None
         self._report(plan, status)
         if plan.retry.attempts and plan.retry.status_retriable(status) and self._may_retry(ex, plan):
-            self._retry(ex, plan)
+            self._retry(ex, plan, reuse=True)
             return False
         return True
 

@@ -14,10 +14,11 @@ from .cluster import Cluster
 from .config import ProxyConfig
 from .endpoints import Endpoint, Kind
 from .errors import Blocked, ConnectError, LoopDetected, NoEndpoints
-from .exchange import ConnCtx, Plan, Reply, Route
+from .exchange import ConnCtx, Plan, PlanSeed, Reply, Route
 from .http1 import RequestHead
 from .metrics import ProxyMetrics, RouteMetrics
-from .profile import DEFAULT_POLICY, NO_RETRY, Backend, ClientTls, LbPolicy, Profile, TlsMode
+from .profile import DEFAULT_POLICY, NO_RETRY, Backend, ClientTls, LbPolicy, Profile, RequestMatch, TlsMode, TrafficPolicy
+from .profile import Route as RouteSpec
 from .profiles import ProfileTarget, Profiles
 from .resolve import Resolver, Target, normalize_authority, usable
 
@@ -39,6 +40,25 @@ def _label(labels: tuple[tuple[str, str], ...], *keys: str) -> str:
         if d.get(k):
             return d[k]
     return ""
+
+
+def fast_route(spec: RouteSpec, backend: Backend, mirroring: bool) -> bool:
+    """An HTTP/1 request on this route and backend needs no per-request policy: no fault, mirror,
+    CORS, timeouts, rewrite or header operations, and nothing retried once the request was sent
+    (a failed connect may still be retried: nothing was sent, nothing needs buffering)."""
+    r = spec.retry
+    return (spec.timeout <= 0 and spec.fault is None and (spec.mirror is None or not mirroring)
+            and spec.cors is None and spec.rewrite is None and spec.redirect is None and spec.direct is None
+            and not spec.request_ops and not spec.response_ops
+            and not backend.request_ops and not backend.response_ops
+            and r.per_try_timeout <= 0 and not (r.on_5xx or r.on_gateway or r.on_409 or r.on_reset or r.codes))
+
+
+def fast_policy(policy: TrafficPolicy) -> bool:
+    """The cluster needs no per-request bookkeeping: no connection-pool limits, outlier detection,
+    per-connection request cap, consistent hashing nor passthrough."""
+    return (not policy.limited and not policy.outlier and not policy.max_requests_per_connection
+            and policy.lb is not LbPolicy.CONSISTENT_HASH and policy.lb is not LbPolicy.PASSTHROUGH)
 
 
 class OutboundRouter:
@@ -79,7 +99,7 @@ class OutboundRouter:
                 return a
         return f"{ctx.orig_ip}:{ctx.orig_port}"
 
-    def route_now(self, head: RequestHead, ctx: ConnCtx) -> Route | Reply | None:
+    def route_now(self, head: RequestHead, ctx: ConnCtx, http1: bool = False) -> Route | Reply | None:
         authority = self.authority(head, ctx)
         t = self.resolver.get(authority)
         if not t.answered.is_set():
@@ -95,7 +115,12 @@ class OutboundRouter:
         for a in prof.authorities:
             if a != authority and not self.resolver.get(a).answered.is_set():
                 return None
-        return self._decide(t, pt, head, authority, ctx)
+        return self._decide(t, pt, head, authority, ctx, http1)
+
+    def route_http1(self, head: RequestHead, ctx: ConnCtx) -> Route | Reply | None:
+        """`route_now` for an HTTP/1 request: a route needing no per-request policy (`fast_route`)
+        comes without a `Plan` (HTTP/2 streams always get one: gRPC statuses may be retried)."""
+        return self.route_now(head, ctx, True)
 
     async def route(self, head: RequestHead, ctx: ConnCtx) -> Route | Reply:
         authority = self.authority(head, ctx)
@@ -114,18 +139,26 @@ class OutboundRouter:
 
     # === route configuration ===
 
-    def _decide(self, t: Target, pt: ProfileTarget, head: RequestHead, authority: str, ctx: ConnCtx) -> Route | Reply:
+    def _decide(self, t: Target, pt: ProfileTarget, head: RequestHead, authority: str, ctx: ConnCtx,
+                http1: bool = False) -> Route | Reply:
         prof = pt.profile
         port = int(authority.rpartition(":")[2] or ctx.orig_port)
-        v = R.RequestView(head, authority, port, prof.header_names)
-        sel = R.select(prof, v) if prof.routed else None
+        routes = prof.routes
+        v: R.RequestView | None = None
+        if routes and not routes[0].matches:  # a catch-all first route (the default route): nothing to look at
+            sel: tuple[RouteSpec, RequestMatch | None] | None = (routes[0], None)
+        else:
+            v = R.RequestView(head, authority, port, prof.header_names)
+            sel = R.select(prof, v) if prof.routed else None
         rng = self.rng
         if sel is None:
+            assert v is not None
             if prof.routed:
                 return self._reply(404, R.not_found, head, ctx)
             return self._forward(prof, None, None, Backend(authority), t, head, v, authority, ctx)
         spec, match = sel
         if spec.cors is not None:
+            v = v or R.RequestView(head, authority, port, prof.header_names)
             pre = R.cors_preflight(spec.cors, v, close=False)
             if pre is not None:
                 return self._reply(200, partial(R.cors_preflight, spec.cors, v), head, ctx)
@@ -137,11 +170,17 @@ class OutboundRouter:
             if f.delay and f.delay_percent > 0 and rng.random() * 100.0 < f.delay_percent:
                 delay = f.delay
         if spec.redirect is not None:
+            v = v or R.RequestView(head, authority, port, prof.header_names)
             return self._reply(spec.redirect.status, partial(R.redirect, spec.redirect, v, match), head, ctx)
         if spec.direct is not None:
             d = spec.direct
             return self._reply(d.status, partial(R.direct, d), head, ctx)
         backend = R.choose_backend(spec, self._split_draw(spec) if len(spec.backends) > 1 else 0.0)
+        if http1 and fast_route(spec, backend, self.mirrors is not None):
+            fast = self._fast(prof, spec, backend, t, authority, ctx)
+            if fast is not None:
+                return fast
+        v = v or R.RequestView(head, authority, port, prof.header_names)
         bt = t if backend.authority == authority else self.resolver.get(backend.authority)
         route = self._forward(prof, spec, match, backend, bt, head, v, authority, ctx)
         plan = route.plan
@@ -173,8 +212,9 @@ class OutboundRouter:
     def _reply(self, status: int, make: object, head: RequestHead, ctx: ConnCtx) -> Reply:
         return Reply(status, make, self.error_metrics(head, ctx))  # type: ignore[arg-type]
 
-    def _forward(self, prof: Profile, spec: object, match: object, backend: Backend, bt: Target,
-                 head: RequestHead, v: R.RequestView, authority: str, ctx: ConnCtx) -> Route:
+    def _cluster(self, prof: Profile, backend: Backend, bt: Target,
+                 authority: str) -> tuple[Cluster, tuple[tuple[str, str], ...]]:
+        """The backend's cluster (policy, balancer, budget) and the subset's labels."""
         bprof = prof if bt.path == authority or self.profiles is None else self.profiles.get(bt.path).profile
         policy = bprof.policy_for(backend.subset)
         subset = backend.subset_labels or (bprof.subset_labels(backend.subset) if backend.subset else ())
@@ -185,6 +225,12 @@ class OutboundRouter:
                 self._clusters.clear()
             cluster = self._clusters[key] = Cluster(policy, prof.budget, self.p2c, self.rng, time.monotonic(),
                                                     self._zone, self._region)
+        return cluster, subset
+
+    def _forward(self, prof: Profile, spec: object, match: object, backend: Backend, bt: Target,
+                 head: RequestHead, v: R.RequestView, authority: str, ctx: ConnCtx) -> Route:
+        cluster, subset = self._cluster(prof, backend, bt, authority)
+        policy = cluster.policy
         up_head = R.upstream_head(head, spec, match, backend, v) if spec is not None else head  # type: ignore[arg-type]
         plan = Plan(spec, up_head, cluster, bt, subset, authority,  # type: ignore[arg-type]
                     spec.retry if spec is not None else NO_RETRY)  # type: ignore[attr-defined]
@@ -192,6 +238,22 @@ class OutboundRouter:
         if hk is not None and policy.lb is LbPolicy.CONSISTENT_HASH:
             plan.hash_key = _hash_key(hk, v, self.cfg.pod_ip)
         return self.endpoint_route(plan, ctx)
+
+    def _fast(self, prof: Profile, spec: RouteSpec, backend: Backend, t: Target, authority: str,
+              ctx: ConnCtx) -> Route | None:
+        """The fast path's route (no `Plan`); None when the cluster's policy or the backend's
+        endpoints need the planned path."""
+        bt = t if backend.authority == authority else self.resolver.get(backend.authority)
+        cluster, subset = self._cluster(prof, backend, bt, authority)
+        policy = cluster.policy
+        if not fast_policy(policy) or usable(bt) is not Kind.ENDPOINTS:
+            return None
+        items = bt.state.subset(subset)
+        if not items:
+            return None
+        b = cluster.choose(items, time.monotonic(), None)
+        pool, metrics = self._endpoint(authority, bt, policy.tls, b.endpoint)
+        return Route(pool, metrics, b.load, None, PlanSeed(spec, cluster, bt, subset, authority))
 
     def endpoint_route(self, plan: Plan, ctx: ConnCtx) -> Route:
         """An endpoint of the plan's cluster (the first try or a retry)."""
@@ -206,26 +268,8 @@ class OutboundRouter:
             b = cluster.choose(items, time.monotonic(), plan.hash_key)
             ep = b.endpoint
             plan.addr = ep.addr
-            tls = cluster.policy.tls
-            key = (plan.authority, bt.path, tls.mode, tls if tls.mode.value >= 2 else None, bt.state.version, ep.ip,
-                   ep.port)
-            cached = self._cache.get(key)
-            if cached is None:
-                svc = _label(bt.state.labels, "dst_service", "service")
-                ns = _label(bt.state.labels, "dst_namespace", "namespace")
-                ip, port, identity, server_name = self._dial(ep)
-                origination = None
-                if tls.mode is not TlsMode.ISTIO_MUTUAL:
-                    identity = server_name = ""
-                    if tls.mode is not TlsMode.DISABLE:
-                        origination, server_name = self._origination(tls), tls.sni or bt.path.rpartition(":")[0]
-                labels = m.base("outbound", authority=plan.authority, tls=bool(identity or origination),
-                                server_id=identity, dst_service=svc, dst_namespace=ns)
-                if len(self._cache) > 10000:
-                    self._cache.clear()
-                cached = self._cache[key] = (self._pool(ip, port, identity, server_name, svc, ns, origination),
-                                             m.route(labels))
-            return Route(cached[0], cached[1], b.load, plan)
+            pool, metrics = self._endpoint(plan.authority, bt, cluster.policy.tls, ep)
+            return Route(pool, metrics, b.load, plan)
         if kind is Kind.EMPTY:
             raise NoEndpoints(f"service {bt.path} has no ready endpoints")
         if kind is Kind.BLOCKED:
@@ -239,6 +283,28 @@ class OutboundRouter:
             return Route(pool, m.route(m.base("outbound", authority=plan.authority, tls=True)), None, plan)
         pool = self._pool(ctx.orig_ip, ctx.orig_port, "", "", "", "")
         return Route(pool, m.route(m.base("outbound", authority=plan.authority)), None, plan)
+
+    def _endpoint(self, authority: str, bt: Target, tls: ClientTls, ep: Endpoint) -> tuple[Pool, RouteMetrics]:
+        """The pool and the metrics of requests for `authority` to one endpoint of `bt` (cached)."""
+        key = (authority, bt.path, tls.mode, tls if tls.mode.value >= 2 else None, bt.state.version, ep.ip, ep.port)
+        cached = self._cache.get(key)
+        if cached is None:
+            m = self.metrics
+            svc = _label(bt.state.labels, "dst_service", "service")
+            ns = _label(bt.state.labels, "dst_namespace", "namespace")
+            ip, port, identity, server_name = self._dial(ep)
+            origination = None
+            if tls.mode is not TlsMode.ISTIO_MUTUAL:
+                identity = server_name = ""
+                if tls.mode is not TlsMode.DISABLE:
+                    origination, server_name = self._origination(tls), tls.sni or bt.path.rpartition(":")[0]
+            labels = m.base("outbound", authority=authority, tls=bool(identity or origination),
+                            server_id=identity, dst_service=svc, dst_namespace=ns)
+            if len(self._cache) > 10000:
+                self._cache.clear()
+            cached = self._cache[key] = (self._pool(ip, port, identity, server_name, svc, ns, origination),
+                                         m.route(labels))
+        return cached  # type: ignore[return-value]
 
     def _origination(self, tls: ClientTls) -> ssl.SSLContext:
         """The client context of a DestinationRule's SIMPLE/MUTUAL TLS (cached per settings)."""
@@ -395,18 +461,26 @@ class InboundRouter:
         self.pools = pools
         self.metrics = metrics
         self._self_ports = set(cfg.ports.all())
+        self._routes: dict[tuple[bytes, int, bool, str], Route] = {}
+        """(Host, original port, TLS, client id) → route: no label or pool work per request."""
 
     def _labels(self, head: RequestHead | None, ctx: ConnCtx) -> tuple[str, ...]:
         authority = normalize_authority(head.host, ctx.orig_port) if head is not None and head.host else ""
         return self.metrics.base("inbound", authority=authority, tls=ctx.tls, client_id=ctx.client_id)
 
     def route_now(self, head: RequestHead, ctx: ConnCtx) -> Route:
-        if ctx.orig_port in self._self_ports:
-            raise LoopDetected(f"inbound connection to proxy port {ctx.orig_port}")
-        labels = self._labels(head, ctx)
-        pool = self.pools.get(self.cfg.inbound_app_ip, ctx.orig_port, "", "",
-                              self.metrics.base("inbound") + ("dst",))
-        return Route(pool, self.metrics.route(labels), None)
+        key = (head.host, ctx.orig_port, ctx.tls, ctx.client_id)
+        route = self._routes.get(key)
+        if route is None:
+            if ctx.orig_port in self._self_ports:
+                raise LoopDetected(f"inbound connection to proxy port {ctx.orig_port}")
+            labels = self._labels(head, ctx)
+            pool = self.pools.get(self.cfg.inbound_app_ip, ctx.orig_port, "", "",
+                                  self.metrics.base("inbound") + ("dst",))
+            if len(self._routes) > 10000:
+                self._routes.clear()
+            route = self._routes[key] = Route(pool, self.metrics.route(labels), None)
+        return route
 
     async def route(self, head: RequestHead, ctx: ConnCtx) -> Route:
         return self.route_now(head, ctx)

@@ -52,6 +52,7 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
         self._conns = conns
         self._log = log
         self._task: asyncio.Task[None] | None = None
+        self._route_now = getattr(router, "route_http1", None) or router.route_now
 
     # === downstream events ===
 
@@ -187,7 +188,7 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
     def _start(self, ex: Exchange) -> None:
         ex.start = time.monotonic()
         try:
-            route = self.router.route_now(ex.head, self.ctx)
+            route = self._route_now(ex.head, self.ctx)
         except ProxyError as e:
             self._local_error(ex, e)
             return
@@ -220,9 +221,13 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
                 try:
                     up = None if fresh else route.pool.take_idle()
                     if up is None:
-                        up = await route.pool.connect(plan.cluster.policy.connect_timeout if plan else 0.0)
+                        cluster = plan.cluster if plan is not None else route.seed.cluster if route.seed else None
+                        up = await route.pool.connect(cluster.policy.connect_timeout if cluster is not None else 0.0)
                     break
                 except ConnectError:
+                    if plan is None and route.seed is not None:  # fast path: retried like a planned request
+                        plan = route.seed.plan(ex.head, (route.pool.ip, route.pool.port))
+                        ex.armed = True
                     if plan is None or not self._connect_retry(ex, plan):
                         raise
                     route = self.router.endpoint_route(plan, self.ctx)  # type: ignore[attr-defined]
@@ -267,6 +272,8 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
                 route.load.start()
             if plan is not None:
                 plan.cluster.budget.request(time.monotonic())
+            elif route.seed is not None:
+                route.seed.cluster.budget.request(time.monotonic())
             parts = [head.serialize()]
             body = ex.body or ()
             if head.chunked:

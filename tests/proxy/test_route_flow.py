@@ -75,13 +75,39 @@ async def until(cond, what: str) -> None:  # noqa: ANN001
     raise AssertionError(what)
 
 
-async def test_a_retriable_status_is_retried_on_a_fresh_try() -> None:
+async def test_a_retried_status_keeps_its_connection_for_the_retry() -> None:
     server, down, connector, router = make(Retry(attempts=2, on_5xx=True))
     server.data_received(GET)
     await until(lambda: len(connector.connections) == 1, "first try")
     t1, up1 = connector.connections[0]
     up1.data_received(BUSY)
-    assert t1.closed and down.data() == b""  # the 503 is dropped with its connection
+    assert not t1.closed and down.data() == b""  # the 503 is dropped, its connection goes back to the pool
+    await until(lambda: t1.data() == GET + GET, "the retry on the same connection")
+    up1.data_received(OK)
+    assert down.data() == OK and router.counted == ["retry"] and len(connector.connections) == 1
+
+
+async def test_a_retried_status_whose_body_comes_later_is_read_to_its_end_first() -> None:
+    server, down, connector, router = make(Retry(attempts=2, on_5xx=True))
+    server.data_received(GET)
+    await until(lambda: len(connector.connections) == 1, "first try")
+    t1, up1 = connector.connections[0]
+    up1.data_received(BUSY[:-3])  # the head and one body byte
+    assert not t1.closed and down.data() == b""
+    await until(lambda: len(connector.connections) == 2, "the retry on a new connection (the first is busy)")
+    up1.data_received(BUSY[-3:])  # the rest: the first connection is idle again
+    t2, up2 = connector.connections[1]
+    up2.data_received(OK)
+    assert down.data() == OK and not t1.closed and up1 in server.router.pool.idle
+
+
+async def test_a_retried_status_that_closes_its_connection_is_retried_on_a_fresh_one() -> None:
+    server, down, connector, router = make(Retry(attempts=2, on_5xx=True))
+    server.data_received(GET)
+    await until(lambda: len(connector.connections) == 1, "first try")
+    t1, up1 = connector.connections[0]
+    up1.data_received(BUSY.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert t1.closed and down.data() == b""
     await until(lambda: len(connector.connections) == 2, "second try")
     t2, up2 = connector.connections[1]
     assert t2.data() == t1.data() == GET

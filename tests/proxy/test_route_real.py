@@ -109,6 +109,24 @@ def tls_files(d) -> dict[str, str]:  # noqa: ANN001
 SECURE = f"secure.{NS}.svc.cluster.local:8443"
 
 
+def _fast_endpoints(b, c):  # noqa: ANN001, ANN202
+    """HTTP/1 fast path: `fastdef` (the server), `fastdead` (a closed port: connects are refused)."""
+    return {svc("fastdef"): {"labels": {"dst_service": "fastdef", "dst_namespace": NS},
+                             "endpoints": [{"ip": b.ip, "port": 8080, "identity": SERVER_ID}]},
+            svc("fastdead"): {"labels": {"dst_service": "fastdead", "dst_namespace": NS},
+                              "endpoints": [{"ip": c.ip, "port": 9}]}}
+
+
+def _fast_profiles():  # noqa: ANN202
+    """What destination sends for a Service without VirtualService: the default route with
+    Istio's default retry policy (connect failures are retried)."""
+    from meshlet.api import destination_pb as pb
+    from meshlet.destination.profiles import default_route, retry_budget
+
+    return {name: pb.DestinationProfile(routes=[default_route(name)], retry_budget=retry_budget()).to_dict()
+            for name in (svc("fastdef"), svc("fastdead"))}
+
+
 @pytest.fixture(scope="module")
 def rmesh(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     if os.geteuid() != 0:
@@ -117,11 +135,11 @@ def rmesh(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     files = tls_files(tmp)
 
     def endpoints(a, b, c):  # noqa: ANN001, ANN202
-        return {**_endpoints(a, b, c), SECURE: {"labels": {"dst_service": "secure"},
+        return {**_endpoints(a, b, c), **_fast_endpoints(b, c), SECURE: {"labels": {"dst_service": "secure"},
                                                  "endpoints": [{"ip": c.ip, "port": 8443}]}}
 
     def profiles(a, b, c):  # noqa: ANN001, ANN202
-        return {**_profiles(a, b, c), SECURE: {"trafficPolicy": {"tls": {
+        return {**_profiles(a, b, c), **_fast_profiles(), SECURE: {"trafficPolicy": {"tls": {
             "mode": "TLS_MODE_SIMPLE", "caCertificates": files["ca"], "sni": "secure.example"}}}}
 
     with open_mesh(tmp, extra=endpoints, profiles=profiles,
@@ -308,3 +326,22 @@ def test_consistent_hash_keeps_a_user_on_one_endpoint(rmesh: Mesh) -> None:
         by_user.setdefault(req["headers"]["x-user"], set()).add(app_of(resp))
     assert all(len(apps) == 1 for apps in by_user.values()), by_user
     assert {a for apps in by_user.values() for a in apps} == {"b", "c"}  # 20 users: both get some
+
+
+def test_default_route_serves_and_retries_refused_connects(rmesh: Mesh) -> None:
+    got = requests(rmesh, svc("fastdef"), ["/f"] * 5)
+    assert [r["status"] for r in got] == [200] * 5 and {app_of(r) for r in got} == {"b"}
+    dead = requests(rmesh, svc("fastdead"), ["/f"])[0]
+    assert dead["status"] == 502 and "refused" in dead["body"], dead
+    assert metric(rmesh.metrics(rmesh.a), "retry_total", authority=svc("fastdead")) == 2  # Istio's 2 attempts
+
+
+def test_a_retried_503_keeps_the_upstream_connection(rmesh: Mesh) -> None:
+    def opened() -> float:  # a's mTLS connections to b's proxy
+        return metric(rmesh.metrics(rmesh.a), "tcp_open_total", direction="outbound", peer="dst", server_id=SERVER_ID)
+
+    requests(rmesh, svc("retry"), ["/status/200"])  # a pooled connection to b
+    before = opened()
+    got = requests(rmesh, svc("retry"), ["/flaky/reuse"] * 10)  # each request: a 503, retried, then 200
+    assert [r["status"] for r in got] == [200] * 10
+    assert opened() - before <= 1  # not one new connection (and mTLS handshake) per retried 503
