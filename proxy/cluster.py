@@ -6,7 +6,8 @@
   connections in use (tcp.maxConnections; HTTP/1: one request per connection) with
   `max_pending` waiting for one, the rest overflow (503).
 * `Outlier`: consecutive 5xx / gateway errors per endpoint eject it for
-  `base_ejection * number of ejections`, at most `max_ejection_percent` of the endpoints.
+  `base_ejection * multiplier`, at most `max_ejection_percent` of the endpoints (at least one);
+  a sweep every `interval` returns hosts and decays the multiplier of healthy ones.
 * `Cluster`: one backend (authority + subset) with its policy, the above and the balancer
   choice (least request = peak-EWMA P2C, round robin, random, consistent hash by rendezvous
   hashing, locality preference).
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -159,27 +161,66 @@ class Limiter:
         self._release_connection()
 
 
+MAX_EJECTION = 300.0
+"""Envoy's default max_ejection_time: an ejection never lasts longer (unless the base does)."""
+
+
 class Health:
-    __slots__ = ("c5xx", "cgw", "ejected_until", "ejections")
+    __slots__ = ("c5xx", "cgw", "ejected", "ejected_until", "ejections", "back_tick")
 
     def __init__(self) -> None:
         self.c5xx = 0
         self.cgw = 0
+        self.ejected = False
         self.ejected_until = 0.0
         self.ejections = 0
+        """The ejection multiplier: +1 per ejection, -1 per full interval healthy after coming back."""
+        self.back_tick = 0
 
 
 class Outlier:
-    def __init__(self, policy: TrafficPolicy) -> None:
+    """Envoy's outlier detection for consecutive errors: a host reaching the threshold is ejected
+    at once (if no host is ejected yet, or the ejected share stays within `max_ejection_percent`)
+    for `base_ejection × multiplier`; every `outlier_interval` a sweep returns the hosts whose
+    time has passed and lowers the multiplier of each host healthy for the whole interval. The
+    sweeps are done lazily from the clock passed in (no timers)."""
+
+    def __init__(self, policy: TrafficPolicy, now: float = 0.0) -> None:
         self.policy = policy
         self.health: dict[tuple[str, int], Health] = {}
+        self.interval = max(policy.outlier_interval, 0.001)
+        self.start = now
+        self.tick = 0
+        """Index of the last sweep (sweeps happen at start + k × interval)."""
+        self.next_sweep = now + self.interval
+
+    def _sweep(self, now: float) -> None:
+        k = int((now - self.start) / self.interval)
+        if k <= self.tick:
+            return
+        for h in self.health.values():
+            if h.ejected:
+                j = max(math.ceil((h.ejected_until - self.start) / self.interval - 1e-9), self.tick + 1)
+                if j > k:
+                    continue
+                h.ejected = False
+                h.c5xx = h.cgw = 0
+                h.back_tick = j
+            if h.ejections:
+                h.ejections = max(0, h.ejections - (k - max(self.tick, h.back_tick)))
+        self.tick = k
+        self.next_sweep = self.start + (k + 1) * self.interval
 
     def ejected(self, addr: tuple[str, int], now: float) -> bool:
+        if now >= self.next_sweep:
+            self._sweep(now)
         h = self.health.get(addr)
-        return h is not None and h.ejected_until > now
+        return h is not None and h.ejected
 
     def report(self, addr: tuple[str, int], status: int, now: float, total: int) -> bool:
         """One response (status 0: connect failure/reset) of an endpoint; True when it got ejected."""
+        if now >= self.next_sweep:
+            self._sweep(now)
         p = self.policy
         h = self.health.get(addr)
         if h is None:
@@ -188,18 +229,27 @@ class Outlier:
             h = self.health[addr] = Health()
         h.c5xx = h.c5xx + 1 if status >= 500 or status == 0 else 0
         h.cgw = h.cgw + 1 if status in (0, 502, 503, 504) else 0
-        if h.ejected_until > now:
+        if h.ejected:
             return False
         if not ((p.consecutive_5xx and h.c5xx >= p.consecutive_5xx)
                 or (p.consecutive_gateway and h.cgw >= p.consecutive_gateway)):
             return False
-        ejected = sum(1 for x in self.health.values() if x.ejected_until > now)
-        if total <= 0 or ejected * 100 >= p.max_ejection_percent * total:
+        ejected = sum(1 for x in self.health.values() if x.ejected)
+        if total <= 0 or (ejected and (ejected + 1) * 100 > p.max_ejection_percent * total):
             return False
         h.ejections += 1
-        h.ejected_until = now + p.base_ejection * h.ejections
+        h.ejected = True
+        h.ejected_until = now + min(p.base_ejection * h.ejections, max(MAX_EJECTION, p.base_ejection))
+        h.back_tick = 0
         h.c5xx = h.cgw = 0
         return True
+
+    def describe(self, now: float) -> dict[str, object]:
+        """Per endpoint with a history: ejected, seconds left, multiplier (for /config_dump)."""
+        self._sweep(now)
+        return {f"{ip}:{port}": {"ejected": h.ejected, "ejections": h.ejections,
+                                 **({"ejected_for_s": round(h.ejected_until - now, 3)} if h.ejected else {})}
+                for (ip, port), h in self.health.items() if h.ejected or h.ejections}
 
 
 def _hash(key: bytes, b: Balanced) -> int:
@@ -218,7 +268,7 @@ class Cluster:
         self.rr = 0
         self.limiter = Limiter(policy.max_connections, policy.max_pending, policy.max_requests,
                                on_overflow) if policy.limited else None
-        self.outlier = Outlier(policy) if policy.outlier else None
+        self.outlier = Outlier(policy, now) if policy.outlier else None
         self.budget = RetryBudget(budget, now)
         self.zone = zone
         self.region = region

@@ -7,6 +7,8 @@
                                            one h2c request with prior knowledge; prints JSON
     python policy2_apps.py multi URL N [k=v headers...]
                                            N concurrent GETs on one h2c connection; prints JSON
+    python policy2_apps.py watch URL FAILURES LIMIT
+                                           HTTP/1 GETs back to back until FAILURES 5xx; their times
 """
 from __future__ import annotations
 
@@ -147,9 +149,31 @@ def h2_multi(url: str, n: int, headers: dict[str, str]) -> dict[str, Any]:
             "errors": [got.get(sid, {}).get("meshlet-proxy-error", "") for sid in sids]}
 
 
+def watch(url: str, failures: int, limit: float) -> dict[str, Any]:
+    """GET `url` back to back until `failures` 5xx answers (or `limit` seconds): their times."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    start = time.monotonic()
+    times: list[float] = []
+    n = 0
+    while len(times) < failures and time.monotonic() - start < limit:
+        n += 1
+        try:
+            urllib.request.urlopen(url, timeout=10).read()
+        except urllib.error.HTTPError as e:
+            if e.code >= 500:
+                times.append(round(time.monotonic() - start, 3))
+    return {"failures": times, "requests": n}
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "serve":
         asyncio.run(serve(argv[1]))
+        return
+    if argv[0] == "watch":
+        print(json.dumps(watch(argv[1], int(argv[2]), float(argv[3]))), flush=True)
         return
     if argv[0] == "multi":
         hs = dict(a.partition("=")[::2] for a in argv[3:])

@@ -15,6 +15,7 @@ DEADLINE = "198.18.252.1:8082"   # b's h2c echo, no profile
 MAXREQ = "198.18.252.2:8082"     # b's h2c echo, http2MaxRequests 1
 PERCONN = "198.18.252.3:8082"    # b's h2c echo, maxRequestsPerConnection 1
 MAXREQ1 = "198.18.252.4:8080"    # b's HTTP/1 app, http2MaxRequests 1
+OUTLIER = "198.18.252.5:8080"    # b and c round robin, outlier detection (c fails /fail-on/c)
 
 
 def _endpoints(a, b, c):
@@ -26,6 +27,7 @@ def _endpoints(a, b, c):
         MAXREQ: svc("maxreq", {"ip": b.ip, "port": 8082, "identity": SERVER_ID}),
         PERCONN: svc("perconn", {"ip": b.ip, "port": 8082, "identity": SERVER_ID}),
         MAXREQ1: svc("maxreq1", {"ip": b.ip, "port": 8080, "identity": SERVER_ID}),
+        OUTLIER: svc("outlier2", {"ip": b.ip, "port": 8080, "identity": SERVER_ID}, {"ip": c.ip, "port": 8080}),
     }
 
 
@@ -38,6 +40,10 @@ def _profiles(a, b, c):
         MAXREQ: _pool(http2MaxRequests=1),
         PERCONN: _pool(maxRequestsPerConnection=1),
         MAXREQ1: _pool(http2MaxRequests=1),
+        OUTLIER: {"trafficPolicy": {
+            "loadBalancer": {"policy": "LOAD_BALANCER_POLICY_ROUND_ROBIN"},
+            "outlierDetection": {"consecutive5xxErrors": 1, "intervalMs": 1000, "baseEjectionTimeMs": 3000,
+                                 "maxEjectionPercent": 100}}},
     }
 
 
@@ -134,3 +140,18 @@ def test_max_requests_per_connection_opens_a_connection_per_h2_stream(p2mesh) ->
     for i in range(3):
         assert _h2(m, f"http://{DEADLINE}/n{i}")["headers"][":status"] == "200"
     assert opened() - before <= 1
+
+
+def test_ejected_endpoint_returns_and_a_second_ejection_lasts_twice_as_long(p2mesh) -> None:
+    m = p2mesh
+    # c always fails: ejected at its first failure for 3 s, back at the next 1 s sweep, fails at
+    # once (within that interval: multiplier 2), ejected for 6 s, back again
+    r = m.a.run(sys.executable, str(HERE / "policy2_apps.py"), "watch", f"http://{OUTLIER}/fail-on/c", "3", "60",
+                timeout=90)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    t = got["failures"]
+    assert len(t) == 3, got  # it came back twice
+    first, second = t[1] - t[0], t[2] - t[1]
+    assert first >= 3.0 - 0.5, got  # not before baseEjectionTime
+    assert second >= 2 * 3.0 - 0.5, got  # the second ejection: twice as long (a single one ends by 4 s)

@@ -65,7 +65,7 @@ async def test_limiter_queues_up_to_max_pending_then_overflows() -> None:
 
 
 def test_outlier_ejects_after_consecutive_errors_and_grows_the_ejection() -> None:
-    o = Outlier(TrafficPolicy(consecutive_5xx=2, base_ejection=1.0, max_ejection_percent=50))
+    o = Outlier(TrafficPolicy(consecutive_5xx=2, base_ejection=1.0, max_ejection_percent=50, outlier_interval=1.0))
     a, b = ("10.0.0.1", 80), ("10.0.0.2", 80)
     assert not o.report(a, 500, 0.0, 2)
     assert not o.report(a, 200, 0.0, 2)  # not consecutive
@@ -74,10 +74,10 @@ def test_outlier_ejects_after_consecutive_errors_and_grows_the_ejection() -> Non
     # at most 50% of 2 endpoints: b stays in
     o.report(b, 500, 0.1, 2)
     assert not o.report(b, 500, 0.1, 2) and not o.ejected(b, 0.2)
-    assert not o.ejected(a, 1.01)  # back after base_ejection x 1
-    o.report(a, 500, 2.0, 2)
-    assert o.report(a, 500, 2.0, 2)
-    assert o.ejected(a, 3.9) and not o.ejected(a, 4.01)  # second ejection: 2 x base
+    assert not o.ejected(a, 1.01)  # back after base_ejection x 1 (at the sweep at 1.0)
+    o.report(a, 500, 1.5, 2)
+    assert o.report(a, 500, 1.5, 2)  # within the interval it came back in: the multiplier is still 1
+    assert o.ejected(a, 3.9) and not o.ejected(a, 4.01)  # second ejection: 2 x base, back at the sweep at 4.0
     gw = Outlier(TrafficPolicy(consecutive_gateway=1, max_ejection_percent=100))
     assert not gw.report(a, 500, 0.0, 2) and gw.report(a, 0, 0.0, 2)  # connect failure is a gateway error
 
