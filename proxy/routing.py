@@ -85,6 +85,8 @@ class OutboundRouter:
         self._cache: dict[tuple[str, int, str, int], tuple[Pool, RouteMetrics]] = {}
         self._authorities: dict[tuple[bytes, int], str] = {}
         """(authority, endpoint-set version, endpoint) → pool and metrics: no label work per request."""
+        self._seeds: dict[int, tuple[Backend, Profile, Target, PlanSeed | None]] = {}
+        """id(backend) → (backend, profile, target, fast-path seed or None); see `_seed`."""
 
     def authority(self, head: RequestHead | None, ctx: ConnCtx) -> str:
         if head is not None and head.host:
@@ -176,8 +178,8 @@ class OutboundRouter:
             d = spec.direct
             return self._reply(d.status, partial(R.direct, d), head, ctx)
         backend = R.choose_backend(spec, self._split_draw(spec) if len(spec.backends) > 1 else 0.0)
-        if http1 and fast_route(spec, backend, self.mirrors is not None):
-            fast = self._fast(prof, spec, backend, t, authority, ctx)
+        if http1:
+            fast = self._fast(prof, spec, backend, t, authority)
             if fast is not None:
                 return fast
         v = v or R.RequestView(head, authority, port, prof.header_names)
@@ -223,8 +225,9 @@ class OutboundRouter:
         if cluster is None or (cluster.policy is not policy and cluster.policy != policy):
             if len(self._clusters) > 4096:
                 self._clusters.clear()
+                self._seeds.clear()
             cluster = self._clusters[key] = Cluster(policy, prof.budget, self.p2c, self.rng, time.monotonic(),
-                                                    self._zone, self._region)
+                                                    self._zone, self._region, partial(self.metrics.overflow, bt.path))
         return cluster, subset
 
     def _forward(self, prof: Profile, spec: object, match: object, backend: Backend, bt: Target,
@@ -239,21 +242,39 @@ class OutboundRouter:
             plan.hash_key = _hash_key(hk, v, self.cfg.pod_ip)
         return self.endpoint_route(plan, ctx)
 
-    def _fast(self, prof: Profile, spec: RouteSpec, backend: Backend, t: Target, authority: str,
-              ctx: ConnCtx) -> Route | None:
-        """The fast path's route (no `Plan`); None when the cluster's policy or the backend's
-        endpoints need the planned path."""
-        bt = t if backend.authority == authority else self.resolver.get(backend.authority)
-        cluster, subset = self._cluster(prof, backend, bt, authority)
-        policy = cluster.policy
-        if not fast_policy(policy) or usable(bt) is not Kind.ENDPOINTS:
+    def _seed(self, prof: Profile, spec: RouteSpec, backend: Backend, t: Target, authority: str) -> PlanSeed | None:
+        """The fast path's seed of a route and backend (None: the request needs a `Plan`). Cached
+        for a backend of the target itself: its policy comes from `prof`, so it holds while `prof` does."""
+        e = self._seeds.get(id(backend))
+        if e is not None and e[0] is backend and e[1] is prof and e[2] is t:
+            return e[3]
+        seed = None
+        if fast_route(spec, backend, self.mirrors is not None):
+            bt = t if backend.authority == authority else self.resolver.get(backend.authority)
+            cluster, subset = self._cluster(prof, backend, bt, authority)
+            if fast_policy(cluster.policy):
+                seed = PlanSeed(spec, cluster, bt, subset, authority)
+        if backend.authority == authority:
+            if len(self._seeds) > 4096:
+                self._seeds.clear()
+            self._seeds[id(backend)] = (backend, prof, t, seed)
+        return seed
+
+    def _fast(self, prof: Profile, spec: RouteSpec, backend: Backend, t: Target, authority: str) -> Route | None:
+        """The fast path's route (no `Plan`); None when the request needs the planned path."""
+        seed = self._seed(prof, spec, backend, t, authority)
+        if seed is None:
             return None
-        items = bt.state.subset(subset)
+        bt = seed.target
+        if usable(bt) is not Kind.ENDPOINTS:
+            return None
+        items = bt.state.subset(seed.subset)
         if not items:
             return None
+        cluster = seed.cluster
         b = cluster.choose(items, time.monotonic(), None)
-        pool, metrics = self._endpoint(authority, bt, policy.tls, b.endpoint)
-        return Route(pool, metrics, b.load, None, PlanSeed(spec, cluster, bt, subset, authority))
+        pool, metrics = self._endpoint(authority, bt, cluster.policy.tls, b.endpoint)
+        return Route(pool, metrics, b.load, None, seed)
 
     def endpoint_route(self, plan: Plan, ctx: ConnCtx) -> Route:
         """An endpoint of the plan's cluster (the first try or a retry)."""

@@ -105,6 +105,7 @@ def test_http2_max_requests_overflows_h2_streams_with_503(p2mesh) -> None:
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["statuses"].count("200") >= 1 and got["statuses"].count("503") >= 1, got
     assert all(e.startswith("overflow") for s, e in zip(got["statuses"], got["errors"]) if s == "503"), got
+    assert _series(m.metrics(m.a), "cluster_overflow_total", authority=MAXREQ, kind="requests") >= 1
 
 
 def test_http2_max_requests_limits_http1_requests_too(p2mesh) -> None:
@@ -123,6 +124,7 @@ with concurrent.futures.ThreadPoolExecutor(3) as ex:
     assert r.returncode == 0, r.stderr
     statuses = json.loads(r.stdout.strip().splitlines()[-1])
     assert 200 in statuses and 503 in statuses, statuses
+    assert _series(m.metrics(m.a), "cluster_overflow_total", authority=MAXREQ1, kind="requests") >= 1
 
 
 def test_max_requests_per_connection_opens_a_connection_per_h2_stream(p2mesh) -> None:
