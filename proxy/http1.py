@@ -330,14 +330,14 @@ class ResponseFramer:
         raise ProtocolError("connection closed before the response was complete")
 
     def _on_head(self, raw: bytes) -> ResponseHead:
-        nl = raw.find(b"\r\n")
-        status_line = raw[:nl]
-        if not _STATUS_LINE.fullmatch(status_line):
-            raise ProtocolError(f"malformed status line {status_line[:60]!r}")
-        if not _HEADER_BLOCK.fullmatch(raw, nl + 2, len(raw) - 2):
+        if _HEAD.fullmatch(raw) is None:  # one match for the usual case; the details only for the error
+            nl = raw.find(b"\r\n")
+            status_line = raw[:nl]
+            if not _STATUS_LINE.fullmatch(status_line):
+                raise ProtocolError(f"malformed status line {status_line[:60]!r}")
             raise ProtocolError(f"malformed response header block {raw[nl + 2:nl + 62]!r}")
-        status = int(status_line[9:12])
-        http10 = status_line[5:8] == b"1.0"
+        status = int(raw[9:12])
+        http10 = raw[5:8] == b"1.0"
         lower = raw.lower()
         length = -1
         values = _header_values(raw, lower, b"\r\ncontent-length:")
@@ -374,6 +374,8 @@ class ResponseFramer:
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] [0-9]{3}(?: [^\r\n]*)?")
 _HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*\r\n)*")
+_HEAD = re.compile(_STATUS_LINE.pattern + rb"\r\n" + _HEADER_BLOCK.pattern + rb"\r\n")
+"""A whole response head (status line, header lines, the empty line)."""
 
 
 def _header_values(raw: bytes, lower: bytes, needle: bytes) -> list[bytes]:

@@ -84,7 +84,8 @@ def test_fast_policy() -> None:
     assert fast_policy(TrafficPolicy(lb=LbPolicy.ROUND_ROBIN, connect_timeout=1.0, locality=True))
     for slow in (TrafficPolicy(max_connections=1), TrafficPolicy(max_pending=1),
                  TrafficPolicy(consecutive_5xx=3), TrafficPolicy(consecutive_gateway=3),
-                 TrafficPolicy(max_requests_per_connection=1), TrafficPolicy(lb=LbPolicy.CONSISTENT_HASH),
+                 TrafficPolicy(max_requests=1), TrafficPolicy(max_requests_per_connection=1),
+                 TrafficPolicy(lb=LbPolicy.CONSISTENT_HASH),
                  TrafficPolicy(lb=LbPolicy.PASSTHROUGH)):
         assert not fast_policy(slow), slow
 
@@ -179,3 +180,17 @@ async def test_a_failed_connect_on_a_fast_route_is_retried() -> None:
     last = connector.connections[-1][1] if len(connector.connections) == 2 else up
     last.data_received(OK)
     assert down.data() == OK + OK and retried == ["retry"]
+
+
+async def test_the_fast_decision_follows_profile_updates() -> None:
+    router = make_router(compiled([default_route(WEB)]))
+    assert router.route_http1(head(), CTX).plan is None  # type: ignore[union-attr]
+    assert router.route_http1(head(), CTX).plan is None  # type: ignore[union-attr]  # (cached)
+    limited = pb.TrafficPolicy(connection_pool=pb.ConnectionPool(max_connections=5))
+    router.profiles.get(WEB).profile = compiled([default_route(WEB)], traffic_policy=limited)  # type: ignore[union-attr]
+    assert router.route_http1(head(), CTX).plan is not None  # type: ignore[union-attr]
+    router.profiles.get(WEB).profile = compiled([route(timeout_ms=500)])  # type: ignore[union-attr]
+    got = router.route_http1(head(), CTX)
+    assert got.plan is not None and got.plan.timeout == 0.5  # type: ignore[union-attr]
+    router.profiles.get(WEB).profile = compiled([default_route(WEB)])  # type: ignore[union-attr]
+    assert router.route_http1(head(), CTX).plan is None  # type: ignore[union-attr]

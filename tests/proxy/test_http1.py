@@ -194,3 +194,13 @@ def test_request_parser_never_crashes_unexpectedly(data: bytes) -> None:
         RequestParser().feed(data)
     except ProtocolError:
         pass
+
+
+@pytest.mark.parametrize("bad,part", [(b"HTTP/1.1 2x0 OK\r\n\r\n", "status line"),
+                                      (b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "header block"),
+                                      (b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", "header block")])
+def test_malformed_response_heads_name_the_part(bad: bytes, part: str) -> None:
+    f = ResponseFramer()
+    f.start(head_request=False)
+    with pytest.raises(ProtocolError, match=part):
+        f.feed(bad)
