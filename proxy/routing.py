@@ -227,7 +227,7 @@ class OutboundRouter:
                 self._clusters.clear()
                 self._seeds.clear()
             cluster = self._clusters[key] = Cluster(policy, prof.budget, self.p2c, self.rng, time.monotonic(),
-                                                    self._zone, self._region)
+                                                    self._zone, self._region, partial(self.metrics.overflow, bt.path))
         return cluster, subset
 
     def _forward(self, prof: Profile, spec: object, match: object, backend: Backend, bt: Target,
