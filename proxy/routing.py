@@ -1,10 +1,10 @@
-"""Routers: where an HTTP request or an opaque stream goes, outbound and inbound."""
+"""The outbound router: where an HTTP request goes (route configuration, clusters, endpoints).
+Opaque connections: `tcprouting.py`; inbound: `inbound.py` (both re-exported here)."""
 from __future__ import annotations
 
 import random
 import ssl
 import time
-from dataclasses import dataclass
 from functools import partial
 
 from . import routes as R
@@ -13,34 +13,30 @@ from .client import Pool, Pools
 from .cluster import Cluster
 from .config import ProxyConfig
 from .endpoints import Endpoint, Kind
-from .errors import Blocked, ConnectError, LoopDetected, NoEndpoints
+from .errors import Blocked, LoopDetected, NoEndpoints
 from .exchange import ConnCtx, Plan, PlanSeed, Reply, Route
+from .hashkey import hash_key
 from .http1 import RequestHead
+from .inbound import InboundRouter
 from .metrics import ProxyMetrics, RouteMetrics
-from .profile import DEFAULT_POLICY, NO_RETRY, Backend, ClientTls, LbPolicy, Profile, RequestMatch, TlsMode, TrafficPolicy
+from .origination import Originations
+from .profile import (
+    DEFAULT_POLICY,
+    NO_RETRY,
+    Backend,
+    ClientTls,
+    LbPolicy,
+    Profile,
+    RequestMatch,
+    TlsMode,
+    TrafficPolicy,
+)
 from .profile import Route as RouteSpec
-from .profiles import ProfileTarget, Profiles
+from .profiles import Profiles, ProfileTarget
 from .resolve import Resolver, Target, normalize_authority, usable
+from .tcprouting import BLOCKED, TcpRoute, TcpRouting, label
 
-BLOCKED = "blocked by outbound traffic policy"
-
-
-@dataclass(frozen=True, slots=True)
-class TcpRoute:
-    ip: str
-    port: int
-    identity: str
-    server_name: str
-    labels: tuple[str, ...]
-
-
-def _label(labels: tuple[tuple[str, str], ...], *keys: str) -> str:
-    d = dict(labels)
-    for k in keys:
-        if d.get(k):
-            return d[k]
-    return ""
-
+__all__ = ["BLOCKED", "InboundRouter", "OutboundRouter", "TcpRoute", "fast_policy", "fast_route"]
 
 def fast_route(spec: RouteSpec, backend: Backend, mirroring: bool) -> bool:
     """An HTTP/1 request on this route and backend needs no per-request policy: no fault, mirror,
@@ -61,7 +57,7 @@ def fast_policy(policy: TrafficPolicy) -> bool:
             and policy.lb is not LbPolicy.CONSISTENT_HASH and policy.lb is not LbPolicy.PASSTHROUGH)
 
 
-class OutboundRouter:
+class OutboundRouter(TcpRouting):
     def __init__(self, cfg: ProxyConfig, resolver: Resolver, pools: Pools, metrics: ProxyMetrics,
                  p2c: P2C | None = None, profiles: Profiles | None = None, rng: random.Random | None = None,
                  mirror: object = None) -> None:
@@ -75,7 +71,7 @@ class OutboundRouter:
         self.mirrors = mirror
         """`mirror.Mirrors` (fire-and-forget copies), None: no mirroring."""
         self._clusters: dict[tuple[object, ...], Cluster] = {}
-        self._tls: dict[ClientTls, ssl.SSLContext] = {}
+        self._tls = Originations()
         self._splits: dict[int, int] = {}
         self._split_offset = self.rng.random()
         labels = dict(cfg.pod_labels)
@@ -239,7 +235,7 @@ class OutboundRouter:
                     spec.retry if spec is not None else NO_RETRY)  # type: ignore[attr-defined]
         hk = policy.hash_key
         if hk is not None and policy.lb is LbPolicy.CONSISTENT_HASH:
-            plan.hash_key = _hash_key(hk, v, self.cfg.pod_ip)
+            plan.hash_key = hash_key(hk, v, self.cfg.pod_ip)
         return self.endpoint_route(plan, ctx)
 
     def _seed(self, prof: Profile, spec: RouteSpec, backend: Backend, t: Target, authority: str) -> PlanSeed | None:
@@ -311,8 +307,8 @@ class OutboundRouter:
         cached = self._cache.get(key)
         if cached is None:
             m = self.metrics
-            svc = _label(bt.state.labels, "dst_service", "service")
-            ns = _label(bt.state.labels, "dst_namespace", "namespace")
+            svc = label(bt.state.labels, "dst_service", "service")
+            ns = label(bt.state.labels, "dst_namespace", "namespace")
             ip, port, identity, server_name = self._dial(ep)
             origination = None
             if tls.mode is not TlsMode.ISTIO_MUTUAL:
@@ -329,24 +325,7 @@ class OutboundRouter:
 
     def _origination(self, tls: ClientTls) -> ssl.SSLContext:
         """The client context of a DestinationRule's SIMPLE/MUTUAL TLS (cached per settings)."""
-        ctx = self._tls.get(tls)
-        if ctx is None:
-            try:
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.check_hostname = False
-                if tls.ca_certificates:
-                    ctx.load_verify_locations(cafile=tls.ca_certificates)
-                    ctx.verify_mode = ssl.CERT_REQUIRED
-                else:
-                    ctx.verify_mode = ssl.CERT_NONE
-                if tls.mode is TlsMode.MUTUAL:
-                    ctx.load_cert_chain(tls.client_certificate, tls.private_key or None)
-            except (OSError, ssl.SSLError) as e:
-                raise ConnectError(f"TLS origination settings unusable: {e}") from None
-            if len(self._tls) > 256:
-                self._tls.clear()
-            self._tls[tls] = ctx
-        return ctx
+        return self._tls.get(tls)
 
     def mirror_pool(self, mirror: object) -> Pool | None:
         """A pool to an endpoint of the mirror backend (None when it has none now)."""
@@ -362,8 +341,8 @@ class OutboundRouter:
             return None
         ep = self.p2c.choose(items, time.monotonic()).endpoint
         ip, port, identity, server_name = self._dial(ep)
-        return self._pool(ip, port, identity, server_name, _label(bt.state.labels, "dst_service", "service"),
-                          _label(bt.state.labels, "dst_namespace", "namespace"))
+        return self._pool(ip, port, identity, server_name, label(bt.state.labels, "dst_service", "service"),
+                          label(bt.state.labels, "dst_namespace", "namespace"))
 
     def count_retry(self, authority: str, what: str) -> None:
         self.metrics.retry(authority, what)
@@ -380,8 +359,8 @@ class OutboundRouter:
             key = (authority, t.state.version, ep.ip, ep.port)
             cached = self._cache.get(key)
             if cached is None:
-                svc = _label(t.state.labels, "dst_service", "service")
-                ns = _label(t.state.labels, "dst_namespace", "namespace")
+                svc = label(t.state.labels, "dst_service", "service")
+                ns = label(t.state.labels, "dst_namespace", "namespace")
                 ip, port, identity, server_name = self._dial(ep)
                 labels = m.base("outbound", authority=authority, tls=bool(identity), server_id=identity,
                                 dst_service=svc, dst_namespace=ns)
@@ -413,98 +392,3 @@ class OutboundRouter:
     def _check_loop(self, ctx: ConnCtx) -> None:
         if ctx.orig_port in self._self_ports and ctx.orig_ip in (self.cfg.pod_ip, "127.0.0.1", "0.0.0.0"):
             raise LoopDetected(f"connection to the proxy itself ({ctx.orig_ip}:{ctx.orig_port})")
-
-    async def route_tcp(self, ctx: ConnCtx, sni: str | None = None) -> TcpRoute:
-        """Where an opaque connection goes; `sni`: the app's ClientHello's server name (None: not TLS)."""
-        authority = f"{ctx.orig_ip}:{ctx.orig_port}"
-        subset: tuple[tuple[str, str], ...] = ()
-        if self.profiles is not None:
-            self.resolver.get(authority)  # both lookups at once: the target is the usual answer
-            pt = self.profiles.get(authority)
-            await pt.wait(self.cfg.resolve_timeout)
-            l4 = pt.profile.l4
-            r = l4.select(ctx.orig_ip, ctx.orig_port, sni) if l4 else None
-            if r is not None:
-                backend = r.pick(self.rng)
-                authority, subset = backend.authority, backend.subset_labels
-        t = self.resolver.get(authority)
-        await t.wait(self.cfg.resolve_timeout)
-        kind = usable(t)
-        if kind in (Kind.PASSTHROUGH, Kind.UNKNOWN) and authority != f"{ctx.orig_ip}:{ctx.orig_port}":
-            raise NoEndpoints(f"tcp/tls route backend {authority} is not a known service")
-        if kind is Kind.ENDPOINTS:
-            items = t.state.subset(subset) if subset else t.state.balanced()
-            if not items:
-                raise NoEndpoints(f"service {authority} has no ready endpoints in the subset {dict(subset)}")
-            b = self.p2c.choose(items, time.monotonic())
-            ip, port, identity, server_name = self._dial(b.endpoint)
-            labels = self.metrics.base(
-                "outbound", authority=authority, tls=bool(identity), server_id=identity,
-                dst_service=_label(t.state.labels, "dst_service", "service"),
-                dst_namespace=_label(t.state.labels, "dst_namespace", "namespace"))
-            return TcpRoute(ip, port, identity, server_name, labels)
-        if kind is Kind.EMPTY:
-            raise NoEndpoints(f"service {authority} has no ready endpoints")
-        if kind is Kind.BLOCKED:
-            raise Blocked(BLOCKED)
-        self._check_loop(ctx)
-        return TcpRoute(ctx.orig_ip, ctx.orig_port, "", "", self.metrics.base("outbound", authority=authority))
-
-
-def _hash_key(hk: object, v: R.RequestView, source_ip: str) -> bytes | None:
-    """The consistent-hash key of a request (None: the request lacks it, choose at random)."""
-    if hk.header:  # type: ignore[attr-defined]
-        for name, value in v.head.headers:
-            if name.lower() == hk.header:  # type: ignore[attr-defined]
-                return value
-        return None
-    if hk.cookie:  # type: ignore[attr-defined]
-        for name, value in v.head.headers:
-            if name.lower() == b"cookie":
-                for part in value.split(b";"):
-                    k, _, val = part.strip().partition(b"=")
-                    if k.decode("latin-1") == hk.cookie:  # type: ignore[attr-defined]
-                        return val
-        return None
-    if hk.query_param:  # type: ignore[attr-defined]
-        got = v.params.get(hk.query_param)  # type: ignore[attr-defined]
-        return None if got is None else got.encode("latin-1", "replace")
-    if hk.source_ip:  # type: ignore[attr-defined]
-        return source_ip.encode()
-    return None
-
-
-class InboundRouter:
-    """Everything inbound goes to the app on the original destination port."""
-
-    def __init__(self, cfg: ProxyConfig, pools: Pools, metrics: ProxyMetrics) -> None:
-        self.cfg = cfg
-        self.pools = pools
-        self.metrics = metrics
-        self._self_ports = set(cfg.ports.all())
-        self._routes: dict[tuple[bytes, int, bool, str], Route] = {}
-        """(Host, original port, TLS, client id) → route: no label or pool work per request."""
-
-    def _labels(self, head: RequestHead | None, ctx: ConnCtx) -> tuple[str, ...]:
-        authority = normalize_authority(head.host, ctx.orig_port) if head is not None and head.host else ""
-        return self.metrics.base("inbound", authority=authority, tls=ctx.tls, client_id=ctx.client_id)
-
-    def route_now(self, head: RequestHead, ctx: ConnCtx) -> Route:
-        key = (head.host, ctx.orig_port, ctx.tls, ctx.client_id)
-        route = self._routes.get(key)
-        if route is None:
-            if ctx.orig_port in self._self_ports:
-                raise LoopDetected(f"inbound connection to proxy port {ctx.orig_port}")
-            labels = self._labels(head, ctx)
-            pool = self.pools.get(self.cfg.inbound_app_ip, ctx.orig_port, "", "",
-                                  self.metrics.base("inbound") + ("dst",))
-            if len(self._routes) > 10000:
-                self._routes.clear()
-            route = self._routes[key] = Route(pool, self.metrics.route(labels), None)
-        return route
-
-    async def route(self, head: RequestHead, ctx: ConnCtx) -> Route:
-        return self.route_now(head, ctx)
-
-    def error_metrics(self, head: RequestHead | None, ctx: ConnCtx) -> RouteMetrics:
-        return self.metrics.route(self._labels(head, ctx))
