@@ -11,6 +11,7 @@ from . import admin
 from .client import Connector, Pools
 from .config import ProxyConfig
 from .dataplane import DataPlane
+from .dstclient import DestinationClient
 from .identity import IdentityManager
 from .metrics import ProxyMetrics
 from .origdst import accept_loop, listen
@@ -26,10 +27,12 @@ class Proxy:
         self.log = log
         self.metrics = ProxyMetrics(cfg.namespace, cfg.pod)
         self.idm = IdentityManager(cfg, self.metrics, log) if cfg.identity else None
-        self.resolver = Resolver(cfg, self.metrics, log)
+        self.destination = DestinationClient.from_config(cfg)
+        """One channel to destination for every discovery and profile stream of this proxy."""
+        self.resolver = Resolver(cfg, self.metrics, log, self.destination)
         self.connector = Connector(self.idm, cfg.connect_timeout)
         self.pools = Pools(self.connector, self.metrics, max_idle=cfg.pool_max_idle, idle_timeout=cfg.idle_timeout)
-        self.profiles = Profiles(cfg, log)
+        self.profiles = Profiles(cfg, log, self.destination)
         self.outbound = OutboundRouter(cfg, self.resolver, self.pools, self.metrics, profiles=self.profiles)
         self.mirrors = self.outbound.mirrors = Mirrors(self.outbound.mirror_pool, log)
         self.dataplane = DataPlane(
@@ -51,6 +54,19 @@ class Proxy:
         cfg, loop = self.cfg, asyncio.get_running_loop()
         if self.idm is not None:
             self._tasks.append(loop.create_task(self.idm.run(), name="identity"))
+        await self._serve_admin()
+        for port, handler in ((cfg.ports.outbound, self.dataplane.handle_outbound),
+                              (cfg.ports.inbound, self.dataplane.handle_inbound)):
+            sock = self._listen(cfg.bind_ip, port)
+            self._sockets.append(sock)
+            self._tasks.append(loop.create_task(accept_loop(sock, handler, self.log), name=f"accept {port}"))
+        self.listening = True
+        self._tasks.append(loop.create_task(self._settle_heap(), name="gc"))
+        self._log_listening()
+
+    async def _serve_admin(self) -> None:
+        """Admin 15000, metrics 15090, health 15021 (a worker serves its admin routes elsewhere)."""
+        cfg = self.cfg
         self._servers.append(await admin.serve(cfg.bind_ip, cfg.ports.admin, {
             ("GET", "/ready"): self._ready, ("GET", "/live"): self._live,
             ("GET", "/config_dump"): self._config_dump, ("POST", "/shutdown"): self._shutdown,
@@ -61,13 +77,12 @@ class Proxy:
         self._servers.append(await admin.serve(cfg.bind_ip, cfg.ports.health, {
             ("GET", "/healthz/ready"): self._ready,
         }))
-        for port, handler in ((cfg.ports.outbound, self.dataplane.handle_outbound),
-                              (cfg.ports.inbound, self.dataplane.handle_inbound)):
-            sock = listen(cfg.bind_ip, port)
-            self._sockets.append(sock)
-            self._tasks.append(loop.create_task(accept_loop(sock, handler, self.log), name=f"accept {port}"))
-        self.listening = True
-        self._tasks.append(loop.create_task(self._settle_heap(), name="gc"))
+
+    def _listen(self, host: str, port: int) -> socket.socket:
+        return listen(host, port)
+
+    def _log_listening(self) -> None:
+        cfg = self.cfg
         self.log.info("proxy.listening", outbound=cfg.ports.outbound, inbound=cfg.ports.inbound,
                       admin=cfg.ports.admin, identity=cfg.identity or None)
 
@@ -106,6 +121,7 @@ class Proxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.resolver.close()
         await self.profiles.close()
+        self.destination.close()
         await self.mirrors.close()
         self.pools.close()
         for server in self._servers:

@@ -35,7 +35,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from . import admin, workermetrics
 from .app import Proxy
 from .config import ProxyConfig
-from .origdst import accept_loop
 
 WORKER_ENV = "MESHLET_PROXY_WORKER"
 """Set by the parent only: `<index>:<control fd>:<parent pid>`."""
@@ -85,22 +84,17 @@ class WorkerProxy(Proxy):
         super().__init__(cfg, log)
         self.control = control
 
-    async def start(self) -> None:
-        cfg, loop = self.cfg, asyncio.get_running_loop()
-        if self.idm is not None:
-            self._tasks.append(loop.create_task(self.idm.run(), name="identity"))
+    async def _serve_admin(self) -> None:
         self._servers.append(await admin.serve_socket(self.control, {
             ("GET", "/ready"): self._ready, ("GET", "/config_dump"): self._config_dump,
             ("GET", "/metrics"): self._metrics, ("POST", "/shutdown"): self._shutdown,
         }))
-        for port, handler in ((cfg.ports.outbound, self.dataplane.handle_outbound),
-                              (cfg.ports.inbound, self.dataplane.handle_inbound)):
-            sock = listen_shared(cfg.bind_ip, port)
-            self._sockets.append(sock)
-            self._tasks.append(loop.create_task(accept_loop(sock, handler, self.log), name=f"accept {port}"))
-        self.listening = True
-        self._tasks.append(loop.create_task(self._settle_heap(), name="gc"))
-        self.log.info("proxy.worker_listening", outbound=cfg.ports.outbound, inbound=cfg.ports.inbound)
+
+    def _listen(self, host: str, port: int) -> socket.socket:
+        return listen_shared(host, port)
+
+    def _log_listening(self) -> None:
+        self.log.info("proxy.worker_listening", outbound=self.cfg.ports.outbound, inbound=self.cfg.ports.inbound)
 
 
 def _die_with_parent(parent_pid: int) -> None:
