@@ -157,9 +157,8 @@ def string_conflict(root: Any, leaf: Any) -> bool:
         return True
     if l_regex and (r_regex or r_prefix or r_exact):
         return True
-    if r_exact:
-        if l_prefix or l_exact != r_exact:
-            return True
+    if r_exact and (l_prefix or l_exact != r_exact):
+        return True
     if r_prefix:
         if l_prefix and not l_prefix.startswith(r_prefix):
             return True

@@ -14,8 +14,8 @@ from .dataplane import DataPlane
 from .dstclient import DestinationClient
 from .identity import IdentityManager
 from .metrics import ProxyMetrics
-from .origdst import accept_loop, listen
 from .mirror import Mirrors
+from .origdst import accept_loop, listen
 from .profiles import Profiles
 from .resolve import Resolver
 from .routing import InboundRouter, OutboundRouter
@@ -173,7 +173,6 @@ async def run(cfg: ProxyConfig, log: Any) -> None:
 
 def main() -> int:
     import uvloop
-
     from meshlet.controller.log import setup
 
     from .config import ConfigError

@@ -84,7 +84,6 @@ class DestinationClient:
     def lease(self) -> Lease:
         """A stub for one stream, on the first channel with room (opened when needed)."""
         from grpclib.client import Channel
-
         from meshlet.api import destination_pb
 
         if self.addr is None or self.closed:
@@ -173,7 +172,7 @@ class ReconnectingStream:
 class StreamTarget:
     """One target followed by a stream: answered once it said something (or gave up), its task, its state."""
 
-    __slots__ = ("path", "answered", "task", "connected", "last_used")
+    __slots__ = ("answered", "connected", "last_used", "path", "task")
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -187,7 +186,7 @@ class StreamTarget:
             return True
         try:
             await asyncio.wait_for(self.answered.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 

@@ -17,7 +17,7 @@ from .profile import EMPTY_PROFILE, Profile, ProfileError, compile_profile
 
 
 class ProfileTarget(StreamTarget):
-    __slots__ = ("profile", "version", "error")
+    __slots__ = ("error", "profile", "version")
 
     def __init__(self, path: str) -> None:
         super().__init__(path)

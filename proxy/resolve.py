@@ -13,7 +13,16 @@ from typing import Any
 
 from .config import ProxyConfig
 from .dstclient import DestinationClient, ReconnectingStream, StreamTarget, TargetCache
-from .endpoints import Add, Endpoint, EndpointState, Kind, NoEndpointsUpdate, Remove, Update, labels_of
+from .endpoints import (
+    Add,
+    Endpoint,
+    EndpointState,
+    Kind,
+    NoEndpointsUpdate,
+    Remove,
+    Update,
+    labels_of,
+)
 from .metrics import ProxyMetrics
 
 

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import pytest
 from meshlet.e2e.apps.flakygrpc import FLAKYGRPC_DIR, NAMESPACE
 from meshlet.e2e.pods import PodInfo
-from meshlet.e2e.scenarios.harness import UP_TIMEOUT, mesh_unavailable_reason, new_local_target, poll, stop_local
+from meshlet.e2e.scenarios.harness import (
+    UP_TIMEOUT,
+    mesh_unavailable_reason,
+    new_local_target,
+    poll,
+    stop_local,
+)
 from meshlet.e2e.scenarios.traffic import APPLY_WAIT, Applied
 from meshlet.e2e.target import LocalMeshTarget, wait_for_pods
 

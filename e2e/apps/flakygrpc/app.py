@@ -55,7 +55,7 @@ async def call_batch(stub: pb.EmojiServiceStub, n: int) -> dict[str, object]:
             ok += 1
         except GRPCError as e:
             errors[e.status.name] += 1
-        except (StreamTerminatedError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, StreamTerminatedError, OSError) as e:
             errors[type(e).__name__] += 1
     return {"ok": ok, "errors": dict(errors)}
 
