@@ -10,6 +10,7 @@ __all__ = (
     "ConnectionPool",
     "ConsistentHash",
     "CorsPolicy",
+    "DerivePort",
     "DestinationBase",
     "DestinationProfile",
     "DestinationStub",
@@ -62,6 +63,30 @@ if TYPE_CHECKING:
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class DerivePort(betterproto2.Enum):
+    UNSET = 0
+
+    FROM_PROTOCOL_DEFAULT = 1
+
+    FROM_REQUEST_PORT = 2
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "DERIVE_PORT_UNSET",
+            1: "DERIVE_PORT_FROM_PROTOCOL_DEFAULT",
+            2: "DERIVE_PORT_FROM_REQUEST_PORT",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "DERIVE_PORT_UNSET": 0,
+            "DERIVE_PORT_FROM_PROTOCOL_DEFAULT": 1,
+            "DERIVE_PORT_FROM_REQUEST_PORT": 2,
+        }
 
 
 class LoadBalancerPolicy(betterproto2.Enum):
@@ -269,6 +294,12 @@ class ConsistentHash(betterproto2.Message):
 
     cookie_ttl_ms: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
 
+    cookie_path: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    httpCookie.path: the Path of a generated cookie (a cookie is generated
+    when the request has none and cookie_ttl_ms is set).
+    """
+
 
 default_message_pool.register_message(
     "meshlet.destination.v1", "ConsistentHash", ConsistentHash
@@ -384,6 +415,12 @@ class Fault(betterproto2.Message):
     """
 
     abort_percent: "float" = betterproto2.field(5, betterproto2.TYPE_FLOAT)
+
+    abort_http2_error: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    httpFault.abort.http2Error: the HTTP/2 error code name (REFUSED_STREAM,
+    INTERNAL_ERROR, ...) to reset the request's stream with; "" none.
+    """
 
 
 default_message_pool.register_message("meshlet.destination.v1", "Fault", Fault)
@@ -601,6 +638,14 @@ class Redirect(betterproto2.Message):
     response_code: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
     """
     default 301
+    """
+
+    derive_port: "DerivePort" = betterproto2.field(
+        6, betterproto2.TYPE_ENUM, default_factory=lambda: DerivePort(0)
+    )
+    """
+    derivePort (instead of port): the Location's port from the scheme's
+    default (80/443, left out) or from the request's port.
     """
 
 
