@@ -326,12 +326,25 @@ async def _proxies_ready(ctx: KubeCheckContext) -> None:
         raise CheckFailed("proxy not ready: " + ", ".join(bad))
 
 
+async def _trust_domain(ctx: KubeCheckContext) -> str:
+    """The trust domain the control plane runs with (its MESHLET_TRUST_DOMAIN), else cluster.local."""
+    dep = (await _deployments(ctx)).get("identity")
+    containers = dep.spec.template.spec.containers if dep else []
+    for c in containers:
+        for env in c.env or []:
+            if env.name == "MESHLET_TRUST_DOMAIN" and env.value:
+                return str(env.value)
+    return "cluster.local"
+
+
 async def _proxy_certs(ctx: KubeCheckContext) -> None:
     pods = [p for p in await _meshed_pods(ctx) if proxy_ready(p) and p.status.pod_ip]
     if not pods:
         raise SkipCheck()  # nothing ready to ask; _proxies_ready says why
-    _, _, roots = await _identity_pems(ctx)
+    _, issuer_pem, roots = await _identity_pems(ctx)
     anchors = x509.load_pem_x509_certificates(roots)
+    issuer = x509.load_pem_x509_certificates(issuer_pem)
+    trust_domain = await _trust_domain(ctx)
     bad = []
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -349,8 +362,7 @@ async def _proxy_certs(ctx: KubeCheckContext) -> None:
                 continue
             chain = x509.load_pem_x509_certificates(pem.encode())
             sa = p.spec.service_account_name or "default"
-            trust_domain = (dump.get("identity") or {}).get("trust_domain") or "cluster.local"
-            result = verify_leaf(chain[0], chain[1:], anchors,
+            result = verify_leaf(chain[0], [*chain[1:], *issuer], anchors,
                                  expected_uri=spiffe_id(trust_domain, p.metadata.namespace, sa))
             if result.status is Status.ERROR:
                 bad.append(f"{where}: {result.message}")
