@@ -81,6 +81,12 @@ class IssuerSecret:
 
     async def load(self) -> CA:
         """Read and check the Secret now; CaError says what is missing or wrong."""
+        version, values = await self._read()
+        ca = ca_from_secret(values, self.ref, self._trust_domain)
+        self._version = version
+        return ca
+
+    async def _read(self) -> tuple[str, dict[str, bytes]]:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         try:
@@ -93,22 +99,28 @@ class IssuerSecret:
             raise CaError(f"cannot read {self.ref}: the API server answered {e.status} {e.reason}") from None
         except (OSError, TimeoutError, aiohttp.ClientError) as e:
             raise CaError(f"cannot read {self.ref}: cannot reach the API server: {e!r}") from None
-        ca = ca_from_secret(decode_secret_data(secret.data, self.ref), self.ref, self._trust_domain)
-        self._version = str(secret.metadata.resource_version or "")
-        return ca
+        return str(secret.metadata.resource_version or ""), decode_secret_data(secret.data, self.ref)
 
     async def follow(self, on_change: Callable[[CA], None], *, refresh: float = 30.0) -> None:
-        """Re-read every `refresh` seconds; call `on_change` with each new valid CA. Runs until cancelled."""
+        """Re-read every `refresh` seconds; call `on_change` with each new valid CA. Runs until cancelled.
+
+        Each problem is logged once per Secret version (or once per kind of read failure).
+        """
+        last_problem = ""
         while True:
             await asyncio.sleep(refresh)
-            before = self._version
             try:
-                ca = await self.load()
+                version, values = await self._read()
+                if version == self._version:
+                    continue
+                ca = ca_from_secret(values, self.ref, self._trust_domain)
             except CaError as e:
-                self._log.error("issuer.reload_failed", error=str(e), keeping="the last good issuer")
+                if str(e) != last_problem:
+                    self._log.error("issuer.reload_failed", error=str(e), keeping="the last good issuer")
+                    last_problem = str(e)
                 continue
-            if self._version != before:
-                self._log.info("issuer.rotated", issuer=ca.issuer_cert.subject.rfc4514_string(),
-                               not_after=ca.issuer_cert.not_valid_after_utc.isoformat(),
-                               resource_version=self._version)
-                on_change(ca)
+            last_problem = ""
+            self._version = version
+            self._log.info("issuer.rotated", issuer=ca.issuer_cert.subject.rfc4514_string(),
+                           not_after=ca.issuer_cert.not_valid_after_utc.isoformat(), resource_version=version)
+            on_change(ca)
