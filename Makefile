@@ -61,3 +61,47 @@ proto-check:
 .PHONY: crds
 crds:
 	$(PYTHON) -m meshlet.controller.model.crd
+
+.PHONY: chart install uninstall e2e-kube
+
+# --- Kubernetes mode (a kind cluster on your machine; see README "Kubernetes mode") ---
+KIND_CLUSTER ?= kind
+HELM ?= helm
+KUBECTL ?= kubectl
+CP_NAMESPACE ?= meshlet
+IMAGE ?= meshlet/meshlet
+MESHLET_VERSION = $(shell $(PYTHON) -c 'import importlib.metadata as m; print(m.version("meshlet"))')
+KUBE_VALUES ?= $(HOME)/.meshlet/kube-values.yaml
+
+## chart: regenerate helm/meshlet-control-plane from the install code (a test fails when it is stale)
+chart:
+	$(PYTHON) -m meshlet.controller.cli.install_chart
+
+## install: build the image, load it into kind, helm install the CRDs and the control plane into the current context, wait until ready
+install: setup-python
+	docker build -t $(IMAGE):$(MESHLET_VERSION) -t meshlet:dev .
+	kind load docker-image --name $(KIND_CLUSTER) $(IMAGE):$(MESHLET_VERSION) meshlet:dev
+	@mkdir -p $(dir $(KUBE_VALUES))
+	@test -f $(KUBE_VALUES) || { meshlet install -n $(CP_NAMESPACE) --values-out $(KUBE_VALUES) >/dev/null && \
+	  echo "generated trust anchor, issuer and webhook certificate into $(KUBE_VALUES) (keep it: upgrades reuse it)"; }
+	$(HELM) upgrade --install meshlet-crds helm/meshlet-crds --wait
+	$(HELM) upgrade --install meshlet-control-plane helm/meshlet-control-plane -n $(CP_NAMESPACE) --create-namespace \
+	  -f $(KUBE_VALUES) --wait --timeout 5m
+	$(KUBECTL) -n $(CP_NAMESPACE) rollout status deploy --timeout=300s
+	meshlet check --mode kube -L $(CP_NAMESPACE)
+
+## uninstall: remove the control plane and the CRDs (and with them every mesh resource) from the current context
+uninstall:
+	-$(HELM) uninstall meshlet-control-plane -n $(CP_NAMESPACE)
+	-$(HELM) uninstall meshlet-crds
+	$(KUBECTL) delete namespace $(CP_NAMESPACE) --ignore-not-found
+
+## e2e-kube: the sample apps against the current kube context: Bookinfo injected, proxies checked, traffic through the mesh
+e2e-kube:
+	meshlet check --mode kube -L $(CP_NAMESPACE)
+	$(KUBECTL) apply -f e2e/apps/bookinfo/
+	$(KUBECTL) -n bookinfo wait --for=condition=available deploy --all --timeout=300s
+	meshlet check --proxy -n bookinfo -L $(CP_NAMESPACE)
+	$(KUBECTL) -n bookinfo exec deploy/sleep -c sleep -- python -c \
+	  'import urllib.request as u; r = u.urlopen("http://productpage:9080/api/v1/products/0/reviews", timeout=10); assert r.status == 200; print(r.read()[:200])'
+	$(KUBECTL) -n bookinfo get pods -o custom-columns=NAME:.metadata.name,CONTAINERS:.spec.containers[*].name,INIT:.spec.initContainers[*].name
