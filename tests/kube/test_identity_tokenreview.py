@@ -178,3 +178,35 @@ async def test_unusable_issuer_secret_is_a_clear_startup_error(kube_api, kube_cl
         proc.stop()
     assert code == 2, proc.output()
     assert f"Secret {kube_ns}/{SECRET}" in proc.output() and message in proc.output(), proc.output()
+
+
+async def test_proxy_certifies_with_its_token_over_tls(kube_api, kube_client, kube_ns, tmp_path):
+    """The proxy's own identity client, as the injector configures it: token file, anchors, TLS server name."""
+    from meshlet.controller.log import setup
+    from meshlet.proxy.config import ProxyConfig
+    from meshlet.proxy.identity import IdentityManager
+    from meshlet.proxy.metrics import ProxyMetrics
+
+    core = kclient.CoreV1Api(kube_client)
+    secret, anchor_pem = issuer_secret(SECRET)
+    await core.create_namespaced_secret(kube_ns, secret)
+    await create_service_account(kube_client, kube_ns, "web")
+    (tmp_path / "token").write_bytes(await request_token(kube_client, kube_ns, "web", [AUDIENCE]))
+    (tmp_path / "ca-bundle.crt").write_bytes(anchor_pem)
+    proc = start_identity(kube_api, kube_ns, tmp_path)
+    try:
+        await proc.wait_ready()
+        cfg = ProxyConfig(identity=spiffe(kube_ns, "web"), token_file=str(tmp_path / "token"),
+                          trust_anchors=str(tmp_path / "ca-bundle.crt"), identity_addr=("127.0.0.1", proc.port),
+                          identity_server_name=f"meshlet-identity.{kube_ns}.svc")
+        idm = IdentityManager(cfg, ProxyMetrics(kube_ns, "web-0"), setup("test"))
+        task = asyncio.create_task(idm.run())
+        try:
+            await asyncio.wait_for(idm.ready.wait(), 60)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert idm.current is not None and idm.current.uri == spiffe(kube_ns, "web"), idm.last_error
+    finally:
+        assert proc.stop() == 0, proc.output()
