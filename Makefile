@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := iptables iproute2 curl procps util-linux ca-certificates ngin
 BENCH_PACKAGES := nginx haproxy wrk nghttp2-client curl
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-debian setup-python test demo down proto proto-check bench clean
+.PHONY: setup setup-debian setup-python kube-tools test demo down proto proto-check bench clean
 
 ## setup: install everything the mesh and the tests need (Debian packages, Python package)
 setup: setup-debian setup-python
@@ -21,8 +21,12 @@ setup-debian:
 setup-python:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[dev]'
 
-## test: set up and run the whole suite (needs root: network namespaces and iptables)
-test: setup
+## kube-tools: build etcd, kube-apiserver and helm from Go modules once per machine (for the Kubernetes-mode tests)
+kube-tools:
+	tests/kube/tools/build.sh
+
+## test: set up and run the whole suite (needs root: network namespaces and iptables; a real kube-apiserver)
+test: setup kube-tools
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 ## demo: start the local mesh with Bookinfo, drive traffic, print per-workload stats
