@@ -176,3 +176,33 @@ def test_helm_lint_is_clean_and_template_renders_the_crds(kube_tools: KubeTools,
     docs = [d for d in yaml.load_all(rendered.stdout, Loader=loader) if d]
     key = lambda c: c["metadata"]["name"]  # noqa: E731
     assert sorted(docs, key=key) == sorted(render_crds(), key=key)
+
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+
+
+async def table(api: kclient.ApiClient, path: str) -> dict[str, Any]:
+    """What `kubectl get` receives: the server-side Table with the CRD's printer columns."""
+    return await api.call_api(path, "GET", header_params={"Accept": TABLE}, response_types_map={200: "object"},
+                              auth_settings=["BearerToken"], _return_http_data_only=True)
+
+
+async def test_kubectl_get_shows_istios_columns_and_names(kube_client: kclient.ApiClient, kube_ns: str) -> None:
+    await ensure_crds(kube_client)
+    [(_, doc)] = [(n, d) for n, d in GOOD_DOCS if n.startswith("09-") and d["kind"] == "VirtualService"]
+    await create(kube_client, kube_ns, copy.deepcopy(doc))
+    dr = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "reviews"},
+          "spec": {"host": "reviews"}}
+    await create(kube_client, kube_ns, dr)
+    vs_table = await table(kube_client, f"/apis/networking.istio.io/v1alpha3/namespaces/{kube_ns}/virtualservices")
+    assert [c["name"] for c in vs_table["columnDefinitions"]] == ["Name", "Gateways", "Hosts", "Age"]
+    [row] = vs_table["rows"]
+    assert row["cells"][:3] == ["api-virtualservice", '["istio-system/ingress-gateway"]', '["api.example.com"]']
+    dr_table = await table(kube_client, f"/apis/networking.istio.io/v1/namespaces/{kube_ns}/destinationrules")
+    assert [c["name"] for c in dr_table["columnDefinitions"]] == ["Name", "Host", "Age"]
+    assert dr_table["rows"][0]["cells"][:2] == ["reviews", "reviews"]
+    # discovery: what `kubectl get vs` / `kubectl get istio-io` resolve through
+    resources = await kclient.CustomObjectsApi(kube_client).get_api_resources("networking.istio.io", "v1")
+    vs_resource = next(r for r in resources.resources if r.name == "virtualservices")
+    assert vs_resource.short_names == ["vs"] and vs_resource.categories == ["istio-io", "networking-istio-io"]
+    assert "virtualservices/status" in {r.name for r in resources.resources}
