@@ -79,7 +79,8 @@ def consistent_hash(h: Any, field: str) -> pb.ConsistentHash:
         return pb.ConsistentHash(http_header_name=str(header).lower())
     if cookie is not None:
         return pb.ConsistentHash(http_cookie_name=attr(cookie, "name", default=""),
-                                 cookie_ttl_ms=duration_ms(attr(cookie, "ttl"), f"{field}.httpCookie.ttl") or 0)
+                                 cookie_ttl_ms=duration_ms(attr(cookie, "ttl"), f"{field}.httpCookie.ttl") or 0,
+                                 cookie_path=attr(cookie, "path", default="") or "")
     if query is not None:
         return pb.ConsistentHash(http_query_parameter_name=str(query))
     if source_ip:

@@ -225,11 +225,28 @@ def fault(f: Any, field_: str) -> pb.Fault | None:
             out.abort_http_status = http_status
         elif grpc_status is not None:
             out.abort_grpc_status = _grpc_code(grpc_status, f"{field_}.abort.grpcStatus")
-        elif attr(abort, "http2_error") is None:
-            raise InvalidRule(f"{field_}.abort: set httpStatus or grpcStatus")
-        if out.abort_http_status or out.abort_grpc_status >= 0:  # http2Error aborts are not supported: none
-            out.abort_percent = _fault_percent(abort, f"{field_}.abort")
+        elif attr(abort, "http2_error") is not None:
+            out.abort_http2_error = _http2_error(attr(abort, "http2_error"), f"{field_}.abort.http2Error")
+        else:
+            raise InvalidRule(f"{field_}.abort: set httpStatus, grpcStatus or http2Error")
+        out.abort_percent = _fault_percent(abort, f"{field_}.abort")
     return out
+
+
+HTTP2_ERRORS = ("NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+                "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
+                "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED")
+"""RFC 9113 error codes by number."""
+
+
+def _http2_error(value: Any, field_: str) -> str:
+    """An HTTP/2 error code name (or its number) as the name."""
+    if isinstance(value, int) and 0 <= value < len(HTTP2_ERRORS):
+        return HTTP2_ERRORS[value]
+    name = str(value).strip().upper()
+    if name not in HTTP2_ERRORS:
+        raise InvalidRule(f"{field_}: {value!r} is not an HTTP/2 error code ({', '.join(HTTP2_ERRORS)})")
+    return name
 
 
 def _fault_percent(part: Any, field_: str) -> float:
@@ -279,11 +296,19 @@ def redirect(r: Any, field_: str) -> pb.Redirect | None:
     if r is None:
         return None
     port = attr(r, "port")
+    derive = attr(r, "derive_port")
+    if derive is not None and str(derive).upper() not in _DERIVE_PORT:
+        raise InvalidRule(f"{field_}.derivePort: {derive!r} is not one of {', '.join(_DERIVE_PORT)}")
     return pb.Redirect(
         uri=attr(r, "uri", default=""), authority=attr(r, "authority", default=""),
         port=uint(port, f"{field_}.port"), scheme=attr(r, "scheme", default=""),
         response_code=uint(attr(r, "redirect_code"), f"{field_}.redirectCode", default=301),
+        derive_port=_DERIVE_PORT[str(derive).upper()] if derive is not None else pb.DerivePort.UNSET,
     )
+
+
+_DERIVE_PORT = {"FROM_PROTOCOL_DEFAULT": pb.DerivePort.FROM_PROTOCOL_DEFAULT,
+                "FROM_REQUEST_PORT": pb.DerivePort.FROM_REQUEST_PORT}
 
 
 def direct_response(d: Any, field_: str) -> pb.DirectResponse | None:

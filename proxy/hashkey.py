@@ -34,3 +34,9 @@ def cookie_value(headers: list[tuple[bytes, bytes]], name: str) -> bytes | None:
                 if k == want:
                     return val
     return None
+
+
+def sticky_cookie(name: str, value: str, ttl: float, path: str) -> tuple[bytes, bytes]:
+    """The Set-Cookie header of a generated consistent-hash cookie (httpCookie with a ttl)."""
+    text = f"{name}={value}; Max-Age={max(int(ttl), 1)}" + (f"; Path={path}" if path else "") + "; HttpOnly"
+    return b"set-cookie", text.encode("latin-1", "replace")

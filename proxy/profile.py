@@ -193,6 +193,9 @@ class Fault:
     abort_percent: float = 0.0
     abort_grpc: int = -1
     """gRPC status to abort gRPC requests with (-1: none; used when abort_status is 0)."""
+    abort_h2: int = -1
+    """HTTP/2 error code to reset HTTP/2 requests' streams with (-1: none; http2Error; HTTP/1
+    requests have no stream to reset and are not aborted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +219,8 @@ class Redirect:
     port: int = 0
     scheme: str = ""
     status: int = 301
+    derive: int = 0
+    """derivePort: 0 none, 1 FROM_PROTOCOL_DEFAULT (no port: the scheme's), 2 FROM_REQUEST_PORT."""
 
 
 @dataclass(frozen=True, slots=True)

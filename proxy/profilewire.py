@@ -37,7 +37,12 @@ from .profile import (
     TrafficPolicy,
 )
 
-__all__ = ["compile_profile", "describe"]
+__all__ = ["HTTP2_ERRORS", "compile_profile", "describe"]
+
+HTTP2_ERRORS = ("NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+                "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
+                "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED")
+"""RFC 9113 error codes by number (a fault's `abort_http2_error` names one)."""
 
 
 def _str(m: Any, where: str) -> StrMatch | None:
@@ -171,12 +176,20 @@ def _route(m: Any, i: int, source_labels: Mapping[str, str], source_namespace: s
     f = m.fault
     fault = None
     grpc_abort = f is not None and not f.abort_http_status and 0 <= f.abort_grpc_status <= 16 and f.abort_percent > 0
+    h2_abort = f is not None and not f.abort_http_status and not grpc_abort and bool(f.abort_http2_error) \
+        and f.abort_percent > 0
     if f is not None and ((f.delay_ms and f.delay_percent > 0) or (f.abort_http_status and f.abort_percent > 0)
-                          or grpc_abort):
+                          or grpc_abort or h2_abort):
         if f.abort_http_status and not 200 <= f.abort_http_status <= 599:
             raise ProfileError(f"{where}.fault.abort_http_status: {f.abort_http_status} is not an HTTP status")
+        h2_code = -1
+        if h2_abort:
+            name = f.abort_http2_error.strip().upper()
+            if name not in HTTP2_ERRORS:
+                raise ProfileError(f"{where}.fault.abort_http2_error: {f.abort_http2_error!r} is not an HTTP/2 error")
+            h2_code = HTTP2_ERRORS.index(name)
         fault = Fault(f.delay_ms / 1000.0, min(f.delay_percent, 100.0), int(f.abort_http_status),
-                      min(f.abort_percent, 100.0), int(f.abort_grpc_status) if grpc_abort else -1)
+                      min(f.abort_percent, 100.0), int(f.abort_grpc_status) if grpc_abort else -1, h2_code)
     mirror = None
     if m.mirror is not None and m.mirror.authority and m.mirror.percent > 0:
         mm = m.mirror
@@ -195,7 +208,8 @@ def _route(m: Any, i: int, source_labels: Mapping[str, str], source_namespace: s
     redirect = None
     if m.redirect is not None:
         rd = m.redirect
-        redirect = Redirect(rd.uri, rd.authority, int(rd.port), rd.scheme, int(rd.response_code or 301))
+        redirect = Redirect(rd.uri, rd.authority, int(rd.port), rd.scheme, int(rd.response_code or 301),
+                            int(rd.derive_port))
     direct = None
     if m.direct_response is not None and m.direct_response.status:
         direct = DirectResponse(int(m.direct_response.status), bytes(m.direct_response.body))

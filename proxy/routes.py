@@ -181,8 +181,13 @@ def direct(d: DirectResponse, close: bool) -> bytes:
 
 def redirect(rd: Redirect, v: RequestView, match: RequestMatch | None, close: bool) -> bytes:
     host = rd.authority or v.head.host.decode("latin-1") or v.authority
+    bare = host.rpartition(":")[0] if ":" in host and not host.endswith("]") else host
     if rd.port:
-        host = f"{host.rpartition(':')[0] if ':' in host else host}:{rd.port}"
+        host = f"{bare}:{rd.port}"
+    elif rd.derive == 1:  # FROM_PROTOCOL_DEFAULT: the scheme's default port, left out
+        host = bare
+    elif rd.derive == 2:  # FROM_REQUEST_PORT
+        host = f"{bare}:{v.port}"
     path = v.path
     if rd.uri:
         if match is not None and match.path is not None and match.path.kind is MatchKind.PREFIX:

@@ -15,7 +15,7 @@ from .config import ProxyConfig
 from .endpoints import Endpoint, Kind
 from .errors import Blocked, LoopDetected, NoEndpoints
 from .exchange import ConnCtx, Plan, PlanSeed, Reply, Route
-from .hashkey import hash_key
+from .hashkey import hash_key, sticky_cookie
 from .http1 import RequestHead
 from .inbound import InboundRouter
 from .metrics import ProxyMetrics, RouteMetrics
@@ -25,6 +25,7 @@ from .profile import (
     NO_RETRY,
     Backend,
     ClientTls,
+    HeaderOps,
     LbPolicy,
     Profile,
     RequestMatch,
@@ -193,7 +194,7 @@ class OutboundRouter(TcpRouting):
             origin = R.cors_origin(spec.cors, v)
             if origin is not None:
                 ops += (R.cors_response_ops(spec.cors, origin),)
-        plan.resp_ops = ops
+        plan.resp_ops = plan.resp_ops + ops if plan.resp_ops else ops  # after a generated sticky cookie
         return route
 
     def _split_draw(self, spec: object) -> float:
@@ -236,6 +237,11 @@ class OutboundRouter(TcpRouting):
         hk = policy.hash_key
         if hk is not None and policy.lb is LbPolicy.CONSISTENT_HASH:
             plan.hash_key = hash_key(hk, v, self.cfg.pod_ip)
+            if plan.hash_key is None and hk.cookie and hk.cookie_ttl > 0:  # generate the cookie and set it
+                value = f"{self.rng.getrandbits(64):016x}"
+                plan.hash_key = value.encode()
+                plan.resp_ops = (HeaderOps((), (sticky_cookie(hk.cookie, value, hk.cookie_ttl, hk.cookie_path),),
+                                           frozenset()),)
         return self.endpoint_route(plan, ctx)
 
     def _seed(self, prof: Profile, spec: RouteSpec, backend: Backend, t: Target, authority: str) -> PlanSeed | None:

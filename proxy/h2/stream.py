@@ -119,6 +119,10 @@ class H2Exchange(StreamPolicy):
                 self.metrics = self.srv.router.error_metrics(self.head, self.srv.ctx)
                 self._send_local(200, grpc.trailers_only(f.abort_grpc, "fault injected"), b"", f.abort_grpc)
                 return
+            if f is not None and f.abort_h2 >= 0 and f.abort_percent > 0 and \
+                    self.srv.rng.random() * 100.0 < f.abort_percent:
+                self._abort_stream(f.abort_h2)
+                return
             lim = plan.cluster.limiter
             if lim is not None:
                 try:
@@ -174,6 +178,18 @@ class H2Exchange(StreamPolicy):
                 pool = self.srv.pools.get(route.pool)
         if not self.done:
             self._send(up)
+
+    def _abort_stream(self, code: int) -> None:
+        """Fault abort with an HTTP/2 error (http2Error): the stream is reset with `code`."""
+        self.metrics = self.srv.router.error_metrics(self.head, self.srv.ctx)
+        self.metrics.requests += 1
+        self.counted = True
+        self.status = 0  # no response: a failure
+        if self.grpc:
+            self.grpc_status = grpc.UNAVAILABLE if code == 7 else grpc.INTERNAL
+        self.latency_ms = (time.monotonic() - self.start) * 1000.0
+        self.srv.reset(self.sid, code)
+        self._complete()
 
     # === request: downstream → upstream ===
 

@@ -7,6 +7,8 @@
                                            one h2c request with prior knowledge; prints JSON
     python policy2_apps.py multi URL N [k=v headers...]
                                            N concurrent GETs on one h2c connection; prints JSON
+    python policy2_apps.py http1 URL N [k=v headers...]
+                                           N HTTP/1.1 GETs, redirects not followed; prints JSON
     python policy2_apps.py watch URL FAILURES LIMIT
                                            HTTP/1 GETs back to back until FAILURES 5xx; their times
 """
@@ -168,9 +170,29 @@ def watch(url: str, failures: int, limit: float) -> dict[str, Any]:
     return {"failures": times, "requests": n}
 
 
+def http1(url: str, n: int, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """`n` HTTP/1.1 GETs (new connection each, redirects not followed): status, headers, body."""
+    import http.client
+
+    u = urlsplit(url)
+    out = []
+    for _ in range(n):
+        c = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=20)
+        c.request("GET", u.path or "/", headers=headers)
+        r = c.getresponse()
+        out.append({"status": r.status, "headers": {k.lower(): v for k, v in r.getheaders()},
+                    "body": r.read().decode("utf-8", "replace")})
+        c.close()
+    return out
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "serve":
         asyncio.run(serve(argv[1]))
+        return
+    if argv[0] == "http1":
+        hs = dict(a.partition("=")[::2] for a in argv[3:])
+        print(json.dumps(http1(argv[1], int(argv[2]), hs)), flush=True)
         return
     if argv[0] == "watch":
         print(json.dumps(watch(argv[1], int(argv[2]), float(argv[3]))), flush=True)

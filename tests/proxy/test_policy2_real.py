@@ -16,6 +16,9 @@ MAXREQ = "198.18.252.2:8082"     # b's h2c echo, http2MaxRequests 1
 PERCONN = "198.18.252.3:8082"    # b's h2c echo, maxRequestsPerConnection 1
 MAXREQ1 = "198.18.252.4:8080"    # b's HTTP/1 app, http2MaxRequests 1
 OUTLIER = "198.18.252.5:8080"    # b and c round robin, outlier detection (c fails /fail-on/c)
+STICKY = "198.18.252.6:8080"     # b and c, consistent hash on cookie "user" with a ttl
+H2ABORT = "198.18.252.7:8082"    # b's h2c echo, fault abort http2Error REFUSED_STREAM
+REDIRECT = "198.18.252.8:8080"   # redirect with derivePort FROM_REQUEST_PORT
 
 
 def _endpoints(a, b, c):
@@ -28,6 +31,9 @@ def _endpoints(a, b, c):
         PERCONN: svc("perconn", {"ip": b.ip, "port": 8082, "identity": SERVER_ID}),
         MAXREQ1: svc("maxreq1", {"ip": b.ip, "port": 8080, "identity": SERVER_ID}),
         OUTLIER: svc("outlier2", {"ip": b.ip, "port": 8080, "identity": SERVER_ID}, {"ip": c.ip, "port": 8080}),
+        STICKY: svc("sticky2", {"ip": b.ip, "port": 8080, "identity": SERVER_ID}, {"ip": c.ip, "port": 8080}),
+        H2ABORT: svc("h2abort", {"ip": b.ip, "port": 8082, "identity": SERVER_ID}),
+        REDIRECT: svc("redirect2", {"ip": b.ip, "port": 8080, "identity": SERVER_ID}),
     }
 
 
@@ -44,6 +50,13 @@ def _profiles(a, b, c):
             "loadBalancer": {"policy": "LOAD_BALANCER_POLICY_ROUND_ROBIN"},
             "outlierDetection": {"consecutive5xxErrors": 1, "intervalMs": 1000, "baseEjectionTimeMs": 3000,
                                  "maxEjectionPercent": 100}}},
+        STICKY: {"trafficPolicy": {"loadBalancer": {
+            "policy": "LOAD_BALANCER_POLICY_CONSISTENT_HASH",
+            "consistentHash": {"httpCookieName": "user", "cookieTtlMs": 3600_000, "cookiePath": "/"}}}},
+        H2ABORT: {"routes": [{"fault": {"abortHttp2Error": "REFUSED_STREAM", "abortPercent": 100,
+                                        "abortGrpcStatus": -1}, "backends": [{"authority": H2ABORT}]}]},
+        REDIRECT: {"routes": [{"redirect": {"uri": "/moved", "scheme": "https",
+                                            "derivePort": "DERIVE_PORT_FROM_REQUEST_PORT"}}]},
     }
 
 
@@ -157,3 +170,34 @@ def test_ejected_endpoint_returns_and_a_second_ejection_lasts_twice_as_long(p2me
     first, second = t[1] - t[0], t[2] - t[1]
     assert first >= 3.0 - 0.5, got  # not before baseEjectionTime
     assert second >= 2 * 3.0 - 0.5, got  # the second ejection: twice as long (a single one ends by 4 s)
+
+
+def _http1(m, url: str, n: int = 1, *headers: str) -> list[dict]:
+    r = m.a.run(sys.executable, str(HERE / "policy2_apps.py"), "http1", url, str(n), *headers, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_consistent_hash_cookie_is_generated_and_sticks(p2mesh) -> None:
+    m = p2mesh
+    first = _http1(m, f"http://{STICKY}/who")[0]
+    assert first["status"] == 200, first
+    cookie = first["headers"]["set-cookie"]
+    assert cookie.startswith("user=") and "Max-Age=3600" in cookie and "Path=/" in cookie
+    value = cookie.split(";")[0]
+    again = _http1(m, f"http://{STICKY}/who", 12, f"cookie={value}")
+    apps = {json.loads(r["body"])["app"] for r in again}
+    assert len(apps) == 1, apps  # every request with the cookie on one endpoint
+    assert all("set-cookie" not in r["headers"] for r in again)
+
+
+def test_http2_error_fault_resets_the_stream(p2mesh) -> None:
+    m = p2mesh
+    got = _h2(m, f"http://{H2ABORT}/x")
+    assert got.get("reset") == 7 and "headers" not in got, got  # REFUSED_STREAM, no response
+
+
+def test_redirect_derives_the_port_from_the_request(p2mesh) -> None:
+    m = p2mesh
+    got = _http1(m, f"http://{REDIRECT}/old")[0]
+    assert got["status"] == 301 and got["headers"]["location"] == "https://198.18.252.8:8080/moved", got
