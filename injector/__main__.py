@@ -84,6 +84,8 @@ async def serve(cfg: InjectorConfig, *, kubeconfig: str | None, host: str, port:
 @click.option("--trust-domain", default="cluster.local", show_default=True)
 @click.option("--identity-addr", default=None, help="host:port of identity (default its Service's DNS name).")
 @click.option("--destination-addr", default=None, help="host:port of destination (default its Service's DNS name).")
+@click.option("--identity-server-name", default=None,
+              help='Name in identity\'s TLS certificate (default meshlet-identity.<namespace>.svc; "": plaintext).')
 @click.option("--native-sidecar", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="auto: on when the API server is Kubernetes >= 1.29.")
 @click.option("--proxy-cpu-request", default="100m", show_default=True)
@@ -95,7 +97,8 @@ async def serve(cfg: InjectorConfig, *, kubeconfig: str | None, host: str, port:
 @click.option("--log-level", default="info", show_default=True)
 def main(tls_cert: Path, tls_key: Path, kubeconfig: str | None, store: str, host: str, port: int, admin_port: int,
          cp_namespace: str, proxy_image: str | None, image_pull_policy: str, cluster_domain: str, trust_domain: str,
-         identity_addr: str | None, destination_addr: str | None, native_sidecar: str, proxy_cpu_request: str,
+         identity_addr: str | None, destination_addr: str | None, identity_server_name: str | None,
+         native_sidecar: str, proxy_cpu_request: str,
          proxy_memory_request: str, proxy_cpu_limit: str | None, proxy_memory_limit: str | None,
          proxy_log_level: str, cert_reload_interval: float, log_level: str) -> None:
     """Serve the meshlet sidecar-injection webhook."""
@@ -104,7 +107,8 @@ def main(tls_cert: Path, tls_key: Path, kubeconfig: str | None, store: str, host
             **({"proxy_image": proxy_image} if proxy_image else {}),
             image_pull_policy=image_pull_policy, control_plane_namespace=cp_namespace,
             cluster_domain=cluster_domain, trust_domain=trust_domain, identity_addr=identity_addr,
-            destination_addr=destination_addr, native_sidecar=native_sidecar != "off", log_level=proxy_log_level,
+            destination_addr=destination_addr, identity_server_name=identity_server_name,
+            native_sidecar=native_sidecar != "off", log_level=proxy_log_level,
             resources=Resources(cpu_request=proxy_cpu_request or None, memory_request=proxy_memory_request or None,
                                 cpu_limit=proxy_cpu_limit, memory_limit=proxy_memory_limit),
         )

@@ -86,6 +86,9 @@ class InjectorConfig:
     identity_addr: str | None = None
     """host:port of identity; None: `meshlet-identity.<cp-ns>.svc.<domain>:8080`."""
     destination_addr: str | None = None
+    identity_server_name: str | None = None
+    """Name identity's TLS certificate must carry (MESHLET_PROXY_IDENTITY_SERVER_NAME); None:
+    `meshlet-identity.<cp-ns>.svc`; "": plaintext Certify (an identity run with --no-tls)."""
     native_sidecar: bool = True
     """The proxy as an initContainer with restartPolicy Always (Kubernetes >= 1.29)."""
     resources: Resources = field(default_factory=Resources)
@@ -115,6 +118,12 @@ class InjectorConfig:
     @property
     def identity_address(self) -> str:
         return self.identity_addr or self._service("meshlet-identity", self.cp_ports.identity)
+
+    @property
+    def identity_tls_name(self) -> str:
+        if self.identity_server_name is not None:
+            return self.identity_server_name
+        return f"meshlet-identity.{self.control_plane_namespace}.svc"
 
     @property
     def destination_address(self) -> str:

@@ -59,6 +59,8 @@ def inject_text(text: str, cfg: InjectorConfig, source: str = "-") -> tuple[str,
 @click.option("--namespace", "cp_namespace", default="meshlet", show_default=True, help="Control-plane namespace.")
 @click.option("--cluster-domain", default="cluster.local", show_default=True)
 @click.option("--trust-domain", default="cluster.local", show_default=True)
+@click.option("--identity-server-name", default=None,
+              help='Name in identity\'s TLS certificate (default meshlet-identity.<namespace>.svc; "": plaintext).')
 @click.option("--native-sidecar/--no-native-sidecar", default=True, show_default=True,
               help="Proxy as an initContainer with restartPolicy Always (Kubernetes >= 1.29).")
 @click.option("--proxy-cpu-request", default="100m", show_default=True)
@@ -66,14 +68,14 @@ def inject_text(text: str, cfg: InjectorConfig, source: str = "-") -> tuple[str,
 @click.option("--proxy-cpu-limit", default=None)
 @click.option("--proxy-memory-limit", default=None)
 def inject(file: str, proxy_image: str | None, cp_namespace: str, cluster_domain: str, trust_domain: str,
-           native_sidecar: bool, proxy_cpu_request: str, proxy_memory_request: str,
+           identity_server_name: str | None, native_sidecar: bool, proxy_cpu_request: str, proxy_memory_request: str,
            proxy_cpu_limit: str | None, proxy_memory_limit: str | None) -> None:
     """Inject the meshlet proxy into the workloads of FILE ("-" for stdin); prints YAML."""
     try:
         cfg = InjectorConfig(
             **({"proxy_image": proxy_image} if proxy_image else {}),
             control_plane_namespace=cp_namespace, cluster_domain=cluster_domain, trust_domain=trust_domain,
-            native_sidecar=native_sidecar,
+            identity_server_name=identity_server_name, native_sidecar=native_sidecar,
             resources=Resources(cpu_request=proxy_cpu_request or None, memory_request=proxy_memory_request or None,
                                 cpu_limit=proxy_cpu_limit, memory_limit=proxy_memory_limit),
         )

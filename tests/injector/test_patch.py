@@ -63,6 +63,7 @@ def test_native_sidecar_layout_env_ports_volumes():
     assert env["MESHLET_PROXY_DESTINATION_ADDR"] == "meshlet-destination.meshlet.svc.cluster.local:8086"
     assert env["MESHLET_PROXY_IDENTITY_ADDR"] == "meshlet-identity.meshlet.svc.cluster.local:8080"
     assert env["MESHLET_PROXY_IDENTITY_SERVER_NAME"] == "meshlet-identity.meshlet.svc"
+    assert env["MESHLET_PROXY_IDENTITY_SERVER_NAME"] == "meshlet-identity.meshlet.svc"
     assert env["MESHLET_PROXY_TOKEN_FILE"] == "/var/run/secrets/tokens/meshlet-identity-token"
     assert env["MESHLET_PROXY_TRUST_ANCHORS"] == "/var/run/meshlet/identity/trust-roots/ca-bundle.crt"
     assert json.loads(env["MESHLET_PROXY_POD_LABELS"]) == {"app": "web"}
@@ -213,6 +214,9 @@ def test_config_validation():
     cfg = InjectorConfig(control_plane_namespace="mesh", cluster_domain="k8s.example", identity_addr="id:1")
     assert cfg.destination_address == "meshlet-destination.mesh.svc.k8s.example:8086"
     assert cfg.identity_address == "id:1"
+    assert cfg.identity_tls_name == "meshlet-identity.mesh.svc"
+    plain = plan(pod(), InjectorConfig(identity_server_name=""))
+    assert "MESHLET_PROXY_IDENTITY_SERVER_NAME" not in env_of(plain.proxy)
 
 
 def test_pod_without_spec_is_a_named_error():
