@@ -20,6 +20,8 @@ from kubernetes_asyncio import client as kclient
 JSON = "application/json"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
+RETRIES_429 = 5
+RETRY_429_MAX = 2.0
 MAX_LINE = 64 * 1024 * 1024
 """Largest watch event accepted (one JSON line); the API server's own request limit is far below."""
 
@@ -46,6 +48,8 @@ class ApiError(TransportError):
         self.causes: list[str] = [
             (f"{c.get('field')}: " if c.get("field") else "") + str(c.get("message") or c.get("reason") or "")
             for c in causes or [] if isinstance(c, Mapping)]
+        self.retry_after = 1.0
+        """Seconds the server asked to wait (Retry-After), for 429 answers."""
         super().__init__(f"{status} {self.reason}: {self.message}".strip())
 
 
@@ -72,7 +76,22 @@ class Transport:
 
     async def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                       body: Any = None, content_type: str = JSON) -> Any:
-        """The decoded JSON answer; ApiError for an error status, Unreachable without an answer."""
+        """The decoded JSON answer; ApiError for an error status, Unreachable without an answer.
+
+        429 Too Many Requests (priority and fairness, a CRD's storage still initializing) is retried
+        after the server's Retry-After (at most RETRY_429_MAX seconds each, RETRIES_429 times), as client-go does.
+        """
+        for _ in range(RETRIES_429):
+            try:
+                return await self._request_once(method, path, query, body, content_type)
+            except ApiError as e:
+                if e.status != 429:
+                    raise
+                await asyncio.sleep(min(max(e.retry_after, 0.1), RETRY_429_MAX))
+        return await self._request_once(method, path, query, body, content_type)
+
+    async def _request_once(self, method: str, path: str, query: Mapping[str, Any] | None, body: Any,
+                            content_type: str) -> Any:
         timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         resp = await self._send(method, path, query, body, content_type, timeout)
         try:
@@ -88,7 +107,9 @@ class Transport:
         except ValueError:
             data = raw.decode(errors="replace")[:300]
         if not 200 <= resp.status < 300:
-            raise ApiError(resp.status, data)
+            error = ApiError(resp.status, data)
+            error.retry_after = _seconds(resp.headers.get("Retry-After"))
+            raise error
         return data
 
     async def stream(self, path: str, query: Mapping[str, Any], read_timeout: float) -> AsyncIterator[Any]:
@@ -133,3 +154,10 @@ def _json_line(path: str, line: bytes) -> Any:
         return json.loads(line)
     except ValueError:
         raise Unreachable(f"watch {path}: the server sent a line that is not JSON: {line[:120]!r}") from None
+
+
+def _seconds(value: str | None) -> float:
+    try:
+        return float(value) if value is not None else 1.0
+    except ValueError:
+        return 1.0
