@@ -19,6 +19,11 @@ from .metrics import ProxyMetrics, TcpMetrics
 from .tlsctx import peer_uris
 
 
+MAX_DRAIN = 64 * 1024
+"""Body bytes a dropped response may still have for its connection to be drained and kept."""
+DRAIN_TIMEOUT = 10.0
+
+
 class Sink(Protocol):
     def up_head(self, up: "Upstream", head: ResponseHead) -> bytes:
         """Metrics; returns the head's bytes to forward."""
@@ -153,17 +158,30 @@ class Upstream(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def drain(self) -> None:
-        """The current response is not wanted (a retried failure): read it to its end, then go
-        back to the pool if the connection stays reusable, so the retry need not reconnect."""
-        self.sink = _Drain()
+    def drain(self, timeout: float = DRAIN_TIMEOUT) -> bool:
+        """The current response is not wanted (a retried failure): read the rest of it (at most
+        `MAX_DRAIN` bytes, within `timeout`), then go back to the pool if still reusable, so the
+        retry need not reconnect. False (nothing done) when it is not worth it: close instead."""
+        left = self.framer.left
+        if not self.framer.keep_alive or self.pool is None or left < 0 or left > MAX_DRAIN:
+            return False
+        self.sink = _Drain(self, timeout)
         self.set_reading(True)
+        return True
 
 
 class _Drain:
-    """Sink of a response nobody wants: discards it; pools the connection at its end."""
+    """Sink of a response nobody wants: discards it; pools the connection at its end, closes
+    it if the end does not come in time."""
 
-    __slots__ = ()
+    __slots__ = ("timer",)
+
+    def __init__(self, up: Upstream, timeout: float) -> None:
+        self.timer = asyncio.get_running_loop().call_later(timeout, self._expired, up)
+
+    def _expired(self, up: Upstream) -> None:
+        if up.sink is self:
+            up.close()
 
     def up_head(self, up: Upstream, head: ResponseHead) -> bytes:
         return b""
@@ -172,15 +190,18 @@ class _Drain:
         pass
 
     def up_end(self, up: Upstream, leftover: bytes) -> None:
+        self.timer.cancel()
         if leftover or not up.framer.keep_alive or up.pool is None:
             up.close()
         else:
             up.pool.release(up)
 
     def up_upgraded(self, up: Upstream) -> None:
+        self.timer.cancel()
         up.close()
 
     def up_error(self, up: Upstream, err: Exception) -> None:
+        self.timer.cancel()
         up.close()
 
     def up_pause(self, paused: bool) -> None:

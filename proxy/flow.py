@@ -146,10 +146,8 @@ class PolicyFlow:
             return
         ex.upstream = None
         r = ex.route
-        if reuse and up.framer.keep_alive and ex.body_done and ex.head.upstream_keep_alive and \
-                not ex.head.upgrade and r is not None and (r.plan is None or not r.plan.cluster.spent(up.uses)):
-            up.drain()
-        else:
+        if not (reuse and ex.body_done and ex.head.upstream_keep_alive and not ex.head.upgrade and r is not None
+                and (r.plan is None or not r.plan.cluster.spent(up.uses)) and up.drain()):
             up.close()
         if r is not None and r.load is not None:
             now = time.monotonic()

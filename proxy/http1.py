@@ -213,6 +213,15 @@ class ResponseFramer:
     def idle(self) -> bool:
         return self._state in (_S.IDLE, _S.DONE)
 
+    @property
+    def left(self) -> int:
+        """Body bytes of the current response still to come: 0 when it is complete, -1 when
+        unknown (chunked, close-delimited, head not read yet)."""
+        st = self._state
+        if st is _S.DONE:
+            return 0
+        return self._remaining if st is _S.LENGTH else -1
+
     def start(self, *, head_request: bool) -> None:
         self._state = _S.HEAD
         self._buf = b""
@@ -235,6 +244,23 @@ class ResponseFramer:
             self._buf = b""
         pos = 0
         end = len(data)
+        if st is _S.HEAD:  # fast path: a whole small response in one read
+            i = data.find(b"\r\n\r\n")
+            if 0 <= i and i + 4 <= MAX_HEAD:
+                pos = i + 4
+                head = self._on_head(data[:pos])
+                st = self._state
+                if st is _S.LENGTH and end - pos == self._remaining:
+                    self._state = _S.DONE
+                    return [head, ResponseData(data[pos:]), ResponseEnd(b"")]
+                if st is _S.DONE and pos == end:
+                    return [head, ResponseEnd(b"")]
+                events.append(head)
+                if st is _S.UPGRADED:
+                    events.append(Upgraded())
+                    if pos < end:
+                        events.append(ResponseData(data[pos:]))
+                    return events
         while pos < end or self._state in (_S.DONE,):
             st = self._state
             if st is _S.HEAD:

@@ -274,19 +274,19 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
                 plan.cluster.budget.request(time.monotonic())
             elif route.seed is not None:
                 route.seed.cluster.budget.request(time.monotonic())
-            parts = [head.serialize()]
-            body = ex.body or ()
+            data = head_bytes = head.serialize()
+            body = ex.body
             if head.chunked:
-                parts += [encode_chunk(b) for b in body if b]
+                parts = [head_bytes] + [encode_chunk(b) for b in body or () if b]
                 if ex.body_done:
                     parts.append(LAST_CHUNK)
-            else:
-                parts += body
-            data = b"".join(parts)
+                data = b"".join(parts)
+            elif body:
+                data = b"".join([head_bytes, *body])
             if ex.body_done and len(data) <= MAX_REPLAY and not head.upgrade:
                 ex.replay = data
                 if plan is not None and plan.mirror is not None:
-                    self._mirror(plan, data, len(parts[0]))
+                    self._mirror(plan, data, len(head_bytes))
         else:
             data = ex.replay
             if ex.restart_load and route.load is not None:

@@ -204,3 +204,50 @@ def test_malformed_response_heads_name_the_part(bad: bytes, part: str) -> None:
     f.start(head_request=False)
     with pytest.raises(ProtocolError, match=part):
         f.feed(bad)
+
+
+def test_framer_tells_how_much_of_the_body_is_left() -> None:
+    f = ResponseFramer()
+    f.start(head_request=False)
+    assert f.left == -1  # head not read yet
+    f.feed(b"HTTP/1.1 503 Busy\r\nContent-Length: 10\r\n\r\n1234")
+    assert f.left == 6
+    f.feed(b"567890")
+    assert f.left == 0
+    f.start(head_request=False)
+    f.feed(b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert f.left == -1
+
+
+RESPONSES = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+]
+
+
+@given(st.sampled_from(RESPONSES), st.binary(max_size=10), st.integers(min_value=1, max_value=40))
+def test_one_read_or_many_give_the_same_events(response: bytes, extra: bytes, step: int) -> None:
+    def run(step: int) -> tuple:
+        f = ResponseFramer()
+        f.start(head_request=False)
+        events = frame(f, response + extra, step)
+        ends = [e.leftover for e in events if isinstance(e, ResponseEnd)]
+        heads = [(e.status, e.keep_alive, e.informational) for e in events if isinstance(e, ResponseHead)]
+        return raw_of(events), heads, ends, f.keep_alive, f.left
+
+    whole = run(len(response + extra))
+    assert whole[1]  # at least one head framed
+    split = run(step)
+    assert split[1] == whole[1] and split[3] == whole[3]
+    if whole[2]:  # complete: the bytes after it come back as leftover (in the read that ends it)
+        assert split[2] and raw_of_all(split) == raw_of_all(whole)
+    else:  # close-delimited: everything is body
+        assert split[0] == whole[0] == response + extra
+
+
+def raw_of_all(r: tuple) -> bytes:
+    return r[0] + b"".join(r[2])

@@ -198,3 +198,49 @@ async def test_a_reply_to_head_has_no_body() -> None:
     first, _, rest = down.data().partition(b"\r\n\r\n")
     assert first.startswith(b"HTTP/1.1 418 ") and rest.startswith(b"HTTP/1.1 418 ")
     assert rest.endswith(b"fault filter abort\n")
+
+
+async def test_a_retried_status_with_a_large_or_chunked_body_closes_its_connection() -> None:
+    big = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 100
+    chunked = b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbusy\r\n"
+    for first in (big, chunked):
+        server, down, connector, router = make(Retry(attempts=2, on_5xx=True))
+        server.data_received(GET)
+        await until(lambda: len(connector.connections) == 1, "first try")
+        t1, up1 = connector.connections[0]
+        up1.data_received(first)
+        assert t1.closed  # not worth reading to its end
+        await until(lambda: len(connector.connections) == 2, "second try")
+        connector.connections[1][1].data_received(OK)
+        assert down.data() == OK
+
+
+class _Dropper:
+    """A sink that drops the response at its head, as a retry does."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.drained: bool | None = None
+
+    def up_head(self, up, head):  # noqa: ANN001, ANN201
+        self.drained = up.drain(self.timeout)
+        if not self.drained:
+            up.close()
+        return b""
+
+
+async def test_drain_pools_the_connection_at_the_end_or_closes_it_after_the_timeout() -> None:
+    from meshlet.proxy.client import Upstream
+    from test_server_unit import FakeTransport
+
+    pool = Pool("10.0.0.1", 80, "", "", None, None)  # type: ignore[arg-type]
+    for rest, timeout, pooled in ((BUSY[-3:], 5.0, True), (b"", 0.05, False)):
+        up, t = Upstream(None, pool), FakeTransport()
+        up.connection_made(t)  # type: ignore[arg-type]
+        up.framer.start(head_request=False)
+        up.sink = sink = _Dropper(timeout)  # type: ignore[assignment]
+        up.data_received(BUSY[:-3])
+        assert sink.drained and not t.closed
+        up.data_received(rest)
+        await until(lambda: (up in pool.idle) if pooled else t.closed, "pooled" if pooled else "closed")
+        assert t.closed is not pooled
