@@ -41,6 +41,8 @@ class Outcome:
     """injected | skipped | denied | error (the metric label)."""
     reason: str
     patch: tuple[dict[str, Any], ...] = ()
+    warnings: tuple[str, ...] = ()
+    """Shown to the client that created the pod (kubectl prints them)."""
 
     @property
     def allowed(self) -> bool:
@@ -114,4 +116,6 @@ def review_response(uid: str, outcome: Outcome) -> dict[str, Any]:
         response["status"] = {"code": 400, "reason": "BadRequest", "message": outcome.reason}
     elif outcome.result == "error":
         response["warnings"] = [f"meshlet injector: not injected: {outcome.reason}"]
+    if outcome.warnings:
+        response["warnings"] = [*response.get("warnings", []), *outcome.warnings]
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}

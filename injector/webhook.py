@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import structlog
@@ -39,6 +39,7 @@ class Publisher(Protocol):
 class Metrics:
     registry: CollectorRegistry
     reviews: Counter
+    publish_failures: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -47,7 +48,9 @@ class Metrics:
                           "(injected, skipped, denied, error, malformed).", ["result"], registry=registry)
         for result in ("injected", "skipped", "denied", "error", "malformed"):
             reviews.labels(result=result)
-        return cls(registry, reviews)
+        failures = Counter("meshlet_injector_trust_roots_publish_failures", "Injected pods whose namespace "
+                           "could not get the trust-roots ConfigMap.", registry=registry)
+        return cls(registry, reviews, failures)
 
 
 class Injector:
@@ -64,13 +67,30 @@ class Injector:
             labels = await self.namespaces.get(req.namespace) if req.kind == "Pod" else {}
             outcome = admit(req, labels, self.cfg)
             if outcome.result == "injected" and self.publisher is not None and not req.dry_run:
-                await self.publisher.ensure(req.namespace)
+                outcome = await self._publish(req.uid, req.namespace, outcome)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - the boundary: never block a pod on our bug
             log.error("review.failed", uid=req.uid, namespace=req.namespace, error=f"{type(e).__name__}: {e}")
             outcome = Outcome("error", f"{type(e).__name__}: {e}")
         return req.uid, outcome
+
+    async def _publish(self, uid: str, namespace: str, outcome: Outcome) -> Outcome:
+        """Copy the trust roots next to the pod. A failure does not undo the injection (the
+        pod asked for a proxy): it is logged, counted and returned to the pod's creator as a
+        warning; the pod waits for the ConfigMap (its volume) until it appears."""
+        assert self.publisher is not None
+        try:
+            await self.publisher.ensure(namespace)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - reported, never fatal to the review
+            self.metrics.publish_failures.inc()
+            log.error("trust_roots.publish_failed", uid=uid, namespace=namespace, error=f"{type(e).__name__}: {e}")
+            return replace(outcome, warnings=(
+                f"meshlet injector: trust roots not published into namespace {namespace} ({e}); "
+                "the proxy waits for ConfigMap meshlet-identity-trust-roots there",))
+        return outcome
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()

@@ -140,3 +140,28 @@ def test_unloadable_certificate_is_a_named_error(tmp_path):
     (tmp_path / "k").write_text("y")
     with pytest.raises(CertError, match="serving certificate"):
         CertReloader(tmp_path / "c", tmp_path / "k")
+
+
+class FailingPublisher:
+    async def ensure(self, namespace):
+        raise PermissionError("configmaps is forbidden")
+
+
+async def test_publish_failure_still_injects_and_warns(tmp_path):
+    cert, key, pem = write_self_signed(tmp_path / "tls")
+    tls = CertReloader(cert, key)
+    metrics = Metrics.create()
+    injector = Injector(InjectorConfig(proxy_image="img:1"), Namespaces({"demo": {"istio-injection": "enabled"}}),
+                        FailingPublisher(), metrics)
+    site = await start_site(webhook_app(injector), "127.0.0.1", 0, ssl_context=tls.context)
+    try:
+        s = {"url": f"https://127.0.0.1:{site.addresses[0][1]}/inject",
+             "ssl": ssl.create_default_context(cadata=pem.decode())}
+        status, text = await post(s, review(uid="w-1"))
+        resp = json.loads(text)["response"]
+        assert status == 200 and resp["allowed"] is True and "patch" in resp
+        assert "trust roots not published into namespace demo" in resp["warnings"][0]
+        assert "configmaps is forbidden" in resp["warnings"][0]
+        assert metrics.registry.get_sample_value("meshlet_injector_trust_roots_publish_failures_total") == 1
+    finally:
+        await site.cleanup()

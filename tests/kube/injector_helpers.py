@@ -139,3 +139,37 @@ def pod_body(name: str, *, labels: dict[str, str] | None = None,
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": labels or {"app": "web"}, "annotations": annotations or {}},
             "spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]}]}}
+
+
+INJECTOR_RULES = [
+    # what injector/README.md says the injector needs
+    kclient.V1PolicyRule(api_groups=[""], resources=["namespaces"], verbs=["get"]),
+    kclient.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "create", "update"]),
+]
+
+
+async def service_account_kubeconfig(api: kclient.ApiClient, server: str, ca_pem: bytes, workdir: Path,
+                                     rules: list[kclient.V1PolicyRule]) -> Path:
+    """A kubeconfig for a fresh ServiceAccount bound to a ClusterRole with exactly these rules
+    (as the injector runs in a cluster: its own service account, RBAC-limited)."""
+    ns = await make_namespace(api, {})
+    core, rbac = kclient.CoreV1Api(api), kclient.RbacAuthorizationV1Api(api)
+    sa = "meshlet-injector"
+    await core.create_namespaced_service_account(ns, kclient.V1ServiceAccount(metadata=kclient.V1ObjectMeta(name=sa)))
+    role = f"{ns}-injector"
+    await rbac.create_cluster_role(kclient.V1ClusterRole(metadata=kclient.V1ObjectMeta(name=role), rules=rules))
+    await rbac.create_cluster_role_binding(kclient.V1ClusterRoleBinding(
+        metadata=kclient.V1ObjectMeta(name=role),
+        role_ref=kclient.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role),
+        subjects=[kclient.RbacV1Subject(kind="ServiceAccount", name=sa, namespace=ns)]))
+    tok = await core.create_namespaced_service_account_token(sa, ns, kclient.AuthenticationV1TokenRequest(
+        spec=kclient.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)))
+    path = workdir / "injector.kubeconfig"
+    ca = base64.b64encode(ca_pem).decode()
+    path.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: t\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n"
+        f"users:\n- name: injector\n  user:\n    token: {tok.status.token}\n"
+        "contexts:\n- name: injector@t\n  context:\n    cluster: t\n    user: injector\n"
+        "current-context: injector@t\n")
+    return path

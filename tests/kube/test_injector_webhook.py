@@ -17,10 +17,12 @@ from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from injector_helpers import (
+    INJECTOR_RULES,
     SELECTOR_LABEL,
     InjectorProcess,
     make_namespace,
     pod_body,
+    service_account_kubeconfig,
     start_injector,
     webhook_configuration,
 )
@@ -183,3 +185,24 @@ async def test_api_errors_let_pods_through_uninjected(kube_api: KubeAPIServer, k
         assert not injected(pod)
         assert hook.inj.reviews("error") >= 1 and hook.inj.reviews("injected") == 0
         assert "review.failed" in hook.inj.log() and "403" in hook.inj.log()
+
+
+@pytest.mark.parametrize("may_write_configmaps", [True, False])
+async def test_with_the_documented_rbac_only(kube_api: KubeAPIServer, kube_client: kclient.ApiClient,
+                                             tmp_path: Path, may_write_configmaps: bool) -> None:
+    """The injector as its own RBAC-limited service account: with the rules injector/README.md lists it
+    injects and publishes the trust roots; without the configmaps rule it still injects, logs and warns."""
+    rules = INJECTOR_RULES if may_write_configmaps else INJECTOR_RULES[:1]
+    kubeconfig = await service_account_kubeconfig(kube_client, kube_api.url, kube_api.ca_pem, tmp_path, rules)
+    async with serving(kube_client, kubeconfig, tmp_path) as hook:
+        await wait_until_called(hook)
+        ns = await hook.namespace({"istio-injection": "enabled"})
+        assert injected(await hook.create(ns, pod_body("web"))), hook.inj.log()
+        if may_write_configmaps:
+            cm = await hook.core.read_namespaced_config_map("meshlet-identity-trust-roots", ns)
+            assert cm.data["ca-bundle.crt"] == TRUST_PEM
+        else:
+            with pytest.raises(ApiException) as e:
+                await hook.core.read_namespaced_config_map("meshlet-identity-trust-roots", ns)
+            assert e.value.status == 404
+            assert "trust_roots.publish_failed" in hook.inj.log()
