@@ -110,7 +110,12 @@ async def test_proxy_with_no_proxies_and_a_proxy_not_ready(kube_api: KubeAPIServ
         await apply(kube_client, docs_of(out.stdout))
         await mark_available(kube_client, ns, [f"meshlet-{c}" for c in ("destination", "identity", "injector")])
 
+        # a control plane of another version is a warning (‼), not a failure
+        await kclient.AppsV1Api(kube_client).patch_namespaced_deployment(
+            "meshlet-destination", ns, {"metadata": {"labels": {"meshlet.io/control-plane-version": "0.0.1"}}})
         rc, report = check_json("--kubeconfig", kc, "-L", ns, "--proxy", "-n", kube_ns)
+        version = results(report)[("meshlet-version", "control plane and cli versions match")]
+        assert version["result"] == "warning" and "meshlet-destination 0.0.1" in version["error"]
         assert rc == 1
         bad = failures(report)
         assert list(bad) == [("meshlet-data-plane", "data plane proxies are ready")], bad
