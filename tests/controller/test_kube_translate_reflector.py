@@ -179,3 +179,14 @@ async def test_gone_after_gone_backs_off() -> None:
     await asyncio.gather(task, return_exceptions=True)
     assert reflector.relists >= 5
     assert pauses[:4] == [0.1, 0.2, 0.4, 0.4]
+
+
+async def test_watches_failing_in_a_row_lead_to_a_relist() -> None:
+    """A resume point the server keeps failing on (not with 410: e.g. a 500 from etcd) is abandoned for a fresh list."""
+    s = Script()
+    s.lists = [([svc("a", 3)], 10), ([svc("b", 14)], 15)]
+    s.watches = [[StoreError("500 InternalError")]] * 3
+    events, reflector = await run_until(s, None, 3)
+    assert brief(events) == [("ADDED", "a", 10), ("DELETED", "a", 15), ("ADDED", "b", 15)]
+    assert s.watch_calls[:4] == [10, 10, 10, 15]
+    assert reflector.relists == 1

@@ -9,7 +9,9 @@ does not serve (its CRD not installed) counts as empty and is looked for
 again every `missing_kind_retry` seconds.
 
 Errors before the first successful list (and a Gone for the caller's own
-`since`) go to the caller; later ones are logged and retried with backoff.
+`since`) go to the caller; later ones are logged and retried with backoff, and
+after RELIST_AFTER_FAILURES failed watches in a row the kind is listed again
+(the resume point itself may be what the server cannot serve).
 """
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ from meshlet.controller.model import Resource
 from meshlet.controller.store.base import EventType, WatchEvent
 from meshlet.controller.store.errors import Gone, StoreError
 from meshlet.controller.store.kube.resources import KubeResource
+
+RELIST_AFTER_FAILURES = 3
+"""Watch attempts failing in a row (other than Gone) before the reflector lists again."""
 
 Key = tuple[str, str]
 """(namespace, name) of an object of one kind."""
@@ -105,6 +110,7 @@ class Reflector:
         checked = since is None  # a caller's `since` is checked by the first watch
         delay = self.backoff.initial
         gone_delay = 0.0  # the first Gone relists at once; Gone after Gone (a broken server) backs off
+        failures = 0  # watch attempts failing in a row; after RELIST_AFTER_FAILURES, list again
         while True:
             if not self.served:
                 await self.sleep(self.backoff.missing_kind_retry)
@@ -116,11 +122,11 @@ class Reflector:
                 async with contextlib.aclosing(events):
                     async for event in events:
                         checked = got = True
-                        delay = self.backoff.initial
+                        delay, failures = self.backoff.initial, 0
                         await self._handle(event)
                 checked = True
                 self.resumes += 1
-                gone_delay = 0.0
+                gone_delay, failures = 0.0, 0
                 if not got:  # an idle watch the server ended: never spin on a server that ends them at once
                     await self.sleep(self.backoff.initial)
             except asyncio.CancelledError:
@@ -136,10 +142,17 @@ class Reflector:
             except KindNotServed:
                 await self._vanished()
             except StoreError as e:
-                self.log.warning("watch.failed", error=str(e), retry_in=delay)
+                failures += 1
+                self.log.warning("watch.failed", error=str(e), retry_in=delay, failures=failures)
                 await self.sleep(delay)
                 delay = min(delay * 2, self.backoff.maximum)
-                self.resumes += 1
+                if failures >= RELIST_AFTER_FAILURES and checked:
+                    # the resume point itself may be what fails (e.g. etcd compacted just past it):
+                    # start again from a fresh list, as client-go's reflector does
+                    failures = 0
+                    await self._relist_quietly()
+                else:
+                    self.resumes += 1
 
     async def _initial(self, since: int | None) -> None:
         try:
