@@ -19,7 +19,7 @@ import click
 
 from meshlet.controller.log import setup as setup_log
 from meshlet.injector.config import ConfigError, InjectorConfig, Resources
-from meshlet.injector.kube import KubeError, NamespaceLabels, TrustRootsPublisher, api_client, server_minor_version
+from meshlet.injector.kube import KubeError, Namespaces, TrustRootsPublisher, api_client, server_minor_version
 from meshlet.injector.tlsreload import CertError, CertReloader
 from meshlet.injector.webhook import Injector, Metrics, admin_app, start_site, webhook_app
 
@@ -37,7 +37,7 @@ async def serve(cfg: InjectorConfig, *, kubeconfig: str | None, host: str, port:
             cfg = replace(cfg, native_sidecar=version >= NATIVE_SIDECAR_MIN)
             log.info("injector.native_sidecar", server=f"{version[0]}.{version[1]}", enabled=cfg.native_sidecar)
         metrics = Metrics.create()
-        injector = Injector(cfg, NamespaceLabels(api), TrustRootsPublisher(api, cfg.control_plane_namespace), metrics)
+        injector = Injector(cfg, Namespaces(api), TrustRootsPublisher(api, cfg.control_plane_namespace), metrics)
         serving = False
         admin = await start_site(admin_app(ready=lambda: serving, registry=metrics.registry), host, admin_port)
         site = None

@@ -1,6 +1,6 @@
 """What the webhook reads from and writes to the API server (kubernetes_asyncio).
 
-* `NamespaceLabels`: a namespace's labels, cached for a short TTL (bounded), so a
+* `Namespaces`: a namespace's labels and annotations, cached for a short TTL (bounded), so a
   burst of pods (a Deployment scaling up) costs one read.
 * `TrustRootsPublisher`: copies the trust-roots ConfigMap of the control-plane
   namespace into the namespace of each injected pod (its proxy mounts it from
@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import structlog
 from kubernetes_asyncio import client, config
@@ -53,16 +54,24 @@ async def server_minor_version(api: client.ApiClient) -> tuple[int, int]:
     return digits(info.major), digits(info.minor)
 
 
-class NamespaceLabels:
+@dataclass(frozen=True)
+class NamespaceInfo:
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+
+
+class Namespaces:
+    """A namespace's labels and annotations, cached for `ttl` seconds (bounded)."""
+
     def __init__(self, api: client.ApiClient, *, ttl: float = 5.0, max_entries: int = 1024,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._core = client.CoreV1Api(api)
         self._ttl = ttl
         self._max = max_entries
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[float, dict[str, str]]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, NamespaceInfo]] = OrderedDict()
 
-    async def get(self, name: str) -> Mapping[str, str]:
+    async def get(self, name: str) -> NamespaceInfo:
         now = self._clock()
         hit = self._cache.get(name)
         if hit is not None and now - hit[0] < self._ttl:
@@ -73,12 +82,12 @@ class NamespaceLabels:
             raise KubeError(f"reading namespace {name!r}: {e.status} {e.reason}") from None
         except OSError as e:
             raise KubeError(f"reading namespace {name!r}: {e}") from None
-        labels = dict(ns.metadata.labels or {})
-        self._cache[name] = (now, labels)
+        info = NamespaceInfo(dict(ns.metadata.labels or {}), dict(ns.metadata.annotations or {}))
+        self._cache[name] = (now, info)
         self._cache.move_to_end(name)
         while len(self._cache) > self._max:
             self._cache.popitem(last=False)
-        return labels
+        return info
 
 
 class TrustRootsPublisher:

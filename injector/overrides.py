@@ -39,6 +39,17 @@ NATIVE_SIDECAR = ("config.meshlet.io/proxy-enable-native-sidecar", "sidecar.isti
 LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "critical", "off")
 
 
+INHERITED_PREFIXES = ("config.meshlet.io/", "config.linkerd.io/")
+"""Namespace annotations with these prefixes apply to the namespace's pods unless a pod sets the
+same key itself (Linkerd's inheritance); Istio's keys are per pod only, as in Istio."""
+
+
+def inherit(namespace_annotations: Mapping[str, str], pod_annotations: Mapping[str, str]) -> dict[str, str]:
+    """The annotations overrides are read from: the namespace's config keys under the pod's own."""
+    inherited = {str(k): str(v) for k, v in namespace_annotations.items() if str(k).startswith(INHERITED_PREFIXES)}
+    return {**inherited, **{str(k): str(v) for k, v in pod_annotations.items()}}
+
+
 class OverrideError(ValueError):
     """An override annotation has a value we cannot use (the message names it)."""
 

@@ -38,7 +38,7 @@ from meshlet.injector.config import (
     VERSION_ANNOTATION,
     InjectorConfig,
 )
-from meshlet.injector.overrides import Overrides, overrides
+from meshlet.injector.overrides import Overrides, inherit, overrides
 
 Pod = Mapping[str, Any]
 Op = dict[str, Any]
@@ -181,8 +181,11 @@ def volumes(cfg: InjectorConfig) -> tuple[dict[str, Any], ...]:
     )
 
 
-def plan(pod: Pod, cfg: InjectorConfig) -> Plan:
-    """What to add to this pod, or why nothing (OverrideError for a bad annotation)."""
+def plan(pod: Pod, cfg: InjectorConfig, namespace_annotations: Mapping[str, str] | None = None) -> Plan:
+    """What to add to this pod, or why nothing (OverrideError for a bad annotation).
+
+    `namespace_annotations`: the pod's namespace's, of which `config.meshlet.io/*` and
+    `config.linkerd.io/*` apply unless the pod sets the same key."""
     if not isinstance(pod, Mapping):
         raise PodError("the pod must be an object")
     meta = _mapping(pod, "metadata", "")
@@ -198,7 +201,7 @@ def plan(pod: Pod, cfg: InjectorConfig) -> Plan:
         return Plan(skip="already injected")
     if spec.get("hostNetwork") is True:
         return Plan(skip="host network (capture rules would change the node's network)")
-    o = overrides(cfg, annotations)
+    o = overrides(cfg, inherit(namespace_annotations or {}, annotations))
     status = {"initContainers": [INIT_CONTAINER] + ([PROXY_CONTAINER] if o.native_sidecar else []),
               "containers": [] if o.native_sidecar else [PROXY_CONTAINER],
               "volumes": [TOKEN_VOLUME, TRUST_ROOTS_VOLUME], "version": cfg.version}
@@ -245,9 +248,10 @@ def ops(pod: Pod, p: Plan) -> list[Op]:
     return out
 
 
-def json_patch(pod: Pod, cfg: InjectorConfig) -> tuple[list[Op], str]:
+def json_patch(pod: Pod, cfg: InjectorConfig,
+               namespace_annotations: Mapping[str, str] | None = None) -> tuple[list[Op], str]:
     """(ops, reason): the patch injecting this pod (empty with the reason when skipped)."""
-    p = plan(pod, cfg)
+    p = plan(pod, cfg, namespace_annotations)
     if p.skip:
         return [], p.skip
     return ops(pod, p), "injected"

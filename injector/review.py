@@ -1,7 +1,7 @@
 """AdmissionReview v1 in and out, and the admission decision for one pod (pure, no sockets).
 
 `parse_review(body)` → ReviewRequest or ReviewError (the webhook answers 400 with it);
-`admit(request, namespace_labels, cfg)` → Outcome; `review_response(uid, outcome)` →
+`admit(request, namespace_labels, cfg, namespace_annotations)` → Outcome; `review_response(uid, outcome)` →
 the AdmissionReview answer with the request's uid echoed.
 """
 from __future__ import annotations
@@ -86,7 +86,8 @@ def _labels(obj: Mapping[str, Any], key: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items()} if isinstance(values, Mapping) else {}
 
 
-def admit(req: ReviewRequest, namespace_labels: Mapping[str, str], cfg: InjectorConfig) -> Outcome:
+def admit(req: ReviewRequest, namespace_labels: Mapping[str, str], cfg: InjectorConfig,
+          namespace_annotations: Mapping[str, str] | None = None) -> Outcome:
     """Inject, skip (with why) or deny (a pod-level value we cannot use)."""
     if req.kind != "Pod" or req.operation != "CREATE":
         return Outcome("skipped", f"not a pod creation ({req.operation} {req.kind})")
@@ -99,7 +100,7 @@ def admit(req: ReviewRequest, namespace_labels: Mapping[str, str], cfg: Injector
         decision = decide(namespace_labels, _labels(req.obj, "labels"), _labels(req.obj, "annotations"))
         if not decision.inject:
             return Outcome("skipped", decision.reason)
-        ops, reason = json_patch(req.obj, cfg)
+        ops, reason = json_patch(req.obj, cfg, namespace_annotations)
     except (InjectionError, OverrideError, PodError) as e:
         return Outcome("denied", f"meshlet injector: {e}")
     if not ops:

@@ -12,7 +12,7 @@ a message naming it, as Istio does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from meshlet.injector.config import InjectorConfig
+from meshlet.injector.kube import NamespaceInfo
 from meshlet.injector.review import Outcome, ReviewError, admit, parse_review, review_response
 
 log = structlog.get_logger(component="meshlet.injector.webhook")
@@ -28,7 +29,7 @@ MAX_BODY = 8 * 1024 * 1024
 
 
 class NamespaceSource(Protocol):
-    async def get(self, name: str) -> Mapping[str, str]: ...
+    async def get(self, name: str) -> NamespaceInfo: ...
 
 
 class Publisher(Protocol):
@@ -64,8 +65,8 @@ class Injector:
     async def _outcome(self, body: bytes) -> tuple[str, Outcome]:
         req = parse_review(body)
         try:
-            labels = await self.namespaces.get(req.namespace) if req.kind == "Pod" else {}
-            outcome = admit(req, labels, self.cfg)
+            ns = await self.namespaces.get(req.namespace) if req.kind == "Pod" else NamespaceInfo({}, {})
+            outcome = admit(req, ns.labels, self.cfg, ns.annotations)
             if outcome.result == "injected" and self.publisher is not None and not req.dry_run:
                 outcome = await self._publish(req.uid, req.namespace, outcome)
         except asyncio.CancelledError:

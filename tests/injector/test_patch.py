@@ -237,3 +237,18 @@ def test_any_existing_annotations_survive_and_ours_are_added(existing):
     notes = out["metadata"]["annotations"]
     assert {k: notes[k] for k in existing} == existing
     assert notes["meshlet.io/proxy-version"] == "9.9.9" and "meshlet.io/inject-status" in notes
+
+
+def test_namespace_config_annotations_are_inherited_unless_the_pod_sets_them():
+    ns = {"config.meshlet.io/proxy-cpu-request": "120m", "config.linkerd.io/skip-inbound-ports": "9100",
+          "sidecar.istio.io/proxyMemory": "1Gi", "unrelated/key": "x"}
+    p = plan(pod(annotations={"config.meshlet.io/proxy-cpu-request": "300m"}), CFG, ns)
+    assert p.proxy["resources"]["requests"] == {"cpu": "300m", "memory": "64Mi"}  # Istio keys are per pod
+    assert "9100" in p.init["command"]
+    p = plan(pod(), CFG, ns)
+    assert p.proxy["resources"]["requests"]["cpu"] == "120m"
+    # inherited values are not copied onto the pod
+    out = inject(pod(), CFG)
+    assert "config.meshlet.io/proxy-cpu-request" not in out["metadata"]["annotations"]
+    with pytest.raises(OverrideError, match="config.meshlet.io/proxy-cpu-request"):
+        plan(pod(), CFG, {"config.meshlet.io/proxy-cpu-request": "lots"})

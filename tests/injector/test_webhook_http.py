@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from meshlet.injector.config import InjectorConfig
+from meshlet.injector.kube import NamespaceInfo
 from meshlet.injector.tlsreload import CertError, CertReloader
 from meshlet.injector.webhook import Injector, Metrics, admin_app, start_site, webhook_app
 
@@ -19,14 +20,15 @@ from .test_review import pod, review
 
 
 class Namespaces:
-    def __init__(self, labels, fail=False):
+    def __init__(self, labels, fail=False, annotations=None):
         self.labels, self.fail, self.asked = labels, fail, []
+        self.annotations = annotations or {}
 
     async def get(self, name):
         self.asked.append(name)
         if self.fail:
             raise ConnectionError("API server unreachable")
-        return self.labels.get(name, {})
+        return NamespaceInfo(self.labels.get(name, {}), self.annotations.get(name, {}))
 
 
 class Publisher:

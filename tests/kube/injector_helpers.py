@@ -124,11 +124,13 @@ def webhook_configuration(inj: InjectorProcess, name: str) -> kclient.V1Mutating
             timeout_seconds=10, reinvocation_policy="IfNeeded")])
 
 
-async def make_namespace(api: kclient.ApiClient, labels: dict[str, str]) -> str:
+async def make_namespace(api: kclient.ApiClient, labels: dict[str, str],
+                         annotations: dict[str, str] | None = None) -> str:
     """A fresh namespace with these labels and a `default` ServiceAccount (never deleted)."""
     name = f"t-inj-{uuid.uuid4().hex[:8]}"
     core = kclient.CoreV1Api(api)
-    await core.create_namespace(kclient.V1Namespace(metadata=kclient.V1ObjectMeta(name=name, labels=labels)))
+    await core.create_namespace(kclient.V1Namespace(
+        metadata=kclient.V1ObjectMeta(name=name, labels=labels, annotations=annotations)))
     await core.create_namespaced_service_account(
         name, kclient.V1ServiceAccount(metadata=kclient.V1ObjectMeta(name="default")))
     return name

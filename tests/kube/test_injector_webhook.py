@@ -45,8 +45,8 @@ class Webhook:
         self.api, self.inj, self.cp_ns = api, inj, cp_ns
         self.core = kclient.CoreV1Api(api)
 
-    async def namespace(self, labels: dict[str, str]) -> str:
-        return await make_namespace(self.api, {SELECTOR_LABEL: self.inj.selector, **labels})
+    async def namespace(self, labels: dict[str, str], annotations: dict[str, str] | None = None) -> str:
+        return await make_namespace(self.api, {SELECTOR_LABEL: self.inj.selector, **labels}, annotations)
 
     async def create(self, ns: str, body: dict) -> kclient.V1Pod:
         await self.core.create_namespaced_pod(ns, body)
@@ -95,7 +95,8 @@ async def webhook(kube_api: KubeAPIServer, kube_client: kclient.ApiClient, tmp_p
 
 async def test_injection_follows_namespace_and_pod_labels(webhook: Webhook) -> None:
     istio_ns = await webhook.namespace({"istio-injection": "enabled"})
-    meshlet_ns = await webhook.namespace({"meshlet.io/inject": "enabled"})
+    meshlet_ns = await webhook.namespace({"meshlet.io/inject": "enabled"},
+                                         {"config.meshlet.io/proxy-cpu-request": "120m"})
     plain_ns = await webhook.namespace({})
 
     pod = await webhook.create(istio_ns, pod_body("web", annotations={
@@ -125,7 +126,12 @@ async def test_injection_follows_namespace_and_pod_labels(webhook: Webhook) -> N
         ["meshlet-init", "meshlet-proxy"]
     assert pod.metadata.annotations["meshlet.io/proxy-version"]
 
-    assert injected(await webhook.create(meshlet_ns, pod_body("web")))
+    from_ns = await webhook.create(meshlet_ns, pod_body("web"))
+    assert injected(from_ns)
+    # the namespace's config.meshlet.io/* annotations apply unless the pod sets its own
+    assert from_ns.spec.init_containers[1].resources.requests["cpu"] == "120m"
+    own = await webhook.create(meshlet_ns, pod_body("own", annotations={"config.meshlet.io/proxy-cpu-request": "80m"}))
+    assert own.spec.init_containers[1].resources.requests["cpu"] == "80m"
     assert not injected(await webhook.create(
         istio_ns, pod_body("opted-out", annotations={"sidecar.istio.io/inject": "false"})))
     assert not injected(await webhook.create(
