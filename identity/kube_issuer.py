@@ -98,7 +98,7 @@ class IssuerSecret:
                               f"its key (tls.key) and the trust anchors (ca.crt); see identity/README.md") from None
             raise CaError(f"cannot read {self.ref}: the API server answered {e.status} {e.reason}") from None
         except (OSError, TimeoutError, aiohttp.ClientError) as e:
-            raise CaError(f"cannot read {self.ref}: cannot reach the API server: {e!r}") from None
+            raise CaError(f"cannot read {self.ref}: cannot reach the API server: {str(e) or type(e).__name__}") from None
         return str(secret.metadata.resource_version or ""), decode_secret_data(secret.data, self.ref)
 
     async def follow(self, on_change: Callable[[CA], None], *, refresh: float = 30.0) -> None:

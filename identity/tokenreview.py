@@ -135,7 +135,7 @@ class KubeTokenReviewer:
         except ApiException as e:
             raise Unavailable(f"TokenReview failed: the API server answered {e.status} {e.reason}") from None
         except (OSError, TimeoutError, aiohttp.ClientError) as e:
-            raise Unavailable(f"TokenReview failed: cannot reach the API server: {e!r}") from None
+            raise Unavailable(f"TokenReview failed: cannot reach the API server: {str(e) or type(e).__name__}") from None
         status = answer.status
         if status is None:
             return ReviewResult(authenticated=False, error="the API server returned no status")

@@ -95,3 +95,24 @@ async def test_unavailable_is_not_a_refusal():
     v = TokenReviewValidator(FakeReviewer(Unavailable("TokenReview failed: cannot reach the API server")))
     with pytest.raises(Unavailable):
         await v.validate(b"tok")
+
+
+async def test_api_server_down_is_unavailable():
+    """A real kubernetes_asyncio client against a closed loopback port: UNAVAILABLE, not a refusal."""
+    import socket
+
+    from kubernetes_asyncio import client
+    from meshlet.identity.tokenreview import KubeTokenReviewer
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = client.Configuration(host=f"https://127.0.0.1:{port}")
+    conf.verify_ssl = False
+    api = client.ApiClient(configuration=conf)
+    try:
+        v = TokenReviewValidator(KubeTokenReviewer(api, timeout=10))
+        with pytest.raises(Unavailable, match="cannot reach the API server"):
+            await v.validate(b"some-token")
+    finally:
+        await api.close()
