@@ -16,12 +16,23 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-
 from meshlet.controller.log import setup as setup_log
 from meshlet.injector.config import ConfigError, InjectorConfig, Resources
-from meshlet.injector.kube import KubeError, Namespaces, TrustRootsPublisher, api_client, server_minor_version
+from meshlet.injector.kube import (
+    KubeError,
+    Namespaces,
+    TrustRootsPublisher,
+    api_client,
+    server_minor_version,
+)
 from meshlet.injector.tlsreload import CertError, CertReloader
-from meshlet.injector.webhook import Injector, Metrics, admin_app, start_site, webhook_app
+from meshlet.injector.webhook import (
+    Injector,
+    Metrics,
+    admin_app,
+    start_site,
+    webhook_app,
+)
 
 NATIVE_SIDECAR_MIN = (1, 29)
 

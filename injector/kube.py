@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import structlog
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
-
 from meshlet.injector.config import TRUST_ROOTS_CONFIGMAP, TRUST_ROOTS_KEY
 
 log = structlog.get_logger(component="meshlet.injector.kube")

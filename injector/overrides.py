@@ -14,8 +14,18 @@ from dataclasses import dataclass, replace
 
 from meshlet.controller.local.proxyconfig import ANNOTATION as PROXY_CONFIG_ANNOTATION
 from meshlet.controller.local.proxyconfig import ProxyConfigError, parse_annotation
-from meshlet.injector.config import ConfigError, InjectorConfig, Resources, check_quantity
-from meshlet.proxy.init.iptables import RuleError, parse_cidrs, parse_include_cidrs, parse_ports
+from meshlet.injector.config import (
+    ConfigError,
+    InjectorConfig,
+    Resources,
+    check_quantity,
+)
+from meshlet.proxy.init.iptables import (
+    RuleError,
+    parse_cidrs,
+    parse_include_cidrs,
+    parse_ports,
+)
 
 EXCLUDE_INBOUND_PORTS = ("config.meshlet.io/skip-inbound-ports", "traffic.sidecar.istio.io/excludeInboundPorts",
                          "config.linkerd.io/skip-inbound-ports")

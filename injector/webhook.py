@@ -18,11 +18,21 @@ from typing import Protocol
 
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-
 from meshlet.injector.config import InjectorConfig
 from meshlet.injector.kube import NamespaceInfo
-from meshlet.injector.review import Outcome, ReviewError, admit, parse_review, review_response
+from meshlet.injector.review import (
+    Outcome,
+    ReviewError,
+    admit,
+    parse_review,
+    review_response,
+)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    generate_latest,
+)
 
 log = structlog.get_logger(component="meshlet.injector.webhook")
 MAX_BODY = 8 * 1024 * 1024
@@ -88,9 +98,9 @@ class Injector:
         except Exception as e:  # noqa: BLE001 - reported, never fatal to the review
             self.metrics.publish_failures.inc()
             log.error("trust_roots.publish_failed", uid=uid, namespace=namespace, error=f"{type(e).__name__}: {e}")
-            return replace(outcome, warnings=(
-                f"meshlet injector: trust roots not published into namespace {namespace} ({e}); "
-                "the proxy waits for ConfigMap meshlet-identity-trust-roots there",))
+            warning = (f"meshlet injector: trust roots not published into namespace {namespace} ({e}); "
+                       "the proxy waits for ConfigMap meshlet-identity-trust-roots there")
+            return replace(outcome, warnings=(warning,))
         return outcome
 
     async def handle(self, request: web.Request) -> web.Response:

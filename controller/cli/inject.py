@@ -15,7 +15,6 @@ import sys
 
 import click
 import yaml
-
 from meshlet.injector.config import ConfigError, InjectorConfig, Resources
 from meshlet.injector.workload import Report, WorkloadError, inject_document
 

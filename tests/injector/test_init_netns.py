@@ -7,7 +7,6 @@ import sys
 import uuid
 
 import pytest
-
 from meshlet.injector.config import InjectorConfig
 from meshlet.injector.patch import plan
 from meshlet.proxy.init.iptables import CaptureConfig, mesh_chain_rules, parse_cidrs

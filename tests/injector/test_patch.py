@@ -8,7 +8,6 @@ import jsonpatch
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from meshlet.injector.config import ConfigError, InjectorConfig, Resources
 from meshlet.injector.overrides import OverrideError
 from meshlet.injector.patch import PodError, escape, json_patch, plan

@@ -6,9 +6,14 @@ import json
 
 import jsonpatch
 import pytest
-
 from meshlet.injector.config import InjectorConfig
-from meshlet.injector.review import Outcome, ReviewError, admit, parse_review, review_response
+from meshlet.injector.review import (
+    Outcome,
+    ReviewError,
+    admit,
+    parse_review,
+    review_response,
+)
 
 CFG = InjectorConfig(proxy_image="img:1")
 

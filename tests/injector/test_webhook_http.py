@@ -9,11 +9,16 @@ import ssl
 
 import aiohttp
 import pytest
-
 from meshlet.injector.config import InjectorConfig
 from meshlet.injector.kube import NamespaceInfo
 from meshlet.injector.tlsreload import CertError, CertReloader
-from meshlet.injector.webhook import Injector, Metrics, admin_app, start_site, webhook_app
+from meshlet.injector.webhook import (
+    Injector,
+    Metrics,
+    admin_app,
+    start_site,
+    webhook_app,
+)
 
 from .certs import write_self_signed
 from .test_review import pod, review
@@ -62,9 +67,9 @@ async def served(tmp_path):
 
 
 async def post(s, body: bytes):
-    async with aiohttp.ClientSession() as http:
-        async with http.post(s["url"], data=body, ssl=s["ssl"], headers={"Content-Type": "application/json"}) as r:
-            return r.status, await r.text()
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as http, http.post(s["url"], data=body, ssl=s["ssl"], headers=headers) as r:
+        return r.status, await r.text()
 
 
 async def test_injects_over_https_and_echoes_uid(served):
@@ -114,7 +119,7 @@ async def test_opt_out_and_metrics(served):
 
 
 async def _peer_cert(port: int, ctx: ssl.SSLContext) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
     der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     writer.close()
     await writer.wait_closed()

@@ -18,9 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes_asyncio import client as kclient
-
 from meshlet.e2e.kubeapi import free_port
-
 
 SELECTOR_LABEL = "meshlet-test/injector"
 
@@ -29,7 +27,7 @@ def write_self_signed(directory: Path) -> tuple[Path, Path, bytes]:
     """A self-signed EC P-256 serving certificate for 127.0.0.1: (cert path, key path, PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meshlet-injector")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
@@ -84,13 +82,12 @@ def start_injector(workdir: Path, kubeconfig: Path, cp_namespace: str, *, timeou
     cert, key, pem = write_self_signed(workdir / "tls")
     port, admin_port = free_port(), free_port()
     log_path = workdir / "injector.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meshlet.injector", "--tls-cert", str(cert), "--tls-key", str(key),
-         "--kubeconfig", str(kubeconfig), "--host", "127.0.0.1", "--port", str(port),
-         "--admin-port", str(admin_port), "--namespace", cp_namespace, "--proxy-image", "meshlet/meshlet:test"],
-        stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
-    log.close()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meshlet.injector", "--tls-cert", str(cert), "--tls-key", str(key),
+             "--kubeconfig", str(kubeconfig), "--host", "127.0.0.1", "--port", str(port),
+             "--admin-port", str(admin_port), "--namespace", cp_namespace, "--proxy-image", "meshlet/meshlet:test"],
+            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     inj = InjectorProcess(proc, port, admin_port, pem, log_path, uuid.uuid4().hex[:12])
     deadline = time.monotonic() + timeout
     while True:

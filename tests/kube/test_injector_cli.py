@@ -49,7 +49,7 @@ spec: {containers: [{name: tool, image: busybox}]}
 
 def inject(text: str) -> list[dict]:
     proc = subprocess.run([sys.executable, "-m", "meshlet.controller.cli.main", "inject", "-"], input=text,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return list(yaml.safe_load_all(proc.stdout))
 

@@ -13,9 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from kubernetes_asyncio import client as kclient
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from injector_helpers import (
     INJECTOR_RULES,
     SELECTOR_LABEL,
@@ -26,6 +23,8 @@ from injector_helpers import (
     start_injector,
     webhook_configuration,
 )
+from kubernetes_asyncio import client as kclient
+from kubernetes_asyncio.client.exceptions import ApiException
 from meshlet.e2e.kubeapi import KubeAPIServer
 
 TRUST_PEM = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
