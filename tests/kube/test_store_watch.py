@@ -81,17 +81,19 @@ async def test_resumes_after_the_connection_is_cut(kube_api: KubeAPIServer, kube
         async with kube_store(kube_api) as admin, \
                 kube_store(kube_api, kubeconfig=kubeconfig_via(kube_api, relay.port, tmp_path / "kc"),
                            backoff_initial=0.05) as store:
+            await admin.apply([service("a", kube_ns)])
             watch = Collector(store, {"Service"}, namespace=kube_ns)
             try:
-                await admin.apply([service("a", kube_ns)])
                 await watch.wait_for(lambda evs: seen(evs, "ADDED", "Service", "a"))
+                await admin.apply([service("a2", kube_ns)])
+                await watch.wait_for(lambda evs: seen(evs, "ADDED", "Service", "a2"))  # the watch stream is up
                 (reflector,) = store.reflectors
                 assert relay.cut() >= 1
                 await admin.apply([service("b", kube_ns)])  # while the watch is down
                 await admin.delete("Service", kube_ns, "a")
                 await watch.wait_for(lambda evs: seen(evs, "DELETED", "Service", "a"))
-                assert watch.brief() == [("ADDED", "Service", "a"), ("ADDED", "Service", "b"),
-                                         ("DELETED", "Service", "a")]
+                assert watch.brief() == [("ADDED", "Service", "a"), ("ADDED", "Service", "a2"),
+                                         ("ADDED", "Service", "b"), ("DELETED", "Service", "a")]
                 assert reflector.resumes >= 1 and reflector.relists == 0
             finally:
                 await watch.close()
