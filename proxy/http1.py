@@ -118,12 +118,14 @@ class RequestParser:
         close_at = -1
         headers = self._headers
         for i, (name, value) in enumerate(headers):
-            n = name.lower()
-            if n == b"host":
-                host = value
-            elif n == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-            elif n == b"connection" and value.strip().lower() == b"close":
+            n = len(name)  # only names of the right length are lowered and compared
+            if n == 4:
+                if name.lower() == b"host":
+                    host = value
+            elif n == 17:
+                if name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
+            elif n == 10 and name.lower() == b"connection" and value.strip().lower() == b"close":
                 close_at = i
         version = p.get_http_version()
         upstream_keep_alive = version == "1.1"
@@ -164,6 +166,19 @@ class _S(enum.Enum):
     DONE = 9
 
 
+# the states as plain module constants: a global is cheaper to reach than an enum member
+S_IDLE = _S.IDLE
+S_HEAD = _S.HEAD
+S_LENGTH = _S.LENGTH
+S_CHUNK_SIZE = _S.CHUNK_SIZE
+S_CHUNK_DATA = _S.CHUNK_DATA
+S_CHUNK_CRLF = _S.CHUNK_CRLF
+S_TRAILERS = _S.TRAILERS
+S_UNTIL_CLOSE = _S.UNTIL_CLOSE
+S_UPGRADED = _S.UPGRADED
+S_DONE = _S.DONE
+
+
 @dataclass(slots=True)
 class ResponseHead:
     status: int
@@ -198,7 +213,7 @@ class ResponseFramer:
     __slots__ = ("_state", "_buf", "_remaining", "_head_request", "keep_alive", "status")
 
     def __init__(self) -> None:
-        self._state = _S.IDLE
+        self._state = S_IDLE
         self._buf = b""
         self._remaining = 0
         self._head_request = False
@@ -207,23 +222,23 @@ class ResponseFramer:
 
     @property
     def done(self) -> bool:
-        return self._state is _S.DONE
+        return self._state is S_DONE
 
     @property
     def idle(self) -> bool:
-        return self._state in (_S.IDLE, _S.DONE)
+        return self._state in (S_IDLE, S_DONE)
 
     @property
     def left(self) -> int:
         """Body bytes of the current response still to come: 0 when it is complete, -1 when
         unknown (chunked, close-delimited, head not read yet)."""
         st = self._state
-        if st is _S.DONE:
+        if st is S_DONE:
             return 0
-        return self._remaining if st is _S.LENGTH else -1
+        return self._remaining if st is S_LENGTH else -1
 
     def start(self, *, head_request: bool) -> None:
-        self._state = _S.HEAD
+        self._state = S_HEAD
         self._buf = b""
         self._head_request = head_request
         self.keep_alive = True
@@ -231,9 +246,9 @@ class ResponseFramer:
 
     def feed(self, data: bytes) -> list[ResponseEvent]:
         st = self._state
-        if st is _S.UPGRADED or st is _S.UNTIL_CLOSE:
+        if st is S_UPGRADED or st is S_UNTIL_CLOSE:
             return [ResponseData(data)]
-        if st is _S.LENGTH:  # fast path: a body chunk
+        if st is S_LENGTH:  # fast path: a body chunk
             n = self._remaining
             if len(data) < n:
                 self._remaining = n - len(data)
@@ -244,26 +259,26 @@ class ResponseFramer:
             self._buf = b""
         pos = 0
         end = len(data)
-        if st is _S.HEAD:  # fast path: a whole small response in one read
+        if st is S_HEAD:  # fast path: a whole small response in one read
             i = data.find(b"\r\n\r\n")
             if 0 <= i and i + 4 <= MAX_HEAD:
                 pos = i + 4
                 head = self._on_head(data[:pos])
                 st = self._state
-                if st is _S.LENGTH and end - pos == self._remaining:
-                    self._state = _S.DONE
+                if st is S_LENGTH and end - pos == self._remaining:
+                    self._state = S_DONE
                     return [head, ResponseData(data[pos:]), ResponseEnd(b"")]
-                if st is _S.DONE and pos == end:
+                if st is S_DONE and pos == end:
                     return [head, ResponseEnd(b"")]
                 events.append(head)
-                if st is _S.UPGRADED:
+                if st is S_UPGRADED:
                     events.append(Upgraded())
                     if pos < end:
                         events.append(ResponseData(data[pos:]))
                     return events
-        while pos < end or self._state in (_S.DONE,):
+        while pos < end or self._state in (S_DONE,):
             st = self._state
-            if st is _S.HEAD:
+            if st is S_HEAD:
                 i = data.find(b"\r\n\r\n", pos)
                 if i < 0:
                     if end - pos > MAX_HEAD:
@@ -273,19 +288,19 @@ class ResponseFramer:
                 raw = data[pos:i + 4]
                 pos = i + 4
                 events.append(self._on_head(raw))
-                if self._state is _S.UPGRADED:
+                if self._state is S_UPGRADED:
                     events.append(Upgraded())
                     if pos < end:
                         events.append(ResponseData(data[pos:]))
                     return events
-            elif st is _S.LENGTH:
+            elif st is S_LENGTH:
                 take = min(self._remaining, end - pos)
                 events.append(ResponseData(data[pos:pos + take]))
                 pos += take
                 self._remaining -= take
                 if self._remaining == 0:
-                    self._state = _S.DONE
-            elif st is _S.CHUNK_SIZE:
+                    self._state = S_DONE
+            elif st is S_CHUNK_SIZE:
                 i = data.find(b"\r\n", pos)
                 if i < 0:
                     if end - pos > 4096:
@@ -302,19 +317,19 @@ class ResponseFramer:
                 events.append(ResponseData(data[pos:i + 2]))
                 pos = i + 2
                 if size == 0:
-                    self._state = _S.TRAILERS
+                    self._state = S_TRAILERS
                 else:
                     self._remaining = size
-                    self._state = _S.CHUNK_DATA
-            elif st is _S.CHUNK_DATA:
+                    self._state = S_CHUNK_DATA
+            elif st is S_CHUNK_DATA:
                 take = min(self._remaining, end - pos)
                 events.append(ResponseData(data[pos:pos + take]))
                 pos += take
                 self._remaining -= take
                 if self._remaining == 0:
-                    self._state = _S.CHUNK_CRLF
+                    self._state = S_CHUNK_CRLF
                     self._remaining = 2
-            elif st is _S.CHUNK_CRLF:
+            elif st is S_CHUNK_CRLF:
                 take = min(self._remaining, end - pos)
                 expect = b"\r\n"[2 - self._remaining:2 - self._remaining + take]
                 if data[pos:pos + take] != expect:
@@ -323,8 +338,8 @@ class ResponseFramer:
                 pos += take
                 self._remaining -= take
                 if self._remaining == 0:
-                    self._state = _S.CHUNK_SIZE
-            elif st is _S.TRAILERS:
+                    self._state = S_CHUNK_SIZE
+            elif st is S_TRAILERS:
                 i = data.find(b"\r\n", pos)
                 if i < 0:
                     if end - pos > MAX_HEAD:
@@ -335,11 +350,11 @@ class ResponseFramer:
                 empty = i == pos
                 pos = i + 2
                 if empty:
-                    self._state = _S.DONE
-            elif st is _S.DONE:
+                    self._state = S_DONE
+            elif st is S_DONE:
                 events.append(ResponseEnd(data[pos:]))
                 return events
-            elif st is _S.UNTIL_CLOSE:
+            elif st is S_UNTIL_CLOSE:
                 events.append(ResponseData(data[pos:]))
                 return events
             else:  # IDLE: bytes nobody asked for
@@ -348,10 +363,10 @@ class ResponseFramer:
 
     def eof(self) -> list[ResponseEvent]:
         """The server closed: ends a close-delimited body, else the response was cut short."""
-        if self._state is _S.UNTIL_CLOSE:
-            self._state = _S.DONE
+        if self._state is S_UNTIL_CLOSE:
+            self._state = S_DONE
             return [ResponseEnd(b"")]
-        if self._state in (_S.IDLE, _S.DONE, _S.UPGRADED):
+        if self._state in (S_IDLE, S_DONE, S_UPGRADED):
             return []
         raise ProtocolError("connection closed before the response was complete")
 
@@ -362,38 +377,44 @@ class ResponseFramer:
             if not _STATUS_LINE.fullmatch(status_line):
                 raise ProtocolError(f"malformed status line {status_line[:60]!r}")
             raise ProtocolError(f"malformed response header block {raw[nl + 2:nl + 62]!r}")
-        status = int(raw[9:12])
+        code = raw[9:12]
+        status = _STATUS.get(code) or int(code)
         http10 = raw[5:8] == b"1.0"
         lower = raw.lower()
         length = -1
-        values = _header_values(raw, lower, b"\r\ncontent-length:")
-        for v in values:
-            if not v.isdigit():
-                raise ProtocolError(f"bad content-length {v[:20]!r}")
-            if length >= 0 and int(v) != length:
-                raise ProtocolError("conflicting content-length headers")
-            length = int(v)
-        te = _header_values(raw, lower, b"\r\ntransfer-encoding:")
-        chunked = bool(te) and te[-1].lower().endswith(b"chunked")
-        conn = b",".join(_header_values(raw, lower, b"\r\nconnection:")).lower()
-        keep_alive = (b"keep-alive" in conn) if http10 else (b"close" not in conn)
+        if b"\r\ncontent-length:" in lower:
+            for v in _header_values(raw, lower, b"\r\ncontent-length:"):
+                if not v.isdigit():
+                    raise ProtocolError(f"bad content-length {v[:20]!r}")
+                if length >= 0 and int(v) != length:
+                    raise ProtocolError("conflicting content-length headers")
+                length = int(v)
+        chunked = False
+        if b"\r\ntransfer-encoding:" in lower:
+            te = _header_values(raw, lower, b"\r\ntransfer-encoding:")
+            chunked = te[-1].lower().endswith(b"chunked")
+        if b"\r\nconnection:" in lower:
+            conn = b",".join(_header_values(raw, lower, b"\r\nconnection:")).lower()
+            keep_alive = (b"keep-alive" in conn) if http10 else (b"close" not in conn)
+        else:
+            keep_alive = not http10
         self.status = status
         if 100 <= status < 200 and status != 101:
-            self._state = _S.HEAD  # the final response follows
+            self._state = S_HEAD  # the final response follows
             return ResponseHead(status, keep_alive, raw, True)
         self.keep_alive = keep_alive
         if status == 101:
-            self._state = _S.UPGRADED
+            self._state = S_UPGRADED
             self.keep_alive = False
         elif self._head_request or status in (204, 304):
-            self._state = _S.DONE
+            self._state = S_DONE
         elif chunked:
-            self._state = _S.CHUNK_SIZE
+            self._state = S_CHUNK_SIZE
         elif length >= 0:
             self._remaining = length
-            self._state = _S.LENGTH if length else _S.DONE
+            self._state = S_LENGTH if length else S_DONE
         else:
-            self._state = _S.UNTIL_CLOSE
+            self._state = S_UNTIL_CLOSE
             self.keep_alive = False
         return ResponseHead(status, self.keep_alive, raw, False)
 
@@ -402,6 +423,10 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.[01] [0-9]{3}(?: [^\r\n]*)?")
 _HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*\r\n)*")
 _HEAD = re.compile(_STATUS_LINE.pattern + rb"\r\n" + _HEADER_BLOCK.pattern + rb"\r\n")
 """A whole response head (status line, header lines, the empty line)."""
+
+
+_STATUS = {str(c).encode(): c for c in range(100, 600)}
+"""Status code bytes → int (cheaper than int() of bytes)."""
 
 
 def _header_values(raw: bytes, lower: bytes, needle: bytes) -> list[bytes]:
