@@ -148,6 +148,7 @@ class DataPlane:
     # === opaque TCP ===
 
     async def _opaque(self, sniff: Sniff, ctx: ConnCtx) -> None:
+        route: TcpRoute | None = None
         try:
             if ctx.direction == "outbound":
                 route = await self.outbound.route_tcp(ctx, await self._sni(sniff))
@@ -157,8 +158,11 @@ class DataPlane:
                 route = TcpRoute(self.cfg.inbound_app_ip, ctx.orig_port, "", "",
                                  self.metrics.base("inbound", tls=ctx.tls, client_id=ctx.client_id))
             hold = splice.Holding(self.metrics.tcp(route.labels + ("dst",)))
-            up_t = await self.connector.connect(route.ip, route.port, route.identity, route.server_name, hold)
+            up_t = await self.connector.connect(route.ip, route.port, route.identity, route.server_name, hold,
+                                                origination=route.origination)
         except asyncio.CancelledError:
+            if route is not None:
+                route.release()
             if sniff.transport is not None:
                 sniff.transport.close()
             raise
@@ -166,15 +170,22 @@ class DataPlane:
             level = self.log.info if isinstance(e, ProxyError) else self.log.warning
             level("tcp.connect_failed", direction=ctx.direction, dst=f"{ctx.orig_ip}:{ctx.orig_port}",
                   error=str(e) if isinstance(e, ProxyError) else f"{type(e).__name__}: {e}")
+            if route is not None:
+                route.release()
             if sniff.transport is not None:
                 sniff.transport.close()
             return
         if sniff.lost or sniff.transport is None:
             up_t.close()
+            route.release()
             return
         buf = sniff.take()
         down_end, up_end = splice.join(sniff.transport, sniff.metrics, up_t, None if hold.lost else hold.metrics,
                                        to_b=buf, to_a=hold.buf)
+        if hold.lost:
+            route.release()
+        else:
+            up_end.on_close(route.release)
         if sniff.eof:
             down_end.eof_received()
         if hold.eof or hold.lost:

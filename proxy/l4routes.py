@@ -42,6 +42,8 @@ class L4Backend:
     weight: int = 1
     subset_labels: tuple[tuple[str, str], ...] = ()
     """Only the backend's endpoints carrying these labels (a DestinationRule subset)."""
+    subset: str = ""
+    """The subset's name (its traffic policy overrides the backend's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +130,12 @@ def _compile(routes: Any, kind: str, source_labels: Mapping[str, str]) -> tuple[
             matches.append(L4Match(int(mm.port), tuple(nets), tuple(h.lower() for h in mm.sni_hosts)))
         if rm.matches and not matches:
             continue
-        backends = tuple(L4Backend(b.authority, int(b.weight), tuple(sorted(b.subset_labels.items())))
+        backends = tuple(L4Backend(b.authority, int(b.weight), tuple(sorted(b.subset_labels.items())), b.subset)
                          for b in rm.backends if b.authority)
         if not backends:
             raise L4RouteError(f"{where}: no backend")
         if len(backends) == 1 and backends[0].weight == 0:
-            backends = (L4Backend(backends[0].authority, 1, backends[0].subset_labels),)
+            backends = (L4Backend(backends[0].authority, 1, backends[0].subset_labels, backends[0].subset),)
         out.append(L4Route(tuple(matches), backends))
     return tuple(out)
 

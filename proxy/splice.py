@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from .metrics import TcpMetrics
 
@@ -17,6 +18,11 @@ class SpliceEnd(asyncio.Protocol):
         self.metrics = metrics
         self.eof = False
         self.closed = False
+        self._on_close: Callable[[], None] | None = None
+
+    def on_close(self, cb: Callable[[], None]) -> None:
+        """Call `cb` once when this side's connection is gone."""
+        self._on_close = cb
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -50,6 +56,9 @@ class SpliceEnd(asyncio.Protocol):
         self.closed = True
         if self.metrics is not None:
             self.metrics.closed("" if exc is None else type(exc).__name__)
+        if self._on_close is not None:
+            cb, self._on_close = self._on_close, None
+            cb()
         peer = self.peer
         if peer is not None and peer.transport is not None and not peer.closed:
             peer.transport.close()
