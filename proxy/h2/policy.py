@@ -46,6 +46,59 @@ class StreamPolicy:
     def flush_resp(self) -> None: ...
 
 
+    permit: Any
+    mirrored: bool
+    scheme: bytes
+
+    def _admit(self, plan: Any) -> bool:
+        """Before forwarding: a fault abort (gRPC status, HTTP/2 error) or no request slot of the
+        cluster (http2MaxRequests: 503 / UNAVAILABLE) answers the stream; False then."""
+        f = plan.spec.fault if plan.spec is not None else None
+        if f is not None and not f.abort_status and f.abort_percent > 0 and (f.abort_grpc >= 0 or f.abort_h2 >= 0) \
+                and self.srv.rng.random() * 100.0 < f.abort_percent:
+            if f.abort_grpc >= 0:
+                self.metrics = self.srv.router.error_metrics(self.head, self.srv.ctx)
+                self._send_local(200, grpc.trailers_only(f.abort_grpc, "fault injected"), b"", f.abort_grpc)
+            else:
+                self._abort_stream(f.abort_h2)
+            return False
+        lim = plan.cluster.limiter
+        if lim is not None:
+            try:
+                lim.acquire_stream()
+            except ProxyError as e:  # Overflow
+                self.local_error(e)
+                return False
+            self.permit = lim
+        return True
+
+    def _release(self) -> None:
+        if self.permit is not None:
+            self.permit.release_stream()
+            self.permit = None
+
+    def _abort_stream(self, code: int) -> None:
+        """Fault abort with an HTTP/2 error (http2Error): the stream is reset with `code`."""
+        self.metrics = self.srv.router.error_metrics(self.head, self.srv.ctx)
+        self.metrics.requests += 1
+        self.counted = True
+        self.status = 0  # no response: a failure
+        if self.grpc:
+            self.grpc_status = grpc.UNAVAILABLE if code == 7 else grpc.INTERNAL
+        self.latency_ms = (time.monotonic() - self.start) * 1000.0
+        self.srv.reset(self.sid, code)
+        self._complete()
+
+    def _maybe_mirror(self) -> None:
+        """A copy of the complete request to the route's mirror (once, with the first try)."""
+        route = self.route
+        plan = route.plan if route is not None else None
+        if self.mirrored or plan is None or plan.mirror is None or self.srv.mirrors is None or \
+                not self.req_ended or self.replay is None:
+            return
+        self.mirrored = True
+        self.srv.mirrors.send(self.srv.router, plan.mirror, plan.head, self.scheme, b"".join(self.replay))
+
     def _may_retry(self) -> bool:
         route = self.route
         plan = route.plan if route is not None else None

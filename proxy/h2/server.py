@@ -6,22 +6,21 @@ import asyncio
 import random
 from typing import Any
 
-import h2.connection
 import h2.events
 import h2.exceptions
-import h2.settings
 
 from ..errors import ProtocolError, ProxyError
 from ..exchange import ConnCtx
 from ..metrics import TcpMetrics
 from .stream import H2Exchange
-from .upstream import CONN_WINDOW, Connection, H2Pools, _config
+from .upstream import H2Pools
+from .wire import WINDOW_EVENTS, Connection, H2Wire, config
 
 PROTOCOL_ERROR = 1
 REFUSED_STREAM = 7
 
 
-class H2Server(asyncio.Protocol):
+class H2Server(H2Wire, asyncio.Protocol):
     def __init__(self, router: Any, ctx: ConnCtx, metrics: TcpMetrics | None, pools: H2Pools, conns: set[Any],
                  log: Any, rng: random.Random, mirrors: Any = None) -> None:
         self.router = router
@@ -32,7 +31,7 @@ class H2Server(asyncio.Protocol):
         self.rng = rng
         self.mirrors = mirrors
         """`mirror.H2Mirrors` (None: no mirroring)."""
-        self.conn = Connection(_config(False))
+        self.conn = Connection(config(False))
         self.streams: dict[int, H2Exchange] = {}
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -45,9 +44,7 @@ class H2Server(asyncio.Protocol):
         self.transport = transport
         self._conns.add(self)
         transport.set_protocol(self)
-        self.conn.initiate_connection()
-        self.conn.increment_flow_control_window(CONN_WINDOW - 65535)
-        self.flush()
+        self._start()
         if initial:
             self.data_received(initial)
         if not self.closed:
@@ -73,17 +70,20 @@ class H2Server(asyncio.Protocol):
         except h2.exceptions.H2Error:
             pass
 
-    def window(self, sid: int) -> int:
-        if self.write_blocked or self.closed:
-            return 0
-        try:
-            return min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
-        except h2.exceptions.H2Error:
-            return 0
+    def _open(self) -> bool:
+        return not self.closed
 
-    def ack(self, sid: int, n: int) -> None:
-        if n and not self.closed:
-            self.conn.acknowledge_received_data(n, sid)
+    def _writable(self) -> bool:
+        return not self.closed
+
+    def _wake(self, sid: int) -> None:
+        ex = self.streams.get(sid)
+        if ex is not None:
+            ex.down_window()
+
+    def _wake_all(self) -> None:
+        for ex in list(self.streams.values()):
+            ex.down_window()
 
     def reset(self, sid: int, code: int) -> None:
         try:
@@ -96,13 +96,6 @@ class H2Server(asyncio.Protocol):
         self.streams.pop(sid, None)
         if self.draining and not self.streams:
             self._close()
-
-    def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data and self.transport is not None and not self.closed:
-            self.transport.write(data)
-            if self.metrics is not None:
-                self.metrics.write_bytes += len(data)
 
     # === asyncio ===
 
@@ -141,18 +134,8 @@ class H2Server(asyncio.Protocol):
                 ex = self.streams.get(ev.stream_id)
                 if ex is not None:
                     ex.cancel()
-            elif t is h2.events.WindowUpdated:
-                if ev.stream_id == 0:
-                    for ex in list(self.streams.values()):
-                        ex.down_window()
-                else:
-                    ex = self.streams.get(ev.stream_id)
-                    if ex is not None:
-                        ex.down_window()
-            elif t is h2.events.RemoteSettingsChanged:
-                if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
-                    for ex in list(self.streams.values()):
-                        ex.down_window()
+            elif t in WINDOW_EVENTS:
+                self._window_event(ev)
             elif t is h2.events.ConnectionTerminated:
                 self.draining = True
         for ex in started:
@@ -182,14 +165,6 @@ class H2Server(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         return False
-
-    def pause_writing(self) -> None:
-        self.write_blocked = True
-
-    def resume_writing(self) -> None:
-        self.write_blocked = False
-        for ex in list(self.streams.values()):
-            ex.down_window()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:

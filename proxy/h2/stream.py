@@ -113,24 +113,8 @@ class H2Exchange(StreamPolicy):
         self.metrics = route.metrics
         plan = route.plan
         if plan is not None:
-            f = plan.spec.fault if plan.spec is not None else None
-            if f is not None and not f.abort_status and f.abort_grpc >= 0 and f.abort_percent > 0 and \
-                    self.srv.rng.random() * 100.0 < f.abort_percent:
-                self.metrics = self.srv.router.error_metrics(self.head, self.srv.ctx)
-                self._send_local(200, grpc.trailers_only(f.abort_grpc, "fault injected"), b"", f.abort_grpc)
+            if not self._admit(plan):
                 return
-            if f is not None and f.abort_h2 >= 0 and f.abort_percent > 0 and \
-                    self.srv.rng.random() * 100.0 < f.abort_percent:
-                self._abort_stream(f.abort_h2)
-                return
-            lim = plan.cluster.limiter
-            if lim is not None:
-                try:
-                    lim.acquire_stream()
-                except ProxyError as e:  # Overflow: 503 / UNAVAILABLE
-                    self.local_error(e)
-                    return
-                self.permit = lim
             if plan.timeout > 0 and (self.deadline is None or
                                      plan.timeout < self.deadline - (time.monotonic() - self.start)):
                 if self.timer is not None:
@@ -178,18 +162,6 @@ class H2Exchange(StreamPolicy):
                 pool = self.srv.pools.get(route.pool)
         if not self.done:
             self._send(up)
-
-    def _abort_stream(self, code: int) -> None:
-        """Fault abort with an HTTP/2 error (http2Error): the stream is reset with `code`."""
-        self.metrics = self.srv.router.error_metrics(self.head, self.srv.ctx)
-        self.metrics.requests += 1
-        self.counted = True
-        self.status = 0  # no response: a failure
-        if self.grpc:
-            self.grpc_status = grpc.UNAVAILABLE if code == 7 else grpc.INTERNAL
-        self.latency_ms = (time.monotonic() - self.start) * 1000.0
-        self.srv.reset(self.sid, code)
-        self._complete()
 
     # === request: downstream → upstream ===
 
@@ -244,16 +216,6 @@ class H2Exchange(StreamPolicy):
         if self.up_sid:
             self._maybe_mirror()
             self.flush_req()
-
-    def _maybe_mirror(self) -> None:
-        """A copy of the complete request to the route's mirror (once, with the first try)."""
-        route = self.route
-        plan = route.plan if route is not None else None
-        if self.mirrored or plan is None or plan.mirror is None or self.srv.mirrors is None or \
-                not self.req_ended or self.replay is None:
-            return
-        self.mirrored = True
-        self.srv.mirrors.send(self.srv.router, plan.mirror, plan.head, self.scheme, b"".join(self.replay))
 
     def flush_req(self) -> None:
         up, sid, q = self.up, self.up_sid, self.req_q
@@ -392,11 +354,6 @@ class H2Exchange(StreamPolicy):
         self._complete()
 
     # === end ===
-
-    def _release(self) -> None:
-        if self.permit is not None:
-            self.permit.release_stream()
-            self.permit = None
 
     def _complete(self) -> None:
         if self.done:

@@ -6,22 +6,16 @@ import asyncio
 import ssl
 from typing import Any, Protocol
 
-import h2.config
-import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
-import h2.settings
 
 from ..client import Pool
 from ..errors import ConnectError, IdentityError, PeerIdentityError
 from ..identity import IdentityManager
 from ..metrics import TcpMetrics
 from ..tlsctx import peer_uris
-
-CONN_WINDOW = 16 * 1024 * 1024
-"""The connection-level receive window: streams are bounded by their own 64 KiB windows, so
-one stalled stream does not stall the others."""
+from .wire import WINDOW_EVENTS, Connection, H2Wire, config
 
 
 class StreamSink(Protocol):
@@ -36,28 +30,11 @@ class StreamSink(Protocol):
         """Send window opened: send more request data."""
 
 
-class Connection(h2.connection.H2Connection):
-    """h2's connection, except that a graceful GOAWAY (NO_ERROR) received leaves it open: h2
-    closes its state at once, but the streams the peer already accepted must still finish."""
-
-    def _receive_goaway_frame(self, frame: Any) -> Any:
-        before = self.state_machine.state
-        got = super()._receive_goaway_frame(frame)
-        if frame.error_code == 0:
-            self.state_machine.state = before
-        return got
-
-
-def _config(client: bool) -> h2.config.H2Configuration:
-    return h2.config.H2Configuration(client_side=client, header_encoding=None, validate_inbound_headers=True,
-                                     normalize_inbound_headers=True)
-
-
-class H2Upstream(asyncio.Protocol):
+class H2Upstream(H2Wire, asyncio.Protocol):
     """A client HTTP/2 connection; streams are opened by sinks and events go to them."""
 
     def __init__(self, metrics: TcpMetrics | None, pool: H2Pool) -> None:
-        self.conn = Connection(_config(True))
+        self.conn = Connection(config(True))
         self.transport: asyncio.Transport | None = None
         self.metrics = metrics
         self.pool = pool
@@ -93,13 +70,20 @@ class H2Upstream(asyncio.Protocol):
         self.flush()
         return sid
 
-    def window(self, sid: int) -> int:
-        if self.write_blocked or not self.alive:
-            return 0
-        try:
-            return min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
-        except h2.exceptions.StreamClosedError:
-            return 0
+    def _open(self) -> bool:
+        return self.alive
+
+    def _writable(self) -> bool:
+        return not self.transport.is_closing()
+
+    def _wake(self, sid: int) -> None:
+        sink = self.streams.get(sid)
+        if sink is not None:
+            sink.up_window()
+
+    def _wake_all(self) -> None:
+        for sink in list(self.streams.values()):
+            sink.up_window()
 
     def send(self, sid: int, data: bytes, end: bool = False) -> None:
         self.conn.send_data(sid, data, end_stream=end)
@@ -111,10 +95,6 @@ class H2Upstream(asyncio.Protocol):
         """End the request stream with trailers."""
         self.conn.send_headers(sid, headers, end_stream=True)
 
-    def ack(self, sid: int, n: int) -> None:
-        if n and self.alive:
-            self.conn.acknowledge_received_data(n, sid)  # a closed stream: the connection window still
-
     def reset(self, sid: int, code: int = 8) -> None:
         """Abandon a stream (default CANCEL); its sink gets nothing more."""
         if self.streams.pop(sid, None) is not None and self.alive:
@@ -125,22 +105,13 @@ class H2Upstream(asyncio.Protocol):
             self.flush()
         self._maybe_idle()
 
-    def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-            if self.metrics is not None:
-                self.metrics.write_bytes += len(data)
-
     # === asyncio ===
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         if self.metrics is not None:
             self.metrics.opened()
-        self.conn.initiate_connection()
-        self.conn.increment_flow_control_window(CONN_WINDOW - 65535)
-        self.flush()
+        self._start()
 
     def data_received(self, data: bytes) -> None:
         if self.metrics is not None:
@@ -177,18 +148,8 @@ class H2Upstream(asyncio.Protocol):
                 if sink is not None:
                     sink.up_reset(ev.error_code, ev.error_code == h2.errors.ErrorCodes.REFUSED_STREAM)
                     self._maybe_idle()
-            elif t is h2.events.WindowUpdated:
-                if ev.stream_id == 0:
-                    for sink in list(self.streams.values()):
-                        sink.up_window()
-                else:
-                    sink = self.streams.get(ev.stream_id)
-                    if sink is not None:
-                        sink.up_window()
-            elif t is h2.events.RemoteSettingsChanged:
-                if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
-                    for sink in list(self.streams.values()):
-                        sink.up_window()
+            elif t in WINDOW_EVENTS:
+                self._window_event(ev)
             elif t is h2.events.ConnectionTerminated:
                 self.goaway = True
                 self.pool.forget(self)
@@ -200,14 +161,6 @@ class H2Upstream(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         return False
-
-    def pause_writing(self) -> None:
-        self.write_blocked = True
-
-    def resume_writing(self) -> None:
-        self.write_blocked = False
-        for sink in list(self.streams.values()):
-            sink.up_window()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.metrics is not None and self.transport is not None:
