@@ -20,6 +20,10 @@ from kubernetes_asyncio.dynamic import DynamicClient
 COMPONENTS = ("destination", "identity", "injector")
 
 
+class ApplyFailed(AssertionError):
+    """The API server refused an applied document (the message is the server's)."""
+
+
 def meshlet(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
     """The `meshlet` CLI as a process (what a user runs)."""
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "MESHLET_MODE")}
@@ -40,7 +44,12 @@ async def apply(api: kclient.ApiClient, docs: list[dict[str, Any]], field_manage
     dyn = await DynamicClient(api)
     for doc in docs:
         resource = await dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-        await dyn.server_side_apply(resource, body=doc, field_manager=field_manager, force_conflicts=True)
+        # Strict, as kubectl: an unknown or duplicate field in our manifests is an error, not silently dropped
+        result = await dyn.server_side_apply(resource, body=doc, field_manager=field_manager, force_conflicts=True,
+                                             query_params=[("fieldValidation", "Strict")])
+        # the dynamic client hands some failures back as a Status object instead of raising
+        if getattr(result, "kind", None) == "Status" and getattr(result, "status", None) == "Failure":
+            raise ApplyFailed(f"{doc['kind']} {doc['metadata']['name']}: {result.code} {result.message}")
 
 
 def check_json(*args: str) -> tuple[int, dict[str, Any]]:

@@ -7,8 +7,16 @@ import base64
 import time
 
 import pytest
-from install_helpers import apply, delete_cluster_objects, docs_of, fresh_name, meshlet
+from install_helpers import (
+    ApplyFailed,
+    apply,
+    delete_cluster_objects,
+    docs_of,
+    fresh_name,
+    meshlet,
+)
 from kubernetes_asyncio import client as kclient
+from kubernetes_asyncio.client.exceptions import ApiException
 from meshlet.identity.certcheck import Status, check_ca_pem
 
 pytestmark = pytest.mark.kube
@@ -56,5 +64,10 @@ async def test_install_crds_then_control_plane_apply(kube_client: kclient.ApiCli
             assert dep.spec.template.spec.service_account_name == f"meshlet-{c}"
         # applying the same output again is a no-op, as with kubectl apply
         await apply(kube_client, docs_of(out.stdout))
+        # and the apply is strict: the objects above were accepted field for field
+        bogus = next(d for d in docs_of(out.stdout) if d["kind"] == "Service")
+        bogus["spec"]["portz"] = []
+        with pytest.raises((ApiException, ApplyFailed), match="portz"):
+            await apply(kube_client, [bogus])
     finally:
         await delete_cluster_objects(kube_client, ns)
