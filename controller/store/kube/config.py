@@ -9,6 +9,8 @@ from kubernetes_asyncio import config as kconfig
 
 from meshlet.controller.store.errors import StoreError
 
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
 
 @dataclass(frozen=True)
 class KubeStoreConfig:
@@ -16,6 +18,9 @@ class KubeStoreConfig:
     """None: in-cluster (the service-account token and CA mounted into the pod)."""
     context: str | None = None
     """kubeconfig context; None = its current-context."""
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR
+    """In-cluster: where the pod's token and ca.crt are mounted (the API server's address comes from
+    KUBERNETES_SERVICE_HOST/PORT); the token is re-read as the kubelet rotates it."""
     field_manager: str = "meshlet"
     """Server-side apply field manager of meshlet's writes."""
     request_timeout: float = 30.0
@@ -46,7 +51,10 @@ async def new_api_client(cfg: KubeStoreConfig) -> kclient.ApiClient:
             await kconfig.load_kube_config(config_file=str(cfg.kubeconfig), context=cfg.context,
                                            client_configuration=conf, persist_config=False)
         else:
-            kconfig.load_incluster_config(client_configuration=conf)
+            kconfig.load_incluster_config(client_configuration=conf,
+                                          token_filename=str(cfg.service_account_dir / "token"),
+                                          cert_filename=str(cfg.service_account_dir / "ca.crt"))
     except kconfig.ConfigException as e:
-        raise StoreError(f"cannot use the {cfg.describe()}: {e}") from None
+        hint = " (not running in a pod? give --kubeconfig)" if cfg.kubeconfig is None else ""
+        raise StoreError(f"cannot use the {cfg.describe()}{hint}: {e}") from None
     return kclient.ApiClient(configuration=conf)
