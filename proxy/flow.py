@@ -27,6 +27,7 @@ class PolicyFlow:
     ctx: Any
     router: Any
     _log: Any
+    _debug: bool
     _task: asyncio.Task[None] | None
 
     def _write(self, data: bytes) -> None: ...
@@ -43,8 +44,10 @@ class PolicyFlow:
             m.requests += 1
         m.response(status, (time.monotonic() - ex.start) * 1000.0)
         close = not (ex.body_done and ex.head.keep_alive and not ex.head.upgrade) or self.draining
-        self._log.debug("request.failed", error=str(err), status=status, authority=ex.head.host.decode("latin-1"))
-        self._write(error_response(status, str(err), close=close))
+        msg = str(err)
+        if self._debug:  # the arguments are not built when debug logging is off
+            self._log.debug("request.failed", error=msg, status=status, authority=ex.head.host.decode("latin-1"))
+        self._write(error_response(status, msg, close=close))
         if self.queue and self.queue[0] is ex:
             self.queue.popleft()
         if close:

@@ -8,6 +8,7 @@ Proxy errors become responses here, once, with `meshlet-proxy-error`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from typing import Any
@@ -51,6 +52,7 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
         self.pending_error: ProtocolError | None = None
         self._conns = conns
         self._log = log
+        self._debug = _debug_enabled(log)
         self._task: asyncio.Task[None] | None = None
         self._route_now = getattr(router, "route_http1", None) or router.route_now
 
@@ -412,3 +414,9 @@ class HttpServer(PolicyFlow, asyncio.Protocol):
     def _close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+def _debug_enabled(log: Any) -> bool:
+    """Whether `log` emits debug events (structlog's filtering loggers say; others: assume so)."""
+    check = getattr(log, "is_enabled_for", None)
+    return bool(check(logging.DEBUG)) if check is not None else True

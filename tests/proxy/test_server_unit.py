@@ -265,3 +265,16 @@ async def test_client_connection_close_is_hop_by_hop(proxy) -> None:  # noqa: AN
     # the client's connection closes, and the response says so
     assert down.data() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nconnection: close\r\n\r\nok" and down.closed
     assert pool.idle == [up]  # the proxy's own stays pooled
+
+
+def test_debug_logging_is_detected_once_per_connection() -> None:
+    import structlog
+
+    from meshlet.proxy.server import _debug_enabled
+
+    def logger(level: int):  # noqa: ANN202
+        return structlog.make_filtering_bound_logger(level)(structlog.PrintLogger(), [], {})
+
+    assert not _debug_enabled(logger(20))
+    assert _debug_enabled(logger(10))
+    assert _debug_enabled(object())  # unknown loggers: assume it logs
