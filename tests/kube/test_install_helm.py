@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from install_helpers import delete_cluster_objects, docs_of, helm, meshlet
+from install_helpers import (
+    check_json,
+    delete_cluster_objects,
+    docs_of,
+    failures,
+    helm,
+    mark_available,
+    meshlet,
+)
 from kubernetes_asyncio import client as kclient
 from meshlet.controller.cli.install import render_control_plane
 from meshlet.e2e.kubeapi import KubeAPIServer, KubeTools
@@ -86,6 +94,10 @@ async def test_helm_install_of_both_charts(kube_tools: KubeTools, kube_api: Kube
         ext = kclient.ApiextensionsV1Api(kube_client)
         crd = await ext.read_custom_resource_definition("virtualservices.networking.istio.io")
         assert crd.metadata.labels.get("app.kubernetes.io/managed-by") == "Helm"
+        # the helm-installed control plane passes meshlet check once its Deployments are available
+        await mark_available(kube_client, kube_ns, [f"meshlet-{c}" for c in ("destination", "identity", "injector")])
+        rc, report = check_json("--kubeconfig", kc, "-L", kube_ns)
+        assert rc == 0, failures(report)
     finally:
         helm(kube_tools.helm, tmp_path, "uninstall", "meshlet-control-plane", "--kubeconfig", kc, "-n", kube_ns)
         await delete_cluster_objects(kube_client, kube_ns)
