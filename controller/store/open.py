@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import click
-
 from meshlet.controller.store.base import Store
 
 F = TypeVar("F", bound=Callable[..., Any])

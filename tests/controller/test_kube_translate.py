@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-
 from meshlet.controller.model import DEFAULT_REGISTRY, ConversionError, Deployment, ObjectMeta, Pod, to_obj
 from meshlet.controller.model.core import ContainerStatus, DeploymentStatus, PodStatus
 from meshlet.controller.model.kube_core import EndpointSlice, Secret, secret_from_bytes

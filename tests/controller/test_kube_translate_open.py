@@ -6,7 +6,6 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-
 from meshlet.controller.store import SqliteStore, StoreError
 from meshlet.controller.store.open import StoreSettings, open_store, store_options
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import structlog
-
 from meshlet.controller.model import DEFAULT_REGISTRY, ObjectMeta, Service
 from meshlet.controller.store import EventType, Gone, StoreError, WatchEvent
 from meshlet.controller.store.kube import KindNotServed, KubeResource, Reflector, diff

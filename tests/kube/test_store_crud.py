@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import pytest
+from crds_helpers import ensure_crds, wait_served
 from kubernetes_asyncio import client as kclient
-
 from meshlet.controller.model import (
     Deployment,
     LabelSelector,
@@ -41,8 +41,6 @@ from meshlet.controller.model.registry import KindInfo, Registry
 from meshlet.controller.store import Action, Conflict, Invalid, NotFound, StoreError
 from meshlet.controller.store.kube import KubeStore
 from meshlet.e2e.kubeapi import KubeAPIServer
-
-from crds_helpers import ensure_crds, wait_served
 from store_helpers import RecordingLog, kube_store
 
 

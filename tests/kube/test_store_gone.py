@@ -13,12 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from meshlet.controller.model import Namespace, ObjectMeta, Service
 from meshlet.controller.model.core import ServicePort, ServiceSpec
 from meshlet.controller.store import EventType, Gone
 from meshlet.e2e.kubeapi import KubeAPIServer, KubeTools
-
 from store_helpers import Collector, Relay, compact_etcd, kube_store, kubeconfig_via, seen
 
 

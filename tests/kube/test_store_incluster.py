@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from meshlet.controller.model import ObjectMeta, Service
 from meshlet.controller.model.core import ServicePort, ServiceSpec
 from meshlet.controller.store import StoreError
 from meshlet.controller.store.kube import KubeStore, KubeStoreConfig
 from meshlet.e2e.kubeapi import KubeAPIServer
-
 from store_helpers import kube_store
 
 

@@ -10,7 +10,6 @@ from meshlet.controller.model.core import ServicePort, ServiceSpec
 from meshlet.controller.model.kube_core import Endpoint, EndpointSlice
 from meshlet.controller.store.kube import KubeStore
 from meshlet.e2e.kubeapi import KubeAPIServer
-
 from store_helpers import Collector, RecordingLog, Relay, kube_store, kubeconfig_via, seen
 from test_store_crud import WIDGETS, create_widget, ensure_widgets
 

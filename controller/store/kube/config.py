@@ -6,7 +6,6 @@ from pathlib import Path
 
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio import config as kconfig
-
 from meshlet.controller.store.errors import StoreError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")

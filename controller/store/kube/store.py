@@ -10,8 +10,8 @@
 - watch runs one Reflector per kind (list, then watch from that version; resume after a
   dropped watch; relist and report differences after 410 Gone; backoff) merged into one
   bounded queue. Events are ordered per kind, not across kinds.
-- Errors of the API are converted here, once: 404 → NotFound/None/False, 409 → Conflict,
-  410 → Gone, 422/400 → Invalid (the server's causes listed), others → StoreError.
+- Errors of the API are converted once, at this boundary (apierrors.py): 404 → NotFound/None/False,
+  409 → Conflict, 410 → Gone, 422/400 → Invalid (the server's causes listed), others → StoreError.
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 import structlog
-
 from meshlet.controller.model import (
     DEFAULT_NAMESPACE,
     DEFAULT_REGISTRY,
@@ -34,7 +33,8 @@ from meshlet.controller.model import (
     to_obj,
 )
 from meshlet.controller.store.base import Action, ApplyResult, KindRef, WatchEvent
-from meshlet.controller.store.errors import Conflict, Gone, Invalid, NotFound, StoreError
+from meshlet.controller.store.errors import Conflict, Invalid, NotFound, StoreError
+from meshlet.controller.store.kube.apierrors import is_missing_object, partial_failure, to_store_error
 from meshlet.controller.store.kube.config import KubeStoreConfig, new_api_client
 from meshlet.controller.store.kube.reflector import Backoff, KindNotServed, RawEvent, Reflector
 from meshlet.controller.store.kube.resources import KubeResource
@@ -46,7 +46,7 @@ from meshlet.controller.store.kube.translate import (
     status_to_kube,
     to_kube,
 )
-from meshlet.controller.store.kube.transport import APPLY_PATCH, ApiError, Transport, TransportError, Unreachable
+from meshlet.controller.store.kube.transport import APPLY_PATCH, ApiError, Transport, TransportError
 
 PAGE = 500
 
@@ -54,12 +54,6 @@ PAGE = 500
 @dataclass(frozen=True)
 class _Failure:
     error: BaseException
-
-
-def _is_missing_object(e: ApiError) -> bool:
-    """404 for an object (its Status names it), as opposed to 404 for a path the server does not serve."""
-    details = e.body.get("details")
-    return e.status == 404 and isinstance(details, dict) and bool(details.get("name"))
 
 
 class KubeStore:
@@ -101,22 +95,7 @@ class KubeStore:
         return await self.transport.request(method, path, **kwargs)
 
     def _convert(self, e: TransportError, what: str) -> StoreError:
-        """The one place API errors become store errors."""
-        if isinstance(e, Unreachable):
-            return StoreError(f"{what}: cannot reach the API server: {e}")
-        assert isinstance(e, ApiError)
-        detail = e.message + ("".join(f"\n  {c}" for c in e.causes) if e.causes else "")
-        if e.status == 404:
-            return NotFound(f"{what}: {e.message}")
-        if e.status == 409:
-            return Conflict(f"{what}: {e.message}")
-        if e.status == 410:
-            return Gone(f"{what}: {e.message}; list again")
-        if e.status in (400, 422):
-            return Invalid([f"{what}: {e.message}", *e.causes] if e.causes else f"{what}: {e.message}")
-        if e.status in (401, 403):
-            return StoreError(f"{what}: the API server refused ({e.status} {e.reason or 'Forbidden'}): {detail}")
-        return StoreError(f"{what}: {e}")
+        return to_store_error(e, what)
 
     def _decode(self, res: KubeResource, data: Any) -> Resource | None:
         try:
@@ -221,7 +200,7 @@ class KubeStore:
         except ApiError as e:
             if e.status != 404:
                 raise self._convert(e, what) from None
-            if not _is_missing_object(e):
+            if not is_missing_object(e):
                 raise Invalid(f"{what}: the API server does not serve {res.display}: install meshlet's CRDs "
                               "(helm/meshlet-crds or `meshlet install --crds`)") from None
             existing = None
@@ -256,7 +235,7 @@ class KubeStore:
             except StoreError as e:
                 if not done:
                     raise
-                raise _partial(e, done, prepared[i + 1:]) from None
+                raise partial_failure(e, done, prepared[i + 1:]) from None
         return done
 
     async def delete(self, kind: KindRef, namespace: str | None, name: str) -> bool:
@@ -384,14 +363,3 @@ class KubeStore:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _partial(error: StoreError, done: list[ApplyResult], rest: Sequence[Resource]) -> StoreError:
-    """`error` (same class) saying what was applied before it and what was not attempted."""
-    applied = ", ".join(f"{r.resource.kind.lower()}/{r.resource.metadata.name}" for r in done)
-    skipped = ", ".join(f"{r.kind.lower()}/{r.metadata.name}" for r in rest)
-    message = (f"{error} — applied before the failure: {applied}"
-               + (f"; not attempted: {skipped}" if skipped else ""))
-    out: StoreError = Invalid(message) if isinstance(error, Invalid) else type(error)(message)
-    out.applied = list(done)  # type: ignore[attr-defined]
-    return out
