@@ -44,6 +44,7 @@ async def test_snapshot_then_creations_updates_and_deletions(kube_api: KubeAPISe
             assert events[1].resource.metadata.resource_version == svc.resource.metadata.resource_version
         finally:
             await watch.close()
+        assert store.reflectors == []  # closing the watch stopped its per-kind loops
 
 
 async def test_watch_since_a_version_sees_only_later_changes(kube_api: KubeAPIServer, kube_ns: str) -> None:

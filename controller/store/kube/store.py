@@ -346,8 +346,7 @@ class KubeStore:
         finally:
             for task in tasks:
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)  # the tasks' CancelledErrors are results here
             for reflector in reflectors:
                 with contextlib.suppress(ValueError):
                     self.reflectors.remove(reflector)
