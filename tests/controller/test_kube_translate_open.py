@@ -44,3 +44,17 @@ def test_options_parse_and_read_the_environment() -> None:
     assert runner.invoke(cmd, [], env={"MESHLET_STORE": "kube"}).output.strip() == "kube (in-cluster)"
     bad = runner.invoke(cmd, ["--kubeconfig", "/x"])
     assert bad.exit_code == 2 and "need --store kube" in bad.output
+
+
+async def test_the_kube_store_satisfies_the_store_protocol() -> None:
+    from kubernetes_asyncio import client
+
+    from meshlet.controller.store import Store
+    from meshlet.controller.store.kube import KubeStore
+    from meshlet.controller.store.kube.transport import Transport
+
+    store = KubeStore(Transport(client.ApiClient(client.Configuration(host="https://127.0.0.1:1"))))
+    try:
+        assert isinstance(store, Store)
+    finally:
+        await store.close()
