@@ -100,7 +100,7 @@ def guarded(fn: CheckFn) -> CheckFn:
     return check
 
 
-def _c(description: str, hint: str, fn: CheckFn, **kw: Any) -> Checker[KubeCheckContext]:
+def checker(description: str, hint: str, fn: CheckFn, **kw: Any) -> Checker[KubeCheckContext]:
     return Checker(description, hint, guarded(fn), **kw)
 
 
@@ -231,29 +231,30 @@ async def _clock_skew(ctx: KubeCheckContext) -> None:
 def cluster_categories(opts: KubeCheckOptions) -> list[Category[KubeCheckContext]]:
     cats = [
         Category("kubernetes-api", (
-            _c("can initialize the client", "k8s-api", _init_client, fatal=True),
-            _c("can query the Kubernetes API", "k8s-api", _query, fatal=True),
+            checker("can initialize the client", "k8s-api", _init_client, fatal=True),
+            checker("can query the Kubernetes API", "k8s-api", _query, fatal=True),
         )),
         Category("kubernetes-version", (
-            _c("is running the minimum Kubernetes API version", "k8s-version", _min_version),
-            _c("is running the minimum kubernetes client library version", "k8s-version", _client_version),
+            checker("is running the minimum Kubernetes API version", "k8s-version", _min_version),
+            checker("is running the minimum kubernetes client library version", "k8s-version", _client_version),
         )),
     ]
     if opts.pre:
         cats.append(Category("pre-kubernetes-setup", (
-            _c("control plane namespace does not already exist", "pre-ns", _namespace_absent),
-            _c("can create non-namespaced resources", "pre-rbac",
+            checker("control plane namespace does not already exist", "pre-ns", _namespace_absent),
+            checker("can create non-namespaced resources", "pre-rbac",
                     _can_all("create", CLUSTER_RESOURCES, namespaced=False)),
-            _c("can create ServiceAccounts, Services, Deployments, ConfigMaps and Secrets", "pre-rbac",
+            checker("can create ServiceAccounts, Services, Deployments, ConfigMaps and Secrets", "pre-rbac",
                     _can_all("create", NAMESPACED_RESOURCES, namespaced=True)),
-            _c("can read Secrets", "pre-rbac", _can_all("get", (("", "secrets"),), namespaced=True)),
-            _c("no clock skew detected", "pre-clock-skew", _clock_skew, warning=True),
+            checker("can read Secrets", "pre-rbac", _can_all("get", (("", "secrets"),), namespaced=True)),
+            checker("no clock skew detected", "pre-clock-skew", _clock_skew, warning=True),
         )))
     return cats
 
 
 def kube_categories(opts: KubeCheckOptions) -> list[Category[KubeCheckContext]]:
-    from .check_kube_mesh import data_plane_categories, mesh_categories
+    from .check_kube_mesh import mesh_categories
+    from .check_kube_proxy import data_plane_categories
 
     cats = cluster_categories(opts)
     if not opts.pre:

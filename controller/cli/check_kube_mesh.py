@@ -5,8 +5,8 @@ meshlet-config (CRDs, ClusterRoles, webhook configuration), meshlet-existence
 meshlet-identity (the issuer Secret and trust-roots ConfigMap, checked by
 `meshlet.identity.certcheck` like local mode), meshlet-webhooks (serving
 certificate valid, for the Service's name, under the caBundle),
-meshlet-version (CLI = control plane) and, with `--proxy`, meshlet-data-plane
-(proxies ready, their certificates under the current trust anchor).
+meshlet-version (CLI = control plane). `--proxy`'s meshlet-data-plane is in
+`check_kube_proxy`.
 """
 from __future__ import annotations
 
@@ -15,11 +15,9 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 from cryptography import x509
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio.client.exceptions import ApiException
-from meshlet.controller.config import spiffe_id
 from meshlet.controller.local.healthcheck import (
     Category,
     CheckFailed,
@@ -29,7 +27,7 @@ from meshlet.controller.local.healthcheck import (
 from meshlet.controller.model.crd import meshlet_version, render_crds
 from meshlet.identity.certcheck import MIN_REMAINING, Status, check_ca_pem, verify_leaf
 
-from .check_kube import CheckFn, KubeCheckContext, _c, api_error
+from .check_kube import CheckFn, KubeCheckContext, api_error, checker
 from .install_certs import webhook_dns_names
 from .install_manifests import (
     COMPONENTS,
@@ -42,15 +40,12 @@ from .install_manifests import (
     WEBHOOK_NAME,
 )
 
-PROXY_CONTAINER = "meshlet-proxy"
-PROXY_ADMIN_PORT = 15000
-
 
 def _name(ctx: KubeCheckContext, suffix: str) -> str:
     return f"meshlet-{ctx.ns}-{suffix}"
 
 
-async def _read(ctx: KubeCheckContext, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+async def read_cached(ctx: KubeCheckContext, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
     try:
         return await ctx.cached(what, call)
     except ApiException as e:
@@ -61,7 +56,7 @@ async def _read(ctx: KubeCheckContext, what: str, call: Callable[[], Awaitable[A
 
 async def _crds(ctx: KubeCheckContext) -> dict[str, Any]:
     ext = kclient.ApiextensionsV1Api(ctx.client())
-    found = await _read(ctx, "CustomResourceDefinitions", ext.list_custom_resource_definition)
+    found = await read_cached(ctx, "CustomResourceDefinitions", ext.list_custom_resource_definition)
     return {c.metadata.name: c for c in found.items}
 
 
@@ -104,7 +99,7 @@ async def _cluster_roles(ctx: KubeCheckContext) -> None:
 async def _webhook_config(ctx: KubeCheckContext) -> Any:
     reg = kclient.AdmissionregistrationV1Api(ctx.client())
     name = _name(ctx, "proxy-injector")
-    cfg = await _read(ctx, f"MutatingWebhookConfiguration {name}",
+    cfg = await read_cached(ctx, f"MutatingWebhookConfiguration {name}",
                       lambda: reg.read_mutating_webhook_configuration(name))
     hook = next((w for w in cfg.webhooks or [] if w.name == WEBHOOK_NAME), None)
     if hook is None:
@@ -122,7 +117,7 @@ async def _webhook_exists(ctx: KubeCheckContext) -> None:
 # --- meshlet-existence ---------------------------------------------------
 
 async def _namespace(ctx: KubeCheckContext) -> None:
-    await _read(ctx, f"namespace {ctx.ns}", lambda: kclient.CoreV1Api(ctx.client()).read_namespace(ctx.ns))
+    await read_cached(ctx, f"namespace {ctx.ns}", lambda: kclient.CoreV1Api(ctx.client()).read_namespace(ctx.ns))
 
 
 async def _service_accounts(ctx: KubeCheckContext) -> None:
@@ -139,7 +134,7 @@ async def _service_accounts(ctx: KubeCheckContext) -> None:
         raise CheckFailed(f"missing ServiceAccounts in {ctx.ns}: {', '.join(missing)}")
 
 
-async def _deployments(ctx: KubeCheckContext) -> dict[str, Any]:
+async def deployments(ctx: KubeCheckContext) -> dict[str, Any]:
     apps = kclient.AppsV1Api(ctx.client())
 
     async def load() -> dict[str, Any]:
@@ -151,18 +146,18 @@ async def _deployments(ctx: KubeCheckContext) -> dict[str, Any]:
                 if e.status != 404:
                     raise
         return out
-    return await _read(ctx, "Deployments", load)
+    return await read_cached(ctx, "Deployments", load)
 
 
 async def _deployments_exist(ctx: KubeCheckContext) -> None:
-    have = await _deployments(ctx)
+    have = await deployments(ctx)
     missing = [f"meshlet-{c}" for c in COMPONENTS if c not in have]
     if missing:
         raise CheckFailed(f"missing Deployments in {ctx.ns}: {', '.join(missing)}")
 
 
 async def _deployments_available(ctx: KubeCheckContext) -> None:
-    have = await _deployments(ctx)
+    have = await deployments(ctx)
     bad = []
     for c, dep in have.items():
         st = dep.status
@@ -190,11 +185,11 @@ async def _pods_ready(ctx: KubeCheckContext) -> None:
 
 # --- meshlet-identity ----------------------------------------------------
 
-async def _identity_pems(ctx: KubeCheckContext) -> tuple[bytes, bytes, bytes]:
+async def identity_pems(ctx: KubeCheckContext) -> tuple[bytes, bytes, bytes]:
     """(anchors from the Secret's ca.crt, issuer certificate, anchors from the trust-roots ConfigMap)."""
     core = kclient.CoreV1Api(ctx.client())
-    secret = await _read(ctx, f"Secret {ISSUER_SECRET}", lambda: core.read_namespaced_secret(ISSUER_SECRET, ctx.ns))
-    cm = await _read(ctx, f"ConfigMap {TRUST_ROOTS_CONFIGMAP}",
+    secret = await read_cached(ctx, f"Secret {ISSUER_SECRET}", lambda: core.read_namespaced_secret(ISSUER_SECRET, ctx.ns))
+    cm = await read_cached(ctx, f"ConfigMap {TRUST_ROOTS_CONFIGMAP}",
                      lambda: core.read_namespaced_config_map(TRUST_ROOTS_CONFIGMAP, ctx.ns))
     data = secret.data or {}
     for key in ("tls.crt", "ca.crt"):
@@ -206,7 +201,7 @@ async def _identity_pems(ctx: KubeCheckContext) -> tuple[bytes, bytes, bytes]:
 
 def _cert(select: Callable[[str], bool]) -> CheckFn:
     async def check(ctx: KubeCheckContext) -> None:
-        anchors, issuer, _ = await _identity_pems(ctx)
+        anchors, issuer, _ = await identity_pems(ctx)
         results = [r for r in check_ca_pem(anchors, issuer) if select(r.name) or r.name.endswith("can be read")]
         errors = [r.message for r in results if r.status is Status.ERROR]
         if errors:
@@ -218,7 +213,7 @@ def _cert(select: Callable[[str], bool]) -> CheckFn:
 
 
 async def _roots_match(ctx: KubeCheckContext) -> None:
-    anchors, _, roots = await _identity_pems(ctx)
+    anchors, _, roots = await identity_pems(ctx)
     if not roots:
         raise CheckFailed(f"ConfigMap {TRUST_ROOTS_CONFIGMAP} has no {TRUST_ROOTS_KEY}")
     secret_set = {c.fingerprint(c.signature_hash_algorithm) for c in x509.load_pem_x509_certificates(anchors)}  # type: ignore[arg-type]
@@ -232,7 +227,7 @@ async def _roots_match(ctx: KubeCheckContext) -> None:
 
 async def _webhook_cert(ctx: KubeCheckContext) -> None:
     hook = await _webhook_config(ctx)
-    secret = await _read(ctx, f"Secret {INJECTOR_TLS_SECRET}",
+    secret = await read_cached(ctx, f"Secret {INJECTOR_TLS_SECRET}",
                          lambda: kclient.CoreV1Api(ctx.client()).read_namespaced_secret(INJECTOR_TLS_SECRET, ctx.ns))
     crt = base64.b64decode((secret.data or {}).get("tls.crt", ""))
     if not crt:
@@ -268,7 +263,7 @@ async def _webhook_expiry(ctx: KubeCheckContext) -> None:
 # --- meshlet-version -----------------------------------------------------
 
 async def _cp_version(ctx: KubeCheckContext) -> None:
-    have = await _deployments(ctx)
+    have = await deployments(ctx)
     versions = {c: (d.metadata.labels or {}).get(VERSION_LABEL) for c, d in have.items()}
     if not versions or not all(versions.values()):
         raise CheckFailed(f"no {VERSION_LABEL} label on the control-plane Deployments")
@@ -285,91 +280,6 @@ async def _versions_match(ctx: KubeCheckContext) -> None:
         raise CheckWarning(f"the CLI is {cli}; control plane: " + ", ".join(f"{k} {v}" for k, v in other.items()))
 
 
-# --- meshlet-data-plane (--proxy) ----------------------------------------
-
-def has_proxy(pod: Any) -> bool:
-    spec = pod.spec
-    containers = [*(spec.containers or []), *(spec.init_containers or [])] if spec else []
-    return any(c.name == PROXY_CONTAINER for c in containers)
-
-
-def proxy_ready(pod: Any) -> bool:
-    st = pod.status
-    statuses = [*(st.container_statuses or []), *(st.init_container_statuses or [])] if st else []
-    return any(s.name == PROXY_CONTAINER and s.ready for s in statuses)
-
-
-async def _meshed_pods(ctx: KubeCheckContext) -> list[Any]:
-    core = kclient.CoreV1Api(ctx.client())
-    ns = ctx.options.data_plane_namespace
-
-    async def load() -> list[Any]:
-        pods = await (core.list_namespaced_pod(ns) if ns else core.list_pod_for_all_namespaces())
-        return [p for p in pods.items if has_proxy(p)]
-    return await _read(ctx, "Pods", load)
-
-
-async def _dp_namespace(ctx: KubeCheckContext) -> None:
-    ns = ctx.options.data_plane_namespace
-    if ns is None:
-        raise SkipCheck()
-    await _read(ctx, f"namespace {ns}", lambda: kclient.CoreV1Api(ctx.client()).read_namespace(ns))
-
-
-async def _proxies_ready(ctx: KubeCheckContext) -> None:
-    pods = await _meshed_pods(ctx)
-    where = f"the {ctx.options.data_plane_namespace} namespace" if ctx.options.data_plane_namespace else "any namespace"
-    if not pods:
-        raise CheckFailed(f'no "{PROXY_CONTAINER}" containers found in {where}')
-    bad = [f"{p.metadata.namespace}/{p.metadata.name}" for p in pods if not proxy_ready(p)]
-    if bad:
-        raise CheckFailed("proxy not ready: " + ", ".join(bad))
-
-
-async def _trust_domain(ctx: KubeCheckContext) -> str:
-    """The trust domain the control plane runs with (its MESHLET_TRUST_DOMAIN), else cluster.local."""
-    dep = (await _deployments(ctx)).get("identity")
-    containers = dep.spec.template.spec.containers if dep else []
-    for c in containers:
-        for env in c.env or []:
-            if env.name == "MESHLET_TRUST_DOMAIN" and env.value:
-                return str(env.value)
-    return "cluster.local"
-
-
-async def _proxy_certs(ctx: KubeCheckContext) -> None:
-    pods = [p for p in await _meshed_pods(ctx) if proxy_ready(p) and p.status.pod_ip]
-    if not pods:
-        raise SkipCheck()  # nothing ready to ask; _proxies_ready says why
-    _, issuer_pem, roots = await _identity_pems(ctx)
-    anchors = x509.load_pem_x509_certificates(roots)
-    issuer = x509.load_pem_x509_certificates(issuer_pem)
-    trust_domain = await _trust_domain(ctx)
-    bad = []
-    timeout = aiohttp.ClientTimeout(total=5)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        for p in pods:
-            where = f"{p.metadata.namespace}/{p.metadata.name}"
-            try:
-                async with session.get(f"http://{p.status.pod_ip}:{PROXY_ADMIN_PORT}/config_dump") as resp:
-                    dump = await resp.json(content_type=None)
-            except (OSError, aiohttp.ClientError, ValueError, TimeoutError) as e:
-                bad.append(f"{where}: cannot read /config_dump: {e}")
-                continue
-            pem = (dump.get("identity") or {}).get("cert_pem")
-            if not pem:
-                bad.append(f"{where}: no certificate yet")
-                continue
-            chain = x509.load_pem_x509_certificates(pem.encode())
-            sa = p.spec.service_account_name or "default"
-            result = verify_leaf(chain[0], [*chain[1:], *issuer], anchors,
-                                 expected_uri=spiffe_id(trust_domain, p.metadata.namespace, sa))
-            if result.status is Status.ERROR:
-                bad.append(f"{where}: {result.message}")
-    if bad:
-        raise CheckFailed("; ".join(bad))
-
-
 def _anchor(suffix: str) -> Callable[[str], bool]:
     return lambda name: name.startswith("trust anchor") and name.endswith(suffix)
 
@@ -381,46 +291,38 @@ def _issuer(suffix: str) -> Callable[[str], bool]:
 def mesh_categories() -> list[Category[KubeCheckContext]]:
     return [
         Category("meshlet-existence", (
-            _c("control plane namespace exists", "k8s-cp-namespace", _namespace, fatal=True),
-            _c("control plane ServiceAccounts exist", "k8s-cp-serviceaccounts", _service_accounts),
-            _c("control plane Deployments exist", "k8s-cp-deployments", _deployments_exist),
-            _c("control plane Deployments are available", "k8s-cp-available", _deployments_available),
-            _c("control plane pods are ready", "k8s-cp-pods", _pods_ready),
+            checker("control plane namespace exists", "k8s-cp-namespace", _namespace, fatal=True),
+            checker("control plane ServiceAccounts exist", "k8s-cp-serviceaccounts", _service_accounts),
+            checker("control plane Deployments exist", "k8s-cp-deployments", _deployments_exist),
+            checker("control plane Deployments are available", "k8s-cp-available", _deployments_available),
+            checker("control plane pods are ready", "k8s-cp-pods", _pods_ready),
         )),
         Category("meshlet-config", (
-            _c("control plane CustomResourceDefinitions exist", "k8s-crds", _crds_exist),
-            _c("control plane CustomResourceDefinitions are Established", "k8s-crds", _crds_established),
-            _c("control plane ClusterRoles and ClusterRoleBindings exist", "k8s-rbac", _cluster_roles),
-            _c("control plane MutatingWebhookConfiguration exists", "k8s-webhook-config", _webhook_exists),
+            checker("control plane CustomResourceDefinitions exist", "k8s-crds", _crds_exist),
+            checker("control plane CustomResourceDefinitions are Established", "k8s-crds", _crds_established),
+            checker("control plane ClusterRoles and ClusterRoleBindings exist", "k8s-rbac", _cluster_roles),
+            checker("control plane MutatingWebhookConfiguration exists", "k8s-webhook-config", _webhook_exists),
         )),
         Category("meshlet-identity", (
-            _c("trust anchors use supported crypto algorithm", "identity-algorithm", _cert(_anchor("uses a supported algorithm"))),
-            _c("trust anchors are within their validity period", "identity-validity", _cert(_anchor("is valid"))),
-            _c("trust anchors are valid for at least 60 days", "identity-expiry",
+            checker("trust anchors use supported crypto algorithm", "identity-algorithm", _cert(_anchor("uses a supported algorithm"))),
+            checker("trust anchors are within their validity period", "identity-validity", _cert(_anchor("is valid"))),
+            checker("trust anchors are valid for at least 60 days", "identity-expiry",
                _cert(_anchor("at least 60 days")), warning=True),
-            _c("issuer certificate uses supported crypto algorithm", "identity-algorithm",
+            checker("issuer certificate uses supported crypto algorithm", "identity-algorithm",
                _cert(_issuer("uses a supported algorithm"))),
-            _c("issuer certificate is within its validity period", "identity-validity", _cert(_issuer("is valid"))),
-            _c("issuer certificate is valid for at least 60 days", "identity-expiry",
+            checker("issuer certificate is within its validity period", "identity-validity", _cert(_issuer("is valid"))),
+            checker("issuer certificate is valid for at least 60 days", "identity-expiry",
                _cert(_issuer("at least 60 days")), warning=True),
-            _c("issuer certificate is issued by the trust anchor", "identity-issuer",
+            checker("issuer certificate is issued by the trust anchor", "identity-issuer",
                _cert(_issuer("signed by the trust anchor"))),
-            _c("proxies get the issuer's trust anchor", "k8s-trust-roots", _roots_match),
+            checker("proxies get the issuer's trust anchor", "k8s-trust-roots", _roots_match),
         )),
         Category("meshlet-webhooks", (
-            _c("proxy-injector webhook has valid cert", "k8s-webhook-cert", _webhook_cert),
-            _c("proxy-injector cert is valid for at least 60 days", "k8s-webhook-cert", _webhook_expiry, warning=True),
+            checker("proxy-injector webhook has valid cert", "k8s-webhook-cert", _webhook_cert),
+            checker("proxy-injector cert is valid for at least 60 days", "k8s-webhook-cert", _webhook_expiry, warning=True),
         )),
         Category("meshlet-version", (
-            _c("can retrieve the control plane version", "k8s-version-match", _cp_version),
-            _c("control plane and cli versions match", "k8s-version-match", _versions_match, warning=True),
+            checker("can retrieve the control plane version", "k8s-version-match", _cp_version),
+            checker("control plane and cli versions match", "k8s-version-match", _versions_match, warning=True),
         )),
     ]
-
-
-def data_plane_categories() -> list[Category[KubeCheckContext]]:
-    return [Category("meshlet-data-plane", (
-        _c("data plane namespace exists", "k8s-dp-namespace", _dp_namespace),
-        _c("data plane proxies are ready", "dp-proxy-ready", _proxies_ready),
-        _c("data plane proxies certificates match CA", "dp-proxy-certs", _proxy_certs),
-    ))]

@@ -12,8 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from kubernetes_asyncio import client as kclient
-from meshlet.controller.cli.check_kube import KubeCheckOptions, kube_categories, parse_version
-from meshlet.controller.cli.check_kube_mesh import has_proxy, proxy_ready
+from meshlet.controller.cli.check_kube import (
+    KubeCheckOptions,
+    kube_categories,
+    parse_version,
+)
+from meshlet.controller.cli.check_kube_proxy import has_proxy, proxy_ready
 from meshlet.controller.cli.main import cli
 from meshlet.controller.local.healthcheck import CheckFailed
 
