@@ -88,3 +88,20 @@ current-context: x
 def test_pre_and_proxy_need_kubernetes_mode() -> None:
     result = CliRunner().invoke(cli, ["check", "--mode", "local", "--pre"])
     assert result.exit_code == 2 and "Kubernetes mode" in result.output
+
+
+async def test_clock_skew_is_a_warning_past_five_minutes() -> None:
+    import datetime as dt
+    import email.utils
+
+    from meshlet.controller.cli.check_kube import KubeCheckContext, cluster_categories
+    from meshlet.controller.local.healthcheck import run_checks
+
+    (pre,) = [c for c in cluster_categories(KubeCheckOptions(pre=True)) if c.name == "pre-kubernetes-setup"]
+    (skew,) = [ch for ch in pre.checkers if ch.description == "no clock skew detected"]
+    for offset, expected in ((dt.timedelta(seconds=30), "success"), (dt.timedelta(minutes=7), "warning")):
+        ctx = KubeCheckContext(KubeCheckOptions(pre=True))
+        ctx.cache["date"] = email.utils.format_datetime(dt.datetime.now(dt.UTC) - offset, usegmt=True)
+        summary = await run_checks([type(pre)(pre.name, (skew,))], ctx, lambda r: None)
+        assert [r.result for r in summary.results] == [expected]
+        assert summary.success
