@@ -108,9 +108,8 @@ def _env(cfg: InjectorConfig, o: Overrides, labels: Mapping[str, str]) -> list[d
         {"name": "MESHLET_PROXY_TRUST_ANCHORS", "value": f"{TRUST_ROOTS_DIR}/{TRUST_ROOTS_KEY}"},
         {"name": "MESHLET_PROXY_DESTINATION_ADDR", "value": cfg.destination_address},
         {"name": "MESHLET_PROXY_IDENTITY_ADDR", "value": cfg.identity_address},
-        {"name": "MESHLET_PROXY_IDENTITY_SERVER_NAME", "value": cfg.identity_tls_name},
         # identity serves TLS in Kubernetes mode with a certificate for its Service's .svc name
-        {"name": "MESHLET_PROXY_IDENTITY_SERVER_NAME", "value": f"meshlet-identity.{cfg.control_plane_namespace}.svc"},
+        {"name": "MESHLET_PROXY_IDENTITY_SERVER_NAME", "value": cfg.identity_tls_name},
         {"name": "MESHLET_PROXY_LOG_LEVEL", "value": o.log_level},
         {"name": "MESHLET_PROXY_POD_LABELS",
          "value": json.dumps({str(k): str(v) for k, v in sorted(labels.items())}, separators=(",", ":"))},

@@ -62,11 +62,12 @@ def test_native_sidecar_layout_env_ports_volumes():
     assert env["MESHLET_PROXY_DESTINATION_ADDR"] == "meshlet-destination.meshlet.svc.cluster.local:8086"
     assert env["MESHLET_PROXY_IDENTITY_ADDR"] == "meshlet-identity.meshlet.svc.cluster.local:8080"
     assert env["MESHLET_PROXY_IDENTITY_SERVER_NAME"] == "meshlet-identity.meshlet.svc"
-    assert env["MESHLET_PROXY_IDENTITY_SERVER_NAME"] == "meshlet-identity.meshlet.svc"
     assert env["MESHLET_PROXY_TOKEN_FILE"] == "/var/run/secrets/tokens/meshlet-identity-token"
     assert env["MESHLET_PROXY_TRUST_ANCHORS"] == "/var/run/meshlet/identity/trust-roots/ca-bundle.crt"
     assert json.loads(env["MESHLET_PROXY_POD_LABELS"]) == {"app": "web"}
     assert "MESHLET_PROXY_CONCURRENCY" not in env
+    names_in_order = [e["name"] for e in proxy["env"]]
+    assert len(names_in_order) == len(set(names_in_order)), "each variable once"
     # dependent env vars must be defined before MESHLET_PROXY_IDENTITY uses them
     names = [e["name"] for e in proxy["env"]]
     assert names.index("MESHLET_PROXY_NAMESPACE") < names.index("MESHLET_PROXY_IDENTITY")
@@ -216,6 +217,8 @@ def test_config_validation():
     assert cfg.identity_tls_name == "meshlet-identity.mesh.svc"
     plain = plan(pod(), InjectorConfig(identity_server_name=""))
     assert "MESHLET_PROXY_IDENTITY_SERVER_NAME" not in env_of(plain.proxy)
+    named = plan(pod(), InjectorConfig(identity_server_name="id.example"))
+    assert [e["value"] for e in named.proxy["env"] if e["name"] == "MESHLET_PROXY_IDENTITY_SERVER_NAME"] == ["id.example"]
 
 
 def test_pod_without_spec_is_a_named_error():
