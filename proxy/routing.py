@@ -65,6 +65,9 @@ class OutboundRouter(TcpRouting):
         self.cfg = cfg
         self.resolver = resolver
         self.pools = pools
+        self.upgrade_pools: Pools | None = None
+        """HTTP/1 pools whose connections are streams of h2 connections (h2UpgradePolicy: UPGRADE;
+        set by `h2.plane.H2Plane`); None: requests stay HTTP/1.1."""
         self.metrics = metrics
         self.p2c = p2c or P2C()
         self.profiles = profiles
@@ -275,7 +278,7 @@ class OutboundRouter(TcpRouting):
             return None
         cluster = seed.cluster
         b = cluster.choose(items, time.monotonic(), None)
-        pool, metrics = self._endpoint(authority, bt, cluster.policy.tls, b.endpoint)
+        pool, metrics = self._endpoint(authority, bt, cluster.policy.tls, b.endpoint, cluster.policy.h2_upgrade)
         return Route(pool, metrics, b.load, None, seed)
 
     def endpoint_route(self, plan: Plan, ctx: ConnCtx) -> Route:
@@ -291,7 +294,7 @@ class OutboundRouter(TcpRouting):
             b = cluster.choose(items, time.monotonic(), plan.hash_key)
             ep = b.endpoint
             plan.addr = ep.addr
-            pool, metrics = self._endpoint(plan.authority, bt, cluster.policy.tls, ep)
+            pool, metrics = self._endpoint(plan.authority, bt, cluster.policy.tls, ep, cluster.policy.h2_upgrade)
             return Route(pool, metrics, b.load, plan)
         if kind is Kind.EMPTY:
             raise NoEndpoints(f"service {bt.path} has no ready endpoints")
@@ -307,9 +310,12 @@ class OutboundRouter(TcpRouting):
         pool = self._pool(ctx.orig_ip, ctx.orig_port, "", "", "", "")
         return Route(pool, m.route(m.base("outbound", authority=plan.authority)), None, plan)
 
-    def _endpoint(self, authority: str, bt: Target, tls: ClientTls, ep: Endpoint) -> tuple[Pool, RouteMetrics]:
-        """The pool and the metrics of requests for `authority` to one endpoint of `bt` (cached)."""
-        key = (authority, bt.path, tls.mode, tls if tls.mode.value >= 2 else None, bt.state.version, ep.ip, ep.port)
+    def _endpoint(self, authority: str, bt: Target, tls: ClientTls, ep: Endpoint,
+                  upgrade: bool = False) -> tuple[Pool, RouteMetrics]:
+        """The pool and the metrics of requests for `authority` to one endpoint of `bt` (cached).
+        `upgrade` (h2UpgradePolicy): to a meshed endpoint over mTLS, HTTP/1.1 goes as h2 streams."""
+        key = (authority, bt.path, tls.mode, tls if tls.mode.value >= 2 else None, bt.state.version, ep.ip, ep.port,
+               upgrade)
         cached = self._cache.get(key)
         if cached is None:
             m = self.metrics
@@ -325,8 +331,11 @@ class OutboundRouter(TcpRouting):
                             server_id=identity, dst_service=svc, dst_namespace=ns)
             if len(self._cache) > 10000:
                 self._cache.clear()
-            cached = self._cache[key] = (self._pool(ip, port, identity, server_name, svc, ns, origination),
-                                         m.route(labels))
+            pool = self._pool(ip, port, identity, server_name, svc, ns, origination)
+            if upgrade and identity and self.upgrade_pools is not None:
+                pool = self.upgrade_pools.get(ip, port, identity, server_name, pool.metrics.labels  # type: ignore[union-attr]
+                                              if pool.metrics is not None else ())
+            cached = self._cache[key] = (pool, m.route(labels))
         return cached  # type: ignore[return-value]
 
     def _origination(self, tls: ClientTls) -> ssl.SSLContext:

@@ -24,6 +24,13 @@ class H2Plane:
         self.log = log.bind(component="h2")
         self.rng = rng or random.Random()
         self.mirrors = H2Mirrors(self.pools, self.log)
+        if hasattr(outbound, "upgrade_pools"):  # h2UpgradePolicy: HTTP/1.1 requests over these h2 pools
+            from ..client import Pools
+            from .upgrade import UpgradeConnector
+
+            base = outbound.pools
+            outbound.upgrade_pools = Pools(UpgradeConnector(self.pools), outbound.metrics,
+                                           max_idle=base.max_idle, idle_timeout=base.idle_timeout)
 
     def serve(self, sniff: Any, ctx: ConnCtx) -> H2Server:
         """Serve a sniffed connection (`sniff.Sniff` with verdict HTTP2) as HTTP/2."""

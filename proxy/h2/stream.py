@@ -16,6 +16,7 @@ from ..routes import apply_ops
 from . import grpc
 from .heads import request_head, response_headers, status_of, upstream_headers
 from .policy import CANCEL, StreamPolicy
+from .upgrade import H1AppPool, is_upgraded
 from .upstream import H2Upstream
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class H2Exchange(StreamPolicy):
         self.deadline = grpc.timeout_of(headers) if self.grpc else None
         """The client's `grpc-timeout` (seconds from the start of the stream), enforced by the proxy."""
         self.req_trailers: list[tuple[bytes, bytes]] | None = None
+        self.h1_app = srv.ctx.direction == "inbound" and is_upgraded(headers)
         self.scheme = next((v for n, v in headers if n == b":scheme"), b"http")
         self.start = time.monotonic()
         self.req_q: deque[tuple[bytes, int]] = deque()
@@ -133,7 +135,10 @@ class H2Exchange(StreamPolicy):
     def _go(self, route: Route) -> None:
         self.route = route
         try:
-            pool = self.srv.pools.get(route.pool)
+            if self.h1_app:  # was HTTP/1.1 at the client's proxy (h2UpgradePolicy): HTTP/1.1 to the app
+                pool = H1AppPool(route.pool.ip, route.pool.port, self.srv.pools.connect_timeout)
+            else:
+                pool = self.srv.pools.get(route.pool)
         except ProxyError as e:
             self.local_error(e)
             return

@@ -307,13 +307,19 @@ class H2Pools:
     def get(self, pool: Pool) -> H2Pool:
         if pool.origination is not None:
             raise ConnectError("TLS origination (DestinationRule SIMPLE/MUTUAL) is not supported for HTTP/2")
-        key = (pool.ip, pool.port, pool.identity, pool.server_name)
+        return self.endpoint(pool.ip, pool.port, pool.identity, pool.server_name, pool.metrics)
+
+    def endpoint(self, ip: str, port: int, identity: str, server_name: str, metrics: TcpMetrics | None) -> H2Pool:
+        """The pool of one endpoint (the first caller's metrics count its connections)."""
+        key = (ip, port, identity, server_name)
         p = self._pools.get(key)
         if p is None:
             if len(self._pools) > 4096:
                 self.close()
-            p = self._pools[key] = H2Pool(pool.ip, pool.port, pool.identity, pool.server_name, self.idm,
-                                          pool.metrics, self.connect_timeout, self.idle_timeout)
+            p = self._pools[key] = H2Pool(ip, port, identity, server_name, self.idm, metrics, self.connect_timeout,
+                                          self.idle_timeout)
+        elif p.metrics is None and metrics is not None:
+            p.metrics = metrics
         return p
 
     def close(self) -> None:

@@ -171,17 +171,19 @@ def watch(url: str, failures: int, limit: float) -> dict[str, Any]:
 
 
 def http1(url: str, n: int, headers: dict[str, str]) -> list[dict[str, Any]]:
-    """`n` HTTP/1.1 GETs (new connection each, redirects not followed): status, headers, body."""
+    """`n` HTTP/1.1 GETs (new connection each, redirects not followed; a `body` "header" makes
+    them POSTs with that body): status, headers, raw header names, body."""
     import http.client
 
     u = urlsplit(url)
+    body = headers.pop("body", None)
     out = []
     for _ in range(n):
         c = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=20)
-        c.request("GET", u.path or "/", headers=headers)
+        c.request("GET" if body is None else "POST", u.path or "/", body=body, headers=headers)
         r = c.getresponse()
         out.append({"status": r.status, "headers": {k.lower(): v for k, v in r.getheaders()},
-                    "body": r.read().decode("utf-8", "replace")})
+                    "names": [k for k, _ in r.getheaders()], "body": r.read().decode("utf-8", "replace")})
         c.close()
     return out
 

@@ -19,6 +19,8 @@ OUTLIER = "198.18.252.5:8080"    # b and c round robin, outlier detection (c fai
 STICKY = "198.18.252.6:8080"     # b and c, consistent hash on cookie "user" with a ttl
 H2ABORT = "198.18.252.7:8082"    # b's h2c echo, fault abort http2Error REFUSED_STREAM
 REDIRECT = "198.18.252.8:8080"   # redirect with derivePort FROM_REQUEST_PORT
+UPGRADE = "198.18.252.9:8080"    # b's HTTP/1 app, h2UpgradePolicy UPGRADE
+NOUPGRADE = "198.18.252.10:8080"  # the same without it
 
 
 def _endpoints(a, b, c):
@@ -34,6 +36,8 @@ def _endpoints(a, b, c):
         STICKY: svc("sticky2", {"ip": b.ip, "port": 8080, "identity": SERVER_ID}, {"ip": c.ip, "port": 8080}),
         H2ABORT: svc("h2abort", {"ip": b.ip, "port": 8082, "identity": SERVER_ID}),
         REDIRECT: svc("redirect2", {"ip": b.ip, "port": 8080, "identity": SERVER_ID}),
+        UPGRADE: svc("upgrade", {"ip": b.ip, "port": 8080, "identity": SERVER_ID}),
+        NOUPGRADE: svc("noupgrade", {"ip": b.ip, "port": 8080, "identity": SERVER_ID}),
     }
 
 
@@ -55,6 +59,7 @@ def _profiles(a, b, c):
             "consistentHash": {"httpCookieName": "user", "cookieTtlMs": 3600_000, "cookiePath": "/"}}}},
         H2ABORT: {"routes": [{"fault": {"abortHttp2Error": "REFUSED_STREAM", "abortPercent": 100,
                                         "abortGrpcStatus": -1}, "backends": [{"authority": H2ABORT}]}]},
+        UPGRADE: _pool(h2Upgrade=True),
         REDIRECT: {"routes": [{"redirect": {"uri": "/moved", "scheme": "https",
                                             "derivePort": "DERIVE_PORT_FROM_REQUEST_PORT"}}]},
     }
@@ -201,3 +206,18 @@ def test_redirect_derives_the_port_from_the_request(p2mesh) -> None:
     m = p2mesh
     got = _http1(m, f"http://{REDIRECT}/old")[0]
     assert got["status"] == 301 and got["headers"]["location"] == "https://198.18.252.8:8080/moved", got
+
+
+def test_h2_upgrade_carries_http1_requests_as_h2_between_the_proxies(p2mesh) -> None:
+    m = p2mesh
+    got = _http1(m, f"http://{UPGRADE}/upgraded", 2)
+    for r in got:
+        assert r["status"] == 200, r
+        body = json.loads(r["body"])
+        assert body["app"] == "b" and body["path"] == "/upgraded"
+        assert not any(k.lower() == "l5d-orig-proto" for k in body["headers"])  # the mark stays between proxies
+        assert all(n == n.lower() for n in r["names"]), r["names"]  # the response crossed HTTP/2 (names lowered)
+    posted = _http1(m, f"http://{UPGRADE}/echo", 1, "body=" + "x" * 100_000)[0]
+    assert posted["status"] == 200 and posted["body"] == "x" * 100_000
+    plain = _http1(m, f"http://{NOUPGRADE}/plain")[0]  # DEFAULT: HTTP/1.1 bytes as the app sent them
+    assert plain["status"] == 200 and any(n != n.lower() for n in plain["names"]), plain["names"]
