@@ -40,6 +40,8 @@ from meshlet.injector.config import (
 )
 from meshlet.injector.overrides import Overrides, inherit, overrides
 
+OTHER_MESH_SIDECARS = frozenset({"istio-proxy", "linkerd-proxy"})
+"""Two meshes' capture rules in one pod would fight over its traffic: such pods are skipped."""
 Pod = Mapping[str, Any]
 Op = dict[str, Any]
 
@@ -198,6 +200,10 @@ def plan(pod: Pod, cfg: InjectorConfig, namespace_annotations: Mapping[str, str]
     _list(spec, "volumes", "spec.")
     if already_injected(pod):
         return Plan(skip="already injected")
+    other = sorted({str(c.get("name")) for key in ("containers", "initContainers")
+                    for c in _list(spec, key, "spec.")} & OTHER_MESH_SIDECARS)
+    if other:
+        return Plan(skip=f"already has another mesh's sidecar ({', '.join(other)})")
     if spec.get("hostNetwork") is True:
         return Plan(skip="host network (capture rules would change the node's network)")
     o = overrides(cfg, inherit(namespace_annotations or {}, annotations))

@@ -127,6 +127,13 @@ def test_second_injection_is_a_noop():
     assert json_patch(p, CFG)[0] == []
 
 
+def test_pods_of_another_mesh_are_skipped():
+    p = pod()
+    p["spec"]["initContainers"] = [{"name": "istio-proxy", "image": "istio/proxyv2", "restartPolicy": "Always"}]
+    ops, reason = json_patch(p, CFG)
+    assert ops == [] and "istio-proxy" in reason
+
+
 def test_host_network_pods_are_skipped():
     ops, reason = json_patch(pod(hostNetwork=True), CFG)
     assert ops == [] and "host network" in reason

@@ -68,14 +68,17 @@ class InjectorProcess:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM, then the exit code (None when it had to be killed)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=20)
+                return None
+        return self.proc.returncode
 
 
 def start_injector(workdir: Path, kubeconfig: Path, cp_namespace: str, *, timeout: float = 60.0) -> InjectorProcess:

@@ -69,7 +69,8 @@ async def serving(kube_client: kclient.ApiClient, kubeconfig: Path, workdir: Pat
         finally:
             await reg.delete_mutating_webhook_configuration(name)
     finally:
-        await asyncio.to_thread(inj.stop)
+        code = await asyncio.to_thread(inj.stop)
+    assert code == 0, f"injector did not stop cleanly on SIGTERM ({code}):\n{inj.log()}"
 
 
 async def wait_until_called(hook: Webhook) -> None:
