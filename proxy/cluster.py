@@ -30,7 +30,7 @@ SLOTS = 10
 
 
 class RetryBudget:
-    __slots__ = ("spec", "slot_len", "requests", "retries", "cur", "cur_start", "skipped")
+    __slots__ = ("cur", "cur_start", "requests", "retries", "skipped", "slot_len", "spec")
 
     def __init__(self, spec: Budget, now: float) -> None:
         self.spec = spec
@@ -75,8 +75,16 @@ class Limiter:
     connection only (`try_connection`). `on_overflow(kind)` counts refusals
     ("requests", "pending", "connections")."""
 
-    __slots__ = ("max_active", "max_pending", "max_requests", "active", "requests", "waiters", "overflows",
-                 "on_overflow")
+    __slots__ = (
+        "active",
+        "max_active",
+        "max_pending",
+        "max_requests",
+        "on_overflow",
+        "overflows",
+        "requests",
+        "waiters",
+    )
 
     def __init__(self, max_active: int, max_pending: int, max_requests: int = 0,
                  on_overflow: Callable[[str], None] | None = None) -> None:
@@ -166,7 +174,7 @@ MAX_EJECTION = 300.0
 
 
 class Health:
-    __slots__ = ("c5xx", "cgw", "ejected", "ejected_until", "ejections", "back_tick")
+    __slots__ = ("back_tick", "c5xx", "cgw", "ejected", "ejected_until", "ejections")
 
     def __init__(self) -> None:
         self.c5xx = 0

@@ -11,8 +11,6 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from test_h2_unit import GRPC_REQ, Mesh, MemTransport, body_of, scrape
-
 from meshlet.proxy.balance import P2C
 from meshlet.proxy.client import Pool
 from meshlet.proxy.cluster import Cluster, Limiter
@@ -21,6 +19,7 @@ from meshlet.proxy.exchange import Plan, Route
 from meshlet.proxy.h2 import grpc
 from meshlet.proxy.h2.upstream import H2Upstream
 from meshlet.proxy.profile import NO_RETRY, Budget, TrafficPolicy
+from test_h2_unit import GRPC_REQ, MemTransport, Mesh, body_of, scrape
 
 
 def test_grpc_timeout_parsing() -> None:

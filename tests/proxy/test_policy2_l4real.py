@@ -30,15 +30,15 @@ def l4p(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("l4p")
     files = tls_files(tmp)
 
-    def endpoints(a, b, c):  # noqa: ANN001, ANN202
+    def endpoints(a, b, c):
         def one(name: str, *eps: dict) -> dict:
             return {"labels": {"dst_service": name, "dst_namespace": NS}, "endpoints": list(eps)}
-        b_ep = lambda port: {"ip": b.ip, "port": port, "identity": SERVER_ID}  # noqa: E731
+        b_ep = lambda port: {"ip": b.ip, "port": port, "identity": SERVER_ID}
         return {svc("rr2", 2525): one("rr2", b_ep(2525), {"ip": c.ip, "port": 2525}),
                 svc("pool2", 2525): one("pool2", b_ep(2525)),
                 svc("tlsorig", 8443): one("tlsorig", {"ip": c.ip, "port": 8443})}
 
-    def profiles(a, b, c):  # noqa: ANN001, ANN202
+    def profiles(a, b, c):
         def to(name: str, port: int) -> dict:
             return {"tcpRoutes": [{"backends": [{"authority": svc(name, port)}]}]}
         return {
@@ -54,7 +54,7 @@ def l4p(tmp_path_factory: pytest.TempPathFactory):
         yield m
 
 
-def _py(m, code: str) -> object:  # noqa: ANN001
+def _py(m, code: str) -> object:
     r = m.a.python(code, timeout=60)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])

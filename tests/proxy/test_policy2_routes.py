@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import h2.events
 import pytest
-from test_fast_path import CTX, WEB, compiled, head, make_router
-from test_h2_unit import Mesh
-
 from meshlet.api import destination_pb as pb
 from meshlet.destination import vs_routes
 from meshlet.destination.errors import InvalidRule
@@ -15,6 +12,8 @@ from meshlet.proxy.exchange import Reply, Route
 from meshlet.proxy.hashkey import cookie_value, sticky_cookie
 from meshlet.proxy.profile import Fault, ProfileError
 from meshlet.proxy.routes import response_head_ops
+from test_fast_path import CTX, WEB, compiled, head, make_router
+from test_h2_unit import Mesh
 
 
 def _redirect(derive: int, host: bytes = b"web.demo:8080", port: int = 8080) -> bytes:

@@ -33,7 +33,7 @@ class FakeUp:
         self.acked = 0
         self.win = window
 
-    def open(self, headers, end, sink, max_uses=0):  # noqa: ANN001, ANN201
+    def open(self, headers, end, sink, max_uses=0):
         self.opened.append((headers, end))
         self.streams[1] = sink
         return 1
@@ -74,7 +74,7 @@ class Proto(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.got += data
 
-    def connection_lost(self, exc) -> None:  # noqa: ANN001
+    def connection_lost(self, exc) -> None:
         self.lost.append(exc)
 
 
