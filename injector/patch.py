@@ -244,7 +244,7 @@ def ops(pod: Pod, p: Plan) -> list[Op]:
         out.append({"op": "add", "path": "/spec/volumes", "value": list(p.volumes)})
     else:
         out += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in p.volumes]
-    if "metadata" not in pod:
+    if pod.get("metadata") is None:
         out.append({"op": "add", "path": "/metadata", "value": {"annotations": dict(p.annotations)}})
     elif meta.get("annotations") is None:
         out.append({"op": "add", "path": "/metadata/annotations", "value": dict(p.annotations)})

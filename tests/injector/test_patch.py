@@ -207,6 +207,7 @@ def test_malformed_pods_are_named_errors():
 
 def test_pod_without_annotations_or_volumes_or_metadata():
     out = inject({"spec": {"containers": [{"name": "a", "image": "b"}]}})
+    assert "meshlet.io/inject-status" in inject({"metadata": None, "spec": {"containers": []}})["metadata"]["annotations"]
     assert "meshlet.io/inject-status" in out["metadata"]["annotations"]
     assert len(out["spec"]["volumes"]) == 2
 
