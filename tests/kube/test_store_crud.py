@@ -41,7 +41,7 @@ from meshlet.controller.model.registry import KindInfo, Registry
 from meshlet.controller.store import Action, Conflict, Invalid, NotFound, StoreError
 from meshlet.controller.store.kube import KubeStore
 from meshlet.e2e.kubeapi import KubeAPIServer
-from store_helpers import RecordingLog, kube_store
+from store_helpers import RecordingLog, Relay, kube_store, kubeconfig_via
 
 
 def meta(name: str, ns: str | None = None, **labels: str) -> ObjectMeta:
@@ -308,3 +308,24 @@ async def test_an_odd_object_is_skipped_and_the_others_are_read(kube_api: KubeAP
             (event, {"object": fields.get("object")}) for event, fields in log.records]
         with pytest.raises(StoreError, match="odd"):
             await store.get("Widget", kube_ns, "odd")
+
+
+async def test_lists_follow_continue_tokens(kube_api: KubeAPIServer, kube_ns: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import meshlet.controller.store.kube.store as store_module
+
+    monkeypatch.setattr(store_module, "PAGE", 2)  # 5 objects: three pages
+    async with kube_store(kube_api) as store:
+        await store.apply([service(f"s{i}", kube_ns) for i in range(5)])
+        items, rv = await store.list("Service", kube_ns)
+        assert [s.metadata.name for s in items] == [f"s{i}" for i in range(5)]
+        assert rv >= max(s.metadata.resource_version for s in items)
+
+
+async def test_an_unreachable_api_server_is_named(kube_api: KubeAPIServer, tmp_path: Any) -> None:
+    relay = await Relay(kube_api.port).start()
+    port = relay.port
+    await relay.close()  # nothing listens there any more
+    async with kube_store(kube_api, kubeconfig=kubeconfig_via(kube_api, port, tmp_path / "kc")) as store:
+        with pytest.raises(StoreError, match=f"cannot reach the API server.*127.0.0.1:{port}"):
+            await store.list("Service", "default")
