@@ -111,6 +111,8 @@ _RULES: dict[str, list[dict[str, Any]]] = {
     ],
     "injector": [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": _READ},
+        # publishes the trust roots ConfigMap into each namespace it injects pods into
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "update"]},
         {"apiGroups": ["apps"], "resources": ["replicasets", "deployments"], "verbs": ["get"]},
     ],
 }

@@ -62,6 +62,31 @@ async def test_install_crds_then_control_plane_apply(kube_client: kclient.ApiCli
             await core.read_namespaced_service_account(f"meshlet-{c}", ns)
             dep = await kclient.AppsV1Api(kube_client).read_namespaced_deployment(f"meshlet-{c}", ns)
             assert dep.spec.template.spec.service_account_name == f"meshlet-{c}"
+        # each component's ServiceAccount may do what its process does, and not more
+        authz = kclient.AuthorizationV1Api(kube_client)
+
+        async def allowed(component: str, verb: str, group: str, resource: str, namespace: str | None = None,
+                          name: str | None = None) -> bool:
+            review = kclient.V1SubjectAccessReview(spec=kclient.V1SubjectAccessReviewSpec(
+                user=f"system:serviceaccount:{ns}:meshlet-{component}",
+                groups=["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"],
+                resource_attributes=kclient.V1ResourceAttributes(verb=verb, group=group, resource=resource,
+                                                                 namespace=namespace, name=name)))
+            return bool((await authz.create_subject_access_review(review)).status.allowed)
+
+        for verb in ("list", "watch"):
+            for group, resource in (("", "services"), ("discovery.k8s.io", "endpointslices"), ("", "pods"),
+                                    ("", "namespaces"), ("networking.istio.io", "virtualservices"),
+                                    ("networking.istio.io", "destinationrules"), ("", "secrets")):
+                assert await allowed("destination", verb, group, resource), (verb, resource)
+        assert await allowed("identity", "create", "authentication.k8s.io", "tokenreviews")
+        assert await allowed("identity", "get", "", "secrets", ns, "meshlet-identity-issuer")
+        assert not await allowed("identity", "get", "", "secrets", ns, "some-other-secret")
+        assert await allowed("injector", "get", "", "namespaces", None, "bookinfo")
+        assert await allowed("injector", "create", "", "configmaps", "bookinfo")
+        assert not await allowed("injector", "get", "", "secrets", ns, "meshlet-identity-issuer")
+        assert not await allowed("destination", "create", "", "pods", "bookinfo")
+
         # applying the same output again is a no-op, as with kubectl apply
         await apply(kube_client, docs_of(out.stdout))
         # and the apply is strict: the objects above were accepted field for field
