@@ -3,7 +3,7 @@
     python policy2_apps.py serve NAME      h2c on :8082: answers 200 with "NAME PATH trailers=<request
                                            trailers as k=v;...>" (after `x-delay` seconds); a request with `x-stall: 1` is never
                                            answered (its reset is printed: "reset PATH CODE")
-    python policy2_apps.py h2 URL [k=v headers...] [--trailer k=v] [--body TEXT | --grpc-empty]
+    python policy2_apps.py h2 URL [k=v headers...] [--trailer k=v] [--body TEXT | --grpc-empty] [--authority A]
                                            one h2c request with prior knowledge; prints JSON
     python policy2_apps.py multi URL N [k=v headers...]
                                            N concurrent GETs on one h2c connection; prints JSON
@@ -82,14 +82,15 @@ async def serve(name: str) -> None:
     await asyncio.Event().wait()
 
 
-def h2_request(url: str, headers: dict[str, str], trailers: dict[str, str], body: bytes) -> dict[str, Any]:
+def h2_request(url: str, headers: dict[str, str], trailers: dict[str, str], body: bytes,
+               authority: str = "") -> dict[str, Any]:
     u = urlsplit(url)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
     conn.initiate_connection()
     method = b"POST" if body or trailers else b"GET"
     with socket.create_connection((u.hostname, u.port or 80), timeout=20) as s:
         conn.send_headers(1, [(b":method", method), (b":scheme", b"http"), (b":path", (u.path or "/").encode()),
-                              (b":authority", u.netloc.encode())]
+                              (b":authority", (authority or u.netloc).encode())]
                           + [(k.encode(), v.encode()) for k, v in headers.items()],
                           end_stream=not body and not trailers)
         if body:
@@ -207,6 +208,7 @@ def main(argv: list[str]) -> None:
         headers: dict[str, str] = {}
         trailers: dict[str, str] = {}
         body = b""
+        authority = ""
         args = iter(argv[2:])
         for a in args:
             if a == "--trailer":
@@ -214,12 +216,14 @@ def main(argv: list[str]) -> None:
                 trailers[k] = v
             elif a == "--body":
                 body = next(args).encode()
+            elif a == "--authority":
+                authority = next(args)
             elif a == "--grpc-empty":  # one empty gRPC message
                 body = b"\x00\x00\x00\x00\x00"
             else:
                 k, _, v = a.partition("=")
                 headers[k] = v
-        print(json.dumps(h2_request(argv[1], headers, trailers, body)), flush=True)
+        print(json.dumps(h2_request(argv[1], headers, trailers, body, authority)), flush=True)
         return
     raise SystemExit(f"unknown command {argv[0]}")
 
