@@ -6,9 +6,10 @@
         ...
 
 Modules: config (KubeStoreConfig, how to reach the server), transport (raw JSON
-requests and watch streams), resources (kind -> REST paths), translate and
-podstatus (API objects <-> model, pure), reflector (one kind's list/watch loop),
-store (KubeStore).
+requests and watch streams), apierrors (API errors -> StoreErrors), resources
+(kind -> REST paths), translate and podstatus (API objects <-> model, pure),
+reflector (one kind's list/watch loop), store (KubeStore). Processes choose it
+with `--store kube [--kubeconfig P]` (meshlet.controller.store.open).
 """
 from meshlet.controller.store.kube.config import KubeStoreConfig, new_api_client
 from meshlet.controller.store.kube.reflector import KindNotServed, Reflector, diff
