@@ -23,6 +23,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from meshlet.injector.config import TRUST_ROOTS_CONFIGMAP, TRUST_ROOTS_KEY
 
 log = structlog.get_logger(component="meshlet.injector.kube")
+API_TIMEOUT = 4.0
+"""Seconds per API call: a review must be answered well inside the webhook's timeoutSeconds (10)."""
+API_TIMEOUT = 4.0
+"""Seconds per API call: a review must be answered well inside the webhook's timeoutSeconds (10)."""
 
 
 class KubeError(RuntimeError):
@@ -46,7 +50,7 @@ async def api_client(kubeconfig: str | None) -> client.ApiClient:
 async def server_minor_version(api: client.ApiClient) -> tuple[int, int]:
     """(major, minor) of the API server, e.g. (1, 37) (a trailing "+" is ignored)."""
     try:
-        info = await client.VersionApi(api).get_code()
+        info = await client.VersionApi(api).get_code(_request_timeout=API_TIMEOUT)
     except (ApiException, OSError) as e:
         raise KubeError(f"reading the API server version: {e}") from None
     digits = lambda s: int("".join(ch for ch in str(s) if ch.isdigit()) or 0)
@@ -76,7 +80,7 @@ class Namespaces:
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]
         try:
-            ns = await self._core.read_namespace(name)
+            ns = await self._core.read_namespace(name, _request_timeout=API_TIMEOUT)
         except ApiException as e:
             raise KubeError(f"reading namespace {name!r}: {e.status} {e.reason}") from None
         except OSError as e:
@@ -102,7 +106,8 @@ class TrustRootsPublisher:
 
     async def _source(self) -> str:
         try:
-            cm = await self._core.read_namespaced_config_map(TRUST_ROOTS_CONFIGMAP, self._cp_ns)
+            cm = await self._core.read_namespaced_config_map(TRUST_ROOTS_CONFIGMAP, self._cp_ns,
+                                                            _request_timeout=API_TIMEOUT)
         except ApiException as e:
             raise KubeError(f"reading ConfigMap {self._cp_ns}/{TRUST_ROOTS_CONFIGMAP}: {e.status} {e.reason}") from None
         pem = (cm.data or {}).get(TRUST_ROOTS_KEY, "")
@@ -124,15 +129,17 @@ class TrustRootsPublisher:
             data={TRUST_ROOTS_KEY: pem})
         try:
             try:
-                current = await self._core.read_namespaced_config_map(TRUST_ROOTS_CONFIGMAP, namespace)
+                current = await self._core.read_namespaced_config_map(TRUST_ROOTS_CONFIGMAP, namespace,
+                                                                     _request_timeout=API_TIMEOUT)
             except ApiException as e:
                 if e.status != 404:
                     raise
-                await self._core.create_namespaced_config_map(namespace, body)
+                await self._core.create_namespaced_config_map(namespace, body, _request_timeout=API_TIMEOUT)
                 log.info("trust_roots.published", namespace=namespace)
             else:
                 if (current.data or {}).get(TRUST_ROOTS_KEY) != pem:
-                    await self._core.replace_namespaced_config_map(TRUST_ROOTS_CONFIGMAP, namespace, body)
+                    await self._core.replace_namespaced_config_map(TRUST_ROOTS_CONFIGMAP, namespace, body,
+                                                                   _request_timeout=API_TIMEOUT)
                     log.info("trust_roots.updated", namespace=namespace)
         except ApiException as e:
             if e.status != 409:  # created concurrently by another replica: fine

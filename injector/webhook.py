@@ -23,6 +23,7 @@ from meshlet.injector.kube import NamespaceInfo
 from meshlet.injector.review import (
     Outcome,
     ReviewError,
+    ReviewRequest,
     admit,
     parse_review,
     review_response,
@@ -36,6 +37,9 @@ from prometheus_client import (
 
 log = structlog.get_logger(component="meshlet.injector.webhook")
 MAX_BODY = 8 * 1024 * 1024
+REVIEW_TIMEOUT = 8.0
+"""Seconds for one review's API work; past it the pod is let through uninjected (an error), before
+the API server's own webhook timeout (10 s) would apply the failure policy."""
 
 
 class NamespaceSource(Protocol):
@@ -75,16 +79,20 @@ class Injector:
     async def _outcome(self, body: bytes) -> tuple[str, Outcome]:
         req = parse_review(body)
         try:
-            ns = await self.namespaces.get(req.namespace) if req.kind == "Pod" else NamespaceInfo({}, {})
-            outcome = admit(req, ns.labels, self.cfg, ns.annotations)
-            if outcome.result == "injected" and self.publisher is not None and not req.dry_run:
-                outcome = await self._publish(req.uid, req.namespace, outcome)
+            async with asyncio.timeout(REVIEW_TIMEOUT):
+                return req.uid, await self._decide(req)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - the boundary: never block a pod on our bug
             log.error("review.failed", uid=req.uid, namespace=req.namespace, error=f"{type(e).__name__}: {e}")
-            outcome = Outcome("error", f"{type(e).__name__}: {e}")
-        return req.uid, outcome
+            return req.uid, Outcome("error", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+
+    async def _decide(self, req: ReviewRequest) -> Outcome:
+        ns = await self.namespaces.get(req.namespace) if req.kind == "Pod" else NamespaceInfo({}, {})
+        outcome = admit(req, ns.labels, self.cfg, ns.annotations)
+        if outcome.result == "injected" and self.publisher is not None and not req.dry_run:
+            outcome = await self._publish(req.uid, req.namespace, outcome)
+        return outcome
 
     async def _publish(self, uid: str, namespace: str, outcome: Outcome) -> Outcome:
         """Copy the trust roots next to the pod. A failure does not undo the injection (the

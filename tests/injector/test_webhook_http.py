@@ -172,3 +172,29 @@ async def test_publish_failure_still_injects_and_warns(tmp_path):
         assert metrics.registry.get_sample_value("meshlet_injector_trust_roots_publish_failures_total") == 1
     finally:
         await site.cleanup()
+
+
+class HangingNamespaces:
+    async def get(self, name):
+        await asyncio.Event().wait()
+
+
+async def test_a_hanging_api_call_is_answered_in_time(tmp_path, monkeypatch):
+    """The review's API work is bounded (REVIEW_TIMEOUT, shortened here): the pod goes through uninjected
+    instead of the API server timing the webhook out."""
+    from meshlet.injector import webhook
+
+    monkeypatch.setattr(webhook, "REVIEW_TIMEOUT", 0.5)
+    cert, key, pem = write_self_signed(tmp_path / "tls")
+    tls = CertReloader(cert, key)
+    injector = Injector(InjectorConfig(proxy_image="img:1"), HangingNamespaces(), None, Metrics.create())
+    site = await start_site(webhook_app(injector), "127.0.0.1", 0, ssl_context=tls.context)
+    try:
+        s = {"url": f"https://127.0.0.1:{site.addresses[0][1]}/inject",
+             "ssl": ssl.create_default_context(cadata=pem.decode())}
+        status, text = await asyncio.wait_for(post(s, review(uid="slow")), 30)
+        resp = json.loads(text)["response"]
+        assert status == 200 and resp["allowed"] is True and "patch" not in resp
+        assert "TimeoutError" in resp["warnings"][0]
+    finally:
+        await site.cleanup()
