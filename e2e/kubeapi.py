@@ -130,8 +130,11 @@ def _kubeconfig(server: str, ca_pem: bytes, user: str, token: str) -> str:
 class KubeAPIServer:
     """etcd + kube-apiserver started in `workdir`, stopped (and their data kept) on exit."""
 
-    def __init__(self, tools: KubeTools, workdir: Path, *, start_timeout: float = 120.0) -> None:
+    def __init__(self, tools: KubeTools, workdir: Path, *, start_timeout: float = 120.0,
+                 apiserver_args: tuple[str, ...] = ()) -> None:
         self.tools = tools
+        self.apiserver_args = apiserver_args
+        """Extra kube-apiserver flags (e.g. `--watch-cache=false`), after the defaults."""
         self.workdir = Path(workdir)
         self.start_timeout = start_timeout
         self.service_account_issuer = SERVICE_ACCOUNT_ISSUER
@@ -268,6 +271,7 @@ class KubeAPIServer:
             "--allow-privileged=true", "--profiling=false", "--endpoint-reconciler-type=none",
             f"--cert-dir={self.workdir / 'certs'}",
             "--v=1",
+            *self.apiserver_args,
         ])
         ctx = ssl.create_default_context(cadata=self.ca_pem.decode())
 

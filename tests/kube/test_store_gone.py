@@ -20,18 +20,11 @@ from meshlet.e2e.kubeapi import KubeAPIServer, KubeTools
 from store_helpers import Collector, Relay, compact_etcd, kube_store, kubeconfig_via, seen
 
 
-class WatchCacheOff(KubeAPIServer):
-    """The test API server with watches served by etcd directly (`--watch-cache=false`)."""
-
-    def _spawn(self, name: str, argv: list[str]):  # type: ignore[no-untyped-def]
-        if name == "kube-apiserver":
-            argv = [*argv, "--watch-cache=false"]
-        return super()._spawn(name, argv)
-
-
 @pytest.fixture(scope="module")
 def api_without_cache(kube_tools: KubeTools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPIServer]:
-    with WatchCacheOff(kube_tools, tmp_path_factory.mktemp("kube-apiserver-nocache")) as api:
+    # watches served by etcd directly, so an old resourceVersion gets a real 410
+    with KubeAPIServer(kube_tools, tmp_path_factory.mktemp("kube-apiserver-nocache"),
+                       apiserver_args=("--watch-cache=false",)) as api:
         yield api
 
 
