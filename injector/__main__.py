@@ -38,7 +38,8 @@ NATIVE_SIDECAR_MIN = (1, 29)
 
 
 async def serve(cfg: InjectorConfig, *, kubeconfig: str | None, host: str, port: int, admin_port: int,
-                native: str, cert: Path, key: Path, reload_interval: float, log_level: str) -> None:
+                native: str, cert: Path, key: Path, reload_interval: float, trust_roots_resync: float,
+                log_level: str) -> None:
     log = setup_log("injector", log_level)
     tls = CertReloader(cert, key)
     api = await api_client(kubeconfig)
@@ -48,11 +49,13 @@ async def serve(cfg: InjectorConfig, *, kubeconfig: str | None, host: str, port:
             cfg = replace(cfg, native_sidecar=version >= NATIVE_SIDECAR_MIN)
             log.info("injector.native_sidecar", server=f"{version[0]}.{version[1]}", enabled=cfg.native_sidecar)
         metrics = Metrics.create()
-        injector = Injector(cfg, Namespaces(api), TrustRootsPublisher(api, cfg.control_plane_namespace), metrics)
+        publisher = TrustRootsPublisher(api, cfg.control_plane_namespace)
+        injector = Injector(cfg, Namespaces(api), publisher, metrics)
         serving = False
         admin = await start_site(admin_app(ready=lambda: serving, registry=metrics.registry), host, admin_port)
         site = None
         watcher = asyncio.create_task(tls.watch(reload_interval), name="tls-reload")
+        resync = asyncio.create_task(publisher.run(trust_roots_resync), name="trust-roots-resync")
         try:
             site = await start_site(webhook_app(injector), host, port, ssl_context=tls.context)
             serving = True
@@ -62,14 +65,17 @@ async def serve(cfg: InjectorConfig, *, kubeconfig: str | None, host: str, port:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            await asyncio.wait({asyncio.ensure_future(stop.wait()), watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if watcher.done():
-                watcher.result()
+            await asyncio.wait({asyncio.ensure_future(stop.wait()), watcher, resync},
+                               return_when=asyncio.FIRST_COMPLETED)
+            for task in (watcher, resync):
+                if task.done():
+                    task.result()  # they run until cancelled: an end is an error
             log.info("injector.stopping")
         finally:
             serving = False
             watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            resync.cancel()
+            await asyncio.gather(watcher, resync, return_exceptions=True)
             if site is not None:
                 await site.cleanup()
             await admin.cleanup()
@@ -105,13 +111,15 @@ async def serve(cfg: InjectorConfig, *, kubeconfig: str | None, host: str, port:
 @click.option("--proxy-memory-limit", default=None)
 @click.option("--proxy-log-level", default="info", show_default=True)
 @click.option("--cert-reload-interval", type=float, default=2.0, show_default=True)
+@click.option("--trust-roots-resync", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="Seconds between updates of the trust-roots copies in pod namespaces.")
 @click.option("--log-level", default="info", show_default=True)
 def main(tls_cert: Path, tls_key: Path, kubeconfig: str | None, store: str, host: str, port: int, admin_port: int,
          cp_namespace: str, proxy_image: str | None, image_pull_policy: str, cluster_domain: str, trust_domain: str,
          identity_addr: str | None, destination_addr: str | None, identity_server_name: str | None,
          native_sidecar: str, proxy_cpu_request: str,
          proxy_memory_request: str, proxy_cpu_limit: str | None, proxy_memory_limit: str | None,
-         proxy_log_level: str, cert_reload_interval: float, log_level: str) -> None:
+         proxy_log_level: str, cert_reload_interval: float, trust_roots_resync: float, log_level: str) -> None:
     """Serve the meshlet sidecar-injection webhook."""
     try:
         cfg = InjectorConfig(
@@ -125,7 +133,8 @@ def main(tls_cert: Path, tls_key: Path, kubeconfig: str | None, store: str, host
         )
         asyncio.run(serve(cfg, kubeconfig=kubeconfig, host=host, port=port, admin_port=admin_port,
                           native=native_sidecar, cert=tls_cert, key=tls_key,
-                          reload_interval=cert_reload_interval, log_level=log_level))
+                          reload_interval=cert_reload_interval, trust_roots_resync=trust_roots_resync,
+                          log_level=log_level))
     except (ConfigError, CertError, KubeError) as e:
         click.echo(f"meshlet injector: {e}", err=True)
         sys.exit(2)

@@ -5,13 +5,14 @@
 * `TrustRootsPublisher`: copies the trust-roots ConfigMap of the control-plane
   namespace into the namespace of each injected pod (its proxy mounts it from
   there: a pod cannot mount another namespace's ConfigMap), like istiod does
-  with `istio-ca-root-cert`.
+  with `istio-ca-root-cert`, and resyncs the copies (by label) periodically.
 * `api_client(kubeconfig)`: from a kubeconfig path, or in-cluster when None.
 
 API errors become `KubeError` (the webhook turns it into "allowed, not injected").
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -23,8 +24,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from meshlet.injector.config import TRUST_ROOTS_CONFIGMAP, TRUST_ROOTS_KEY
 
 log = structlog.get_logger(component="meshlet.injector.kube")
+MANAGED_BY = ("app.kubernetes.io/managed-by", "meshlet-injector")
 API_TIMEOUT = 4.0
 """Seconds per API call: a review must be answered well inside the webhook's timeoutSeconds (10)."""
+MANAGED_BY = ("app.kubernetes.io/managed-by", "meshlet-injector")
 API_TIMEOUT = 4.0
 """Seconds per API call: a review must be answered well inside the webhook's timeoutSeconds (10)."""
 
@@ -125,7 +128,7 @@ class TrustRootsPublisher:
         pem = await self._source()
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name=TRUST_ROOTS_CONFIGMAP, namespace=namespace,
-                                         labels={"app.kubernetes.io/managed-by": "meshlet-injector"}),
+                                         labels={MANAGED_BY[0]: MANAGED_BY[1]}),
             data={TRUST_ROOTS_KEY: pem})
         try:
             try:
@@ -148,3 +151,38 @@ class TrustRootsPublisher:
         self._done.move_to_end(namespace)
         while len(self._done) > 4096:
             self._done.popitem(last=False)
+
+    async def resync(self) -> int:
+        """Bring every copy (found by its label) up to date with the control plane's; returns how
+        many were rewritten. This is how a rotated trust anchor reaches the pod namespaces."""
+        pem = await self._source()
+        try:
+            copies = await self._core.list_config_map_for_all_namespaces(
+                label_selector=f"{MANAGED_BY[0]}={MANAGED_BY[1]}", _request_timeout=API_TIMEOUT)
+        except ApiException as e:
+            raise KubeError(f"listing trust-roots copies: {e.status} {e.reason}") from None
+        changed = 0
+        for cm in copies.items:
+            if cm.metadata.name != TRUST_ROOTS_CONFIGMAP or (cm.data or {}).get(TRUST_ROOTS_KEY) == pem:
+                continue
+            cm.data = {**(cm.data or {}), TRUST_ROOTS_KEY: pem}
+            try:
+                await self._core.replace_namespaced_config_map(TRUST_ROOTS_CONFIGMAP, cm.metadata.namespace, cm,
+                                                               _request_timeout=API_TIMEOUT)
+            except ApiException as e:
+                log.warning("trust_roots.resync_failed", namespace=cm.metadata.namespace, error=f"{e.status} {e.reason}")
+                continue
+            changed += 1
+            log.info("trust_roots.updated", namespace=cm.metadata.namespace)
+        return changed
+
+    async def run(self, interval: float) -> None:
+        """Resync forever every `interval` seconds; errors are logged and retried next round."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.resync()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a background loop: log, keep going
+                log.warning("trust_roots.resync_failed", error=f"{type(e).__name__}: {e}")

@@ -81,7 +81,8 @@ class InjectorProcess:
         return self.proc.returncode
 
 
-def start_injector(workdir: Path, kubeconfig: Path, cp_namespace: str, *, timeout: float = 60.0) -> InjectorProcess:
+def start_injector(workdir: Path, kubeconfig: Path, cp_namespace: str, *extra: str,
+                   timeout: float = 60.0) -> InjectorProcess:
     cert, key, pem = write_self_signed(workdir / "tls")
     port, admin_port = free_port(), free_port()
     log_path = workdir / "injector.log"
@@ -89,7 +90,8 @@ def start_injector(workdir: Path, kubeconfig: Path, cp_namespace: str, *, timeou
         proc = subprocess.Popen(
             [sys.executable, "-m", "meshlet.injector", "--tls-cert", str(cert), "--tls-key", str(key),
              "--kubeconfig", str(kubeconfig), "--host", "127.0.0.1", "--port", str(port),
-             "--admin-port", str(admin_port), "--namespace", cp_namespace, "--proxy-image", "meshlet/meshlet:test"],
+             "--admin-port", str(admin_port), "--namespace", cp_namespace, "--proxy-image", "meshlet/meshlet:test",
+             "--trust-roots-resync", "1", *extra],
             stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     inj = InjectorProcess(proc, port, admin_port, pem, log_path, uuid.uuid4().hex[:12])
     deadline = time.monotonic() + timeout
@@ -146,7 +148,7 @@ def pod_body(name: str, *, labels: dict[str, str] | None = None,
 INJECTOR_RULES = [
     # what injector/README.md says the injector needs
     kclient.V1PolicyRule(api_groups=[""], resources=["namespaces"], verbs=["get"]),
-    kclient.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "create", "update"]),
+    kclient.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "list", "create", "update"]),
 ]
 
 

@@ -207,6 +207,15 @@ async def test_with_the_documented_rbac_only(kube_api: KubeAPIServer, kube_clien
         if may_write_configmaps:
             cm = await hook.core.read_namespaced_config_map("meshlet-identity-trust-roots", ns)
             assert cm.data["ca-bundle.crt"] == TRUST_PEM
+            # a rotated anchor in the control plane reaches the copy (resync every second here)
+            rotated = TRUST_PEM.replace("MIIBtest", "MIIBrotated")
+            await hook.core.patch_namespaced_config_map("meshlet-identity-trust-roots", hook.cp_ns,
+                                                        {"data": {"ca-bundle.crt": rotated}})
+            deadline = time.monotonic() + 60
+            while (await hook.core.read_namespaced_config_map(
+                    "meshlet-identity-trust-roots", ns)).data["ca-bundle.crt"] != rotated:
+                assert time.monotonic() < deadline, hook.inj.log()
+                await asyncio.sleep(0.5)
         else:
             with pytest.raises(ApiException) as e:
                 await hook.core.read_namespaced_config_map("meshlet-identity-trust-roots", ns)
