@@ -4,8 +4,10 @@
 pods, exec a command in a pod, reach a pod's port from the test host.
 `LocalMeshTarget` implements it with `meshlet up/down/get/exec` subprocesses
 against one state directory (and its own bridge, netns prefix and CIDRs, so
-a test mesh never touches the default one); a Kubernetes target (kubectl)
-can implement the same protocol later.
+a test mesh never touches the default one); `KubeMeshTarget`
+(meshlet.e2e.kubetarget) implements it over the Kubernetes API.
+`make_target(settings)` builds either from its settings; `target_kind(env)`
+reads the one switch, MESHLET_E2E_TARGET=local|kube (default local).
 """
 from __future__ import annotations
 
@@ -16,9 +18,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from meshlet.e2e.pods import PodInfo, PodListError, parse_names, parse_pods
+
+if TYPE_CHECKING:
+    from meshlet.e2e.kubetarget import KubeTargetSettings
+
+TARGET_ENV = "MESHLET_E2E_TARGET"
+TARGET_KINDS = ("local", "kube")
 
 
 class TargetError(RuntimeError):
@@ -154,3 +162,21 @@ def wait_for_pods(target: MeshTarget, namespace: str, *, expect: int, timeout: f
     states = ", ".join(f"{p.name}:{p.phase or '?'}{'/ready' if p.ready else ''}" for p in pods) or "none"
     raise TargetError(f"{namespace}: {expect} ready pods wanted within {timeout}s; pods: {states}"
                       + (f"; last error: {last_error}" if last_error else ""))
+
+
+def target_kind(env: Mapping[str, str] | None = None) -> str:
+    """`local` or `kube` from MESHLET_E2E_TARGET (default local); ValueError naming the allowed values."""
+    value = (os.environ if env is None else env).get(TARGET_ENV, "").strip().lower() or "local"
+    if value not in TARGET_KINDS:
+        raise ValueError(f"{TARGET_ENV}={value!r}: expected one of {', '.join(TARGET_KINDS)}")
+    return value
+
+
+def make_target(settings: LocalTargetSettings | KubeTargetSettings) -> MeshTarget:
+    """The mesh target its settings describe: a local mesh or a Kubernetes cluster."""
+    if isinstance(settings, LocalTargetSettings):
+        return LocalMeshTarget(settings)
+    from meshlet.e2e.kubetarget import KubeMeshTarget, KubeTargetSettings
+    if isinstance(settings, KubeTargetSettings):
+        return KubeMeshTarget(settings)
+    raise TypeError(f"no mesh target for settings of type {type(settings).__name__}")

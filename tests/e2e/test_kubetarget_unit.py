@@ -1,0 +1,134 @@
+"""Pure parts of the Kubernetes e2e target: manifests and their order, Deployment availability,
+the exec status channel, PodInfo from a Pod object, and the target switch."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from meshlet.e2e.kubetarget import (
+    KubeMeshTarget,
+    KubeTargetSettings,
+    ManifestError,
+    ObjectRef,
+    apply_order,
+    delete_order,
+    deployment_problem,
+    exit_code,
+    load_manifests,
+)
+from meshlet.e2e.pods import pod_from_obj
+from meshlet.e2e.scenarios.harness import BOOKINFO_DIR
+from meshlet.e2e.target import (
+    LocalMeshTarget,
+    LocalTargetSettings,
+    make_target,
+    target_kind,
+)
+
+
+def test_bookinfo_loads_and_orders_namespaces_first() -> None:
+    docs = apply_order(load_manifests(BOOKINFO_DIR))
+    kinds = [d["kind"] for d in docs]
+    assert kinds[:2] == ["Namespace", "Namespace"]
+    assert kinds.index("ServiceAccount") < kinds.index("Service") < kinds.index("Deployment")
+    assert max(i for i, k in enumerate(kinds) if k == "Service") < min(i for i, k in enumerate(kinds) if k == "Deployment")
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"} == {"bookinfo", "legacy"}
+
+
+def test_order_is_stable_and_custom_resources_last(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n---\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d1}\n---\n"
+        "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: apps/v1, kind: Deployment, metadata: {name: d2}}\n"
+        "- {apiVersion: v1, kind: Namespace, metadata: {name: n}}\n")
+    (tmp_path / "notes.txt").write_text("not a manifest")
+    names = [d["metadata"]["name"] for d in apply_order(load_manifests(tmp_path))]
+    assert names == ["n", "d1", "d2", "vs"]
+
+
+@pytest.mark.parametrize("text, error", [
+    ("apiVersion: v1\nkind: ConfigMap\n", "document 1: not a Kubernetes object"),
+    ("- a\n- b\n", "document 1: not a Kubernetes object"),
+    ("key: [unclosed\n", "bad.yaml"),
+])
+def test_bad_manifests_name_file_and_document(tmp_path: Path, text: str, error: str) -> None:
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ManifestError, match=error):
+        load_manifests(tmp_path / "bad.yaml")
+
+
+def test_missing_manifest_path(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="does not exist"):
+        load_manifests(tmp_path / "nope")
+
+
+def test_delete_order_reverses_with_namespaces_last() -> None:
+    refs = [ObjectRef("v1", "Namespace", None, "bookinfo"), ObjectRef("v1", "ServiceAccount", "bookinfo", "sa"),
+            ObjectRef("v1", "Service", "bookinfo", "svc"), ObjectRef("apps/v1", "Deployment", "bookinfo", "d"),
+            ObjectRef("v1", "Namespace", None, "legacy"), ObjectRef("x.io/v1", "Gadget", "bookinfo", "g")]
+    assert [r.name for r in delete_order(refs)] == ["g", "d", "svc", "sa", "legacy", "bookinfo"]
+
+
+def _deployment(replicas: int = 2, generation: int = 3, observed: int = 3, available: int = 2,
+                cond: str | None = "True") -> dict:
+    status: dict = {"observedGeneration": observed, "availableReplicas": available}
+    if cond:
+        status["conditions"] = [{"type": "Available", "status": cond, "reason": "MinimumReplicasUnavailable",
+                                 "message": "Deployment does not have minimum availability."}]
+    return {"metadata": {"generation": generation}, "spec": {"replicas": replicas}, "status": status}
+
+
+def test_deployment_availability() -> None:
+    assert deployment_problem(_deployment()) is None
+    assert deployment_problem(_deployment(observed=2)) == "its controller has not observed the latest spec"
+    assert deployment_problem(_deployment(available=1, cond="False")) == (
+        "1/2 available (MinimumReplicasUnavailable: Deployment does not have minimum availability.)")
+    assert deployment_problem(_deployment(cond=None)) == "2/2 available"
+    assert deployment_problem(_deployment(replicas=0, available=0, cond=None)) is None
+    assert deployment_problem({"metadata": {"generation": 1}, "spec": {}}) is not None
+
+
+def test_exec_status_channel() -> None:
+    assert exit_code(json.dumps({"metadata": {}, "status": "Success"})) == (0, "")
+    failed = {"status": "Failure", "message": "command terminated with non-zero exit code: exit status 7",
+              "reason": "NonZeroExitCode",
+              "details": {"causes": [{"reason": "ExitCode", "message": "7"}]}}
+    assert exit_code(json.dumps(failed)) == (7, "")
+    not_found = {"status": "Failure", "message": 'exec: "curl": executable file not found in $PATH'}
+    assert exit_code(json.dumps(not_found)) == (126, 'exec: "curl": executable file not found in $PATH')
+    assert exit_code("garbage")[0] == 126
+
+
+def test_pod_info_from_a_kube_pod_object() -> None:
+    pod = {"metadata": {"name": "productpage-v1-6b746f74dc-9stvs", "namespace": "bookinfo",
+                        "labels": {"app": "productpage", "version": "v1", "pod-template-hash": "6b746f74dc"},
+                        "ownerReferences": [{"kind": "ReplicaSet", "name": "productpage-v1-6b746f74dc"}]},
+           "spec": {"initContainers": [{"name": "meshlet-init"}],
+                    "containers": [{"name": "productpage"}, {"name": "meshlet-proxy"}]},
+           "status": {"phase": "Running", "podIP": "10.244.0.9",
+                      "conditions": [{"type": "Ready", "status": "True"}]}}
+    info = pod_from_obj(pod)
+    assert (info.key, info.ip, info.phase, info.ready, info.meshed, info.owner) == (
+        "bookinfo/productpage-v1-6b746f74dc-9stvs", "10.244.0.9", "Running", True, True, "productpage-v1")
+
+
+def test_target_switch() -> None:
+    assert target_kind({}) == "local"
+    assert target_kind({"MESHLET_E2E_TARGET": " Kube "}) == "kube"
+    with pytest.raises(ValueError, match="MESHLET_E2E_TARGET='kind': expected one of local, kube"):
+        target_kind({"MESHLET_E2E_TARGET": "kind"})
+    assert isinstance(make_target(LocalTargetSettings(state_dir=Path("/tmp/x"))), LocalMeshTarget)
+    kube = make_target(KubeTargetSettings(kubeconfig=Path("/tmp/kc")))
+    assert isinstance(kube, KubeMeshTarget)
+    with pytest.raises(TypeError):
+        make_target("local")  # type: ignore[arg-type]
+
+
+def test_kube_settings_from_env() -> None:
+    s = KubeTargetSettings.from_env({"KUBECONFIG": "/a/kc:/b/kc", "MESHLET_E2E_CP_NAMESPACE": "mesh"})
+    assert (s.kubeconfig, s.context, s.control_plane_namespace) == (Path("/a/kc"), None, "mesh")
+    s = KubeTargetSettings.from_env({"KUBECONFIG": "/a/kc", "MESHLET_E2E_KUBECONFIG": "/e2e/kc",
+                                     "MESHLET_E2E_KUBE_CONTEXT": "kind-kind"})
+    assert (s.kubeconfig, s.context, s.control_plane_namespace) == (Path("/e2e/kc"), "kind-kind", "meshlet")
+    assert KubeTargetSettings.from_env({}).kubeconfig is None
