@@ -112,7 +112,7 @@ _RULES: dict[str, list[dict[str, Any]]] = {
     "injector": [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": _READ},
         # publishes the trust roots ConfigMap into each namespace it injects pods into
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "update"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "update"]},
         {"apiGroups": ["apps"], "resources": ["replicasets", "deployments"], "verbs": ["get"]},
     ],
 }
@@ -220,7 +220,8 @@ def _webhook(s: Scope) -> dict[str, Any]:
                 {"key": "meshlet.io/inject", "operator": "NotIn", "values": ["false", "disabled"]}]},
             "failurePolicy": s.text("injector.failurePolicy"),
             "timeoutSeconds": s.number("injector.timeoutSeconds"),
-            "sideEffects": "None",
+            # it writes the trust-roots ConfigMap copies, and skips that on dry runs
+            "sideEffects": "NoneOnDryRun",
             "admissionReviewVersions": ["v1"],
             "reinvocationPolicy": "Never",
         }],
