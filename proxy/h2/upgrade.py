@@ -73,28 +73,38 @@ class H1OverH2(asyncio.Transport):
         self.end_sent = False
         self.chunked = False
         self.task: asyncio.Task[None] | None = None
+        self.waiting: deque[Any] = deque()
+        """Parsed request events not taken yet: a next request waits until this one's response is done."""
 
     # --- the HTTP/1 side writes the request ---
     def write(self, data: bytes) -> None:
         if self.closing:
             return
         try:
-            events = self.parser.feed(data)
+            self.waiting.extend(self.parser.feed(data))
         except ProtocolError as e:
             self._lose(ConnectError(f"request not forwardable over HTTP/2: {e}"))
             return
-        for ev in events:
+        self._take()
+
+    def _take(self) -> None:
+        while self.waiting:
+            ev = self.waiting[0]
             t = type(ev)
             if t is RequestHead:
-                self.head, self.req_end, self.end_sent = ev, False, False  # type: ignore[assignment]
+                if self.head is not None:
+                    break  # the exchange before it is not over
+                self.head, self.req_end, self.end_sent = ev, False, False
             elif t is Body:
-                self.body.append(ev.data)  # type: ignore[union-attr]
+                if self.head is not None:  # (the rest of a request answered early is dropped)
+                    self.body.append(ev.data)
             elif t is RequestEnd:
-                self.req_end = True
+                self.req_end = self.head is not None
             else:  # an Upgrade (WebSocket...): not over HTTP/2
                 self._lose(ConnectError("HTTP/1.1 upgrades are not carried over an h2-upgraded connection"))
                 return
-        if self.head is not None and not self.sid and self.task is None:
+            self.waiting.popleft()
+        if self.head is not None and not self.sid and self.task is None and not self.closing:
             up = self.pool.take()
             if up is not None:
                 self._open(up)
@@ -183,6 +193,8 @@ class H1OverH2(asyncio.Transport):
             self.up.flush()
         self.up, self.sid, self.head = None, 0, None
         self.body.clear()
+        if self.waiting:
+            self._take()  # the next request written meanwhile
 
     def _deliver(self, data: bytes) -> None:
         if not self.closing:

@@ -101,3 +101,19 @@ async def test_request_becomes_a_stream_and_the_response_http1() -> None:
     vt.up_reset(2, False)
     await asyncio.sleep(0)
     assert vt.is_closing() and len(proto.lost) == 1
+
+
+async def test_a_request_written_before_the_response_ended_waits_for_it() -> None:
+    up, proto = FakeUp(window=1000), Proto()
+    vt = H1OverH2(FakePool(up), proto)
+    vt.write(b"GET /1 HTTP/1.1\r\nHost: svc:80\r\n\r\nGET /2 HTTP/1.1\r\nHost: svc:80\r\n\r\n")
+    assert [dict(h)[b":path"] for h, _ in up.opened] == [b"/1"]  # one exchange at a time
+    vt.up_head([(b":status", b"200"), (b"content-length", b"2")], False)
+    vt.up_data(b"ok", 2)
+    vt.write(b"GET /3 HTTP/1.1\r\nHost: svc:80\r\n\r\n")  # written as the body ends
+    assert len(up.opened) == 1
+    vt.up_end()
+    assert [dict(h)[b":path"] for h, _ in up.opened] == [b"/1", b"/2"]
+    vt.up_head([(b":status", b"204")], True)
+    assert [dict(h)[b":path"] for h, _ in up.opened] == [b"/1", b"/2", b"/3"]
+    assert proto.got == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 204 No Content\r\n\r\n"
