@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from meshlet.proxy.errors import ProtocolError
 from meshlet.proxy.http1 import (
@@ -167,6 +167,7 @@ def test_bytes_without_request_are_an_error() -> None:
         ResponseFramer().feed(b"HTTP/1.1 200 OK\r\n\r\n")
 
 
+@settings(deadline=None)  # a busy machine is no failure
 @given(st.lists(st.binary(min_size=1, max_size=50), max_size=8), st.integers(min_value=1, max_value=13))
 def test_chunked_roundtrip(chunks: list[bytes], step: int) -> None:
     body = b"".join(encode_chunk(c) for c in chunks) + b"0\r\n\r\n"
@@ -177,6 +178,7 @@ def test_chunked_roundtrip(chunks: list[bytes], step: int) -> None:
     assert raw_of(events) == response and isinstance(events[-1], ResponseEnd)
 
 
+@settings(deadline=None)  # a busy machine is no failure
 @given(st.binary(max_size=300))
 def test_response_framer_never_crashes_unexpectedly(data: bytes) -> None:
     f = ResponseFramer()
@@ -188,6 +190,7 @@ def test_response_framer_never_crashes_unexpectedly(data: bytes) -> None:
         pass
 
 
+@settings(deadline=None)  # a busy machine is no failure
 @given(st.binary(max_size=300))
 def test_request_parser_never_crashes_unexpectedly(data: bytes) -> None:
     try:
@@ -229,6 +232,7 @@ RESPONSES = [
 ]
 
 
+@settings(deadline=None)  # a busy machine is no failure
 @given(st.sampled_from(RESPONSES), st.binary(max_size=10), st.integers(min_value=1, max_value=40))
 def test_one_read_or_many_give_the_same_events(response: bytes, extra: bytes, step: int) -> None:
     def run(step: int) -> tuple:
