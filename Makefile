@@ -100,7 +100,8 @@ uninstall:
 	-$(HELM) uninstall meshlet-crds
 	$(KUBECTL) delete namespace $(CP_NAMESPACE) --ignore-not-found
 
-## e2e-kube: the sample apps against the current kube context: Bookinfo injected, proxies checked, traffic through the mesh
+## e2e-kube: the sample apps against the current kube context: Bookinfo injected, proxies checked, traffic through the mesh,
+## then the e2e scenarios (e2e/scenarios) with the kube target (KubeMeshTarget, $KUBECONFIG or ~/.kube/config)
 e2e-kube:
 	meshlet check --mode kube -L $(CP_NAMESPACE)
 	$(KUBECTL) apply -f e2e/apps/bookinfo/
@@ -109,3 +110,4 @@ e2e-kube:
 	$(KUBECTL) -n bookinfo exec deploy/sleep -c sleep -- python -c \
 	  'import urllib.request as u; r = u.urlopen("http://productpage:9080/api/v1/products/0/reviews", timeout=10); assert r.status == 200; print(r.read()[:200])'
 	$(KUBECTL) -n bookinfo get pods -o custom-columns=NAME:.metadata.name,CONTAINERS:.spec.containers[*].name,INIT:.spec.initContainers[*].name
+	MESHLET_E2E_CP_NAMESPACE=$(CP_NAMESPACE) $(PYTHON) -m pytest e2e/scenarios --mesh-target=kube -v

@@ -12,8 +12,8 @@ client (call it from a worker thread inside async code).
 network (in the cluster, or e.g. `ip route add <pod CIDR> via <kind node IP>`);
 a port-forward through the API server is not implemented.
 
-Pure parts (tested without a server): `load_manifests`, `apply_order`,
-`delete_order`, `deployment_problem`, `exit_code`.
+The pure parts (manifests, their order, availability, the exec status
+channel) are in meshlet.e2e.kubeobjects.
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import yaml
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio import config as kconfig
 from kubernetes_asyncio.stream import WsApiClient
@@ -38,23 +37,26 @@ from meshlet.controller.store.kube.transport import (
     Transport,
     TransportError,
 )
+from meshlet.e2e.kubeobjects import (
+    STATUS,
+    STDERR,
+    STDOUT,
+    ManifestError,
+    ObjectRef,
+    apply_order,
+    default_container,
+    delete_order,
+    deployment_problem,
+    exit_code,
+    load_manifests,
+)
 from meshlet.e2e.pods import PodInfo, pod_from_obj
 from meshlet.e2e.target import TargetError
 
+__all__ = ["KubeMeshTarget", "KubeTargetSettings", "ManifestError"]
+
 T = TypeVar("T")
 CONTROL_PLANE = ("meshlet-destination", "meshlet-identity", "meshlet-injector")
-# helm's install order (abridged): what others depend on first; unknown kinds (custom resources) last
-KIND_ORDER = ("Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodDisruptionBudget", "ServiceAccount",
-              "Secret", "ConfigMap", "StorageClass", "PersistentVolume", "PersistentVolumeClaim",
-              "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
-              "DaemonSet", "Pod", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler", "StatefulSet", "Job",
-              "CronJob", "IngressClass", "Ingress", "APIService", "MutatingWebhookConfiguration",
-              "ValidatingWebhookConfiguration")
-STDOUT, STDERR, STATUS = 1, 2, 3
-
-
-class ManifestError(TargetError):
-    """A manifest file is not a list of Kubernetes objects."""
 
 
 @dataclass(frozen=True)
@@ -73,94 +75,18 @@ class KubeTargetSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KubeTargetSettings:
-        """MESHLET_E2E_KUBECONFIG (else KUBECONFIG's first file), MESHLET_E2E_KUBE_CONTEXT, MESHLET_E2E_CP_NAMESPACE."""
+        """MESHLET_E2E_KUBECONFIG (else KUBECONFIG's first file), MESHLET_E2E_KUBE_CONTEXT,
+        MESHLET_E2E_CP_NAMESPACE, MESHLET_E2E_KUBE_READY_TIMEOUT (seconds)."""
         env = os.environ if env is None else env
         path = env.get("MESHLET_E2E_KUBECONFIG") or (env.get("KUBECONFIG") or "").split(os.pathsep)[0]
-        return cls(kubeconfig=Path(path) if path else None, context=env.get("MESHLET_E2E_KUBE_CONTEXT") or None,
-                   control_plane_namespace=env.get("MESHLET_E2E_CP_NAMESPACE") or "meshlet")
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    api_version: str
-    kind: str
-    namespace: str | None
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.name}" + (f" in {self.namespace}" if self.namespace else "")
-
-
-def load_manifests(path: Path) -> list[dict[str, Any]]:
-    """The objects of a YAML file, or of a directory's *.yaml/*.yml files in name order (like `kubectl -f`)."""
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    elif path.exists():
-        files = [path]
-    else:
-        raise ManifestError(f"manifest path {path} does not exist")
-    docs: list[dict[str, Any]] = []
-    for file in files:
+        timeout = env.get("MESHLET_E2E_KUBE_READY_TIMEOUT") or "300"
         try:
-            loaded = [d for d in yaml.safe_load_all(file.read_text()) if d is not None]
-        except (OSError, yaml.YAMLError) as exc:
-            raise ManifestError(f"{file}: {exc}") from None
-        for i, doc in enumerate(loaded):
-            items = doc.get("items") if isinstance(doc, Mapping) and str(doc.get("kind", "")).endswith("List") else [doc]
-            for obj in items or []:
-                meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-                if not (isinstance(obj, Mapping) and obj.get("apiVersion") and obj.get("kind")
-                        and isinstance(meta, Mapping) and meta.get("name")):
-                    raise ManifestError(f"{file} document {i + 1}: not a Kubernetes object "
-                                        "(apiVersion, kind and metadata.name needed)")
-                docs.append(dict(obj))
-    return docs
-
-
-def _rank(kind: str) -> int:
-    return KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
-
-
-def apply_order(docs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Stable sort: Namespaces, ServiceAccounts, ... Deployments, then custom resources."""
-    return sorted(docs, key=lambda d: _rank(str(d["kind"])))
-
-
-def delete_order(refs: Sequence[ObjectRef]) -> list[ObjectRef]:
-    """Reverse of the apply order (ties: last applied first), Namespaces last."""
-    newest_first = list(reversed(refs))  # sorted() is stable: ties keep this order
-    return sorted(newest_first, key=lambda r: (r.kind == "Namespace", -_rank(r.kind)))
-
-
-def deployment_problem(obj: Mapping[str, Any]) -> str | None:
-    """Why a Deployment is not Available yet (None when it is)."""
-    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
-    want = int(spec.get("replicas", 1))
-    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
-        return "its controller has not observed the latest spec"
-    available = int(status.get("availableReplicas") or 0)
-    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Available"), None)
-    if available >= want and (want == 0 or (cond and cond.get("status") == "True")):
-        return None
-    why = f"{available}/{want} available"
-    return why + (f" ({cond.get('reason')}: {cond.get('message')})" if cond and cond.get("message") else "")
-
-
-def exit_code(status_text: str) -> tuple[int, str]:
-    """Exit code and error text from the exec status channel's Status object."""
-    try:
-        status = json.loads(status_text)
-    except ValueError:
-        return 126, f"unreadable exec status: {status_text[:200]}"
-    if status.get("status") == "Success":
-        return 0, ""
-    causes = (status.get("details") or {}).get("causes") or []
-    if status.get("reason") == "NonZeroExitCode":
-        for cause in causes:
-            if cause.get("reason") == "ExitCode" and str(cause.get("message", "")).isdigit():
-                return int(cause["message"]), ""
-    return 126, str(status.get("message") or status_text[:200])
-
+            ready_timeout = float(timeout)
+        except ValueError:
+            raise ValueError(f"MESHLET_E2E_KUBE_READY_TIMEOUT={timeout!r}: expected seconds") from None
+        return cls(kubeconfig=Path(path) if path else None, context=env.get("MESHLET_E2E_KUBE_CONTEXT") or None,
+                   control_plane_namespace=env.get("MESHLET_E2E_CP_NAMESPACE") or "meshlet",
+                   ready_timeout=ready_timeout)
 
 class KubeMeshTarget:
     """`MeshTarget` against the cluster a kubeconfig names."""
@@ -259,11 +185,32 @@ class KubeMeshTarget:
         if ns:
             body["metadata"]["namespace"] = ns
         ref = ObjectRef(api_version, kind, ns, name)
+        if kind == "Namespace" and api_version == "v1":
+            await self._wait_not_terminating(t, name)
         await self._call(t, "PATCH", self._path(api_version, res, ns, name), f"apply {ref}", body=body,
                          content_type=APPLY_PATCH, query={"fieldManager": self.settings.field_manager, "force": "true"})
         if ref not in self.applied:
             self.applied.append(ref)
         return ref
+
+    async def _wait_not_terminating(self, t: Transport, name: str) -> None:
+        """A Namespace being deleted (an earlier `down`) cannot take new objects: wait until it is gone."""
+        deadline = time.monotonic() + self.settings.ready_timeout
+        while True:
+            try:
+                phase = ((await t.request("GET", f"/api/v1/namespaces/{name}")).get("status") or {}).get("phase")
+            except ApiError as exc:
+                if exc.status == 404:
+                    return
+                raise TargetError(f"read Namespace/{name}: {exc}") from None
+            except TransportError as exc:
+                raise TargetError(f"read Namespace/{name}: {exc}") from None
+            if phase != "Terminating":
+                return
+            if time.monotonic() >= deadline:
+                raise TargetError(f"Namespace/{name} is still Terminating after {self.settings.ready_timeout}s "
+                                  "(an earlier deletion has not finished)")
+            await asyncio.sleep(self.settings.poll_interval)
 
     async def _wait_deployments(self, t: Transport, refs: Sequence[ObjectRef], *, what: str) -> None:
         deadline = time.monotonic() + self.settings.ready_timeout
@@ -339,11 +286,12 @@ class KubeMeshTarget:
     async def _exec(self, t: Transport, conf: kclient.Configuration, namespace: str, pod: str,
                     argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         out = {STDOUT: bytearray(), STDERR: bytearray(), STATUS: bytearray()}
+        container = await self._container(t, namespace, pod)
         ws_api = WsApiClient(configuration=conf)
         try:
             ctx = await kclient.CoreV1Api(ws_api).connect_get_namespaced_pod_exec(
                 pod, namespace, command=list(argv), stdout=True, stderr=True, stdin=False, tty=False,
-                _preload_content=False)
+                _preload_content=False, **({"container": container} if container else {}))
             async with ctx as ws:
                 async for msg in ws:
                     data = msg.data.encode() if isinstance(msg.data, str) else msg.data
@@ -362,6 +310,13 @@ class KubeMeshTarget:
         stderr = out[STDERR].decode(errors="replace") + (f"\n{error}" if error else "")
         return subprocess.CompletedProcess(list(argv), code, out[STDOUT].decode(errors="replace"), stderr)
 
+    async def _container(self, t: Transport, namespace: str, pod: str) -> str:
+        """The default container, or "" when the pod cannot be read (the exec itself then says why)."""
+        try:
+            return default_container(await t.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}"))
+        except TransportError:
+            return ""
+
     async def _why_not_running(self, t: Transport, namespace: str, pod: str) -> str:
         try:
             obj = await t.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}")
@@ -374,27 +329,35 @@ class KubeMeshTarget:
         return f": pod phase {(obj.get('status') or {}).get('phase') or 'unknown'}"
 
     def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
+        """One container's log, or every container's (proxy included, like `kubectl logs --all-containers`)."""
         async def run(t: Transport, _: kclient.Configuration) -> str:
-            query = [("container", container)] if container else []
-            what = f"logs of {namespace}/{pod}" + (f" container {container}" if container else "")
-            try:
-                resp = await t.api.call_api(f"/api/v1/namespaces/{namespace}/pods/{pod}/log", "GET",
-                                            query_params=query, auth_settings=["BearerToken"],
-                                            _preload_content=False, _request_timeout=self.settings.request_timeout)
-                body = (await resp.read()).decode(errors="replace")
-                resp.release()
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise TargetError(f"{what}: {exc or type(exc).__name__}") from None
-            if resp.status == 204:  # the API server has no kubelet location: the pod is not on a node
-                raise TargetError(f"{what}: no log stream" + await self._why_not_running(t, namespace, pod))
-            if resp.status != 200:
-                try:
-                    message = json.loads(body).get("message") or body
-                except ValueError:
-                    message = body
-                raise TargetError(f"{what}: {resp.status} {message[:300]}")
-            return body
+            if container:
+                return await self._log(t, namespace, pod, container)
+            obj = await self._call(t, "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}", f"logs of {namespace}/{pod}")
+            names = [str(c["name"]) for c in (obj.get("spec") or {}).get("containers") or []]
+            return "".join([await self._log(t, namespace, pod, name) for name in names])
         return self._run(run)
+
+    async def _log(self, t: Transport, namespace: str, pod: str, container: str) -> str:
+        query = [("container", container)]
+        what = f"logs of {namespace}/{pod} container {container}"
+        try:
+            resp = await t.api.call_api(f"/api/v1/namespaces/{namespace}/pods/{pod}/log", "GET",
+                                        query_params=query, auth_settings=["BearerToken"],
+                                        _preload_content=False, _request_timeout=self.settings.request_timeout)
+            body = (await resp.read()).decode(errors="replace")
+            resp.release()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TargetError(f"{what}: {exc or type(exc).__name__}") from None
+        if resp.status == 204:  # the API server has no kubelet location: the pod is not on a node
+            raise TargetError(f"{what}: no log stream" + await self._why_not_running(t, namespace, pod))
+        if resp.status != 200:
+            try:
+                message = json.loads(body).get("message") or body
+            except ValueError:
+                message = body
+            raise TargetError(f"{what}: {resp.status} {message[:300]}")
+        return body
 
     def pod_address(self, pod: PodInfo, port: int) -> str:
         if not pod.ip:

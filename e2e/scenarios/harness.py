@@ -1,4 +1,11 @@
-"""What every e2e scenario needs: a throw-away local mesh running Bookinfo, and polling helpers.
+"""What every e2e scenario needs: a throw-away mesh running Bookinfo, and polling helpers.
+
+`new_target()` is the one place scenarios get their mesh: a local test mesh
+(default) or the Kubernetes cluster of the current kube context when
+MESHLET_E2E_TARGET=kube (or `pytest e2e/scenarios --mesh-target=kube`);
+`stop_target()` tears either down. Scenarios needing something only a local
+mesh has call `local_only(target, why)`: on kube they are skipped as not
+applicable, with that reason.
 
 `isolated_settings()` gives a test mesh its own state dir, bridge, netns
 prefix and /24 pod and service ranges inside 198.18.0.0/15: a slot derived
@@ -23,12 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from meshlet.e2e.pods import PodInfo
 from meshlet.e2e.target import (
     LocalMeshTarget,
     LocalTargetSettings,
     MeshTarget,
     TargetError,
+    make_target,
+    target_kind,
     wait_for_pods,
 )
 
@@ -45,7 +55,9 @@ T = TypeVar("T")
 
 
 def mesh_unavailable_reason() -> str | None:
-    """Why a local mesh cannot run here (not root, `meshlet up` not built yet), or None."""
+    """Why a local mesh cannot run here (not root, `meshlet up` not built yet), or None (always None for kube)."""
+    if target_kind() == "kube":
+        return None
     if os.geteuid() != 0:
         return "needs root (network namespaces, iptables)"
     if importlib.util.find_spec("meshlet.controller.cli.up") is None:
@@ -164,7 +176,7 @@ class BookinfoMesh:
         return out
 
 
-def start_bookinfo(target: LocalMeshTarget) -> BookinfoMesh:
+def start_bookinfo(target: MeshTarget) -> BookinfoMesh:
     target.up(BOOKINFO_DIR)
     pods = wait_for_pods(target, NAMESPACE, expect=BOOKINFO_PODS, timeout=UP_TIMEOUT)
     legacy = wait_for_pods(target, LEGACY_NAMESPACE, expect=LEGACY_PODS, timeout=UP_TIMEOUT)
@@ -230,3 +242,27 @@ def stop_local(target: LocalMeshTarget) -> None:
         state_dir = target.settings.state_dir
         if state_dir.name.startswith("meshlet-e2e-") and state_dir.parent == Path(tempfile.gettempdir()):
             shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def new_target() -> MeshTarget:
+    """The mesh the scenarios run against: MESHLET_E2E_TARGET=local (default) or kube."""
+    if target_kind() == "kube":
+        from meshlet.e2e.kubetarget import KubeTargetSettings
+        return make_target(KubeTargetSettings.from_env())
+    return new_local_target()
+
+
+def stop_target(target: MeshTarget) -> None:
+    if isinstance(target, LocalMeshTarget):
+        stop_local(target)
+    else:
+        target.down()
+
+
+def local_only(target: MeshTarget, why: str) -> LocalMeshTarget:
+    """`target` as a local mesh; on any other target the scenario is skipped as not applicable, saying `why`."""
+    if not isinstance(target, LocalMeshTarget):
+        from meshlet.e2e.kubetarget import KubeMeshTarget
+        kind = "kube" if isinstance(target, KubeMeshTarget) else type(target).__name__
+        pytest.skip(f"not applicable on the {kind} target: {why}")
+    return target

@@ -21,14 +21,14 @@ from meshlet.e2e.scenarios.harness import (
     LEGACY_NAMESPACE,
     NAMESPACE,
     BookinfoMesh,
+    local_only,
     mesh_unavailable_reason,
-    new_local_target,
+    new_target,
     poll,
     start_bookinfo,
-    stop_local,
+    stop_target,
 )
 from meshlet.e2e.stats import inbound_counters, parse_samples
-from meshlet.e2e.target import LocalMeshTarget
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -40,11 +40,11 @@ def bookinfo_mesh() -> Iterator[BookinfoMesh]:
     reason = mesh_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    target = new_local_target()
+    target = new_target()
     try:
         yield start_bookinfo(target)
     finally:
-        stop_local(target)
+        stop_target(target)
 
 
 def scrape(mesh: BookinfoMesh, app: str, version: str | None = None) -> str:
@@ -137,8 +137,7 @@ def test_uninjected_pod_reaches_productpage(bookinfo_mesh: BookinfoMesh) -> None
 
 
 def test_demo_driver_prints_sane_numbers(bookinfo_mesh: BookinfoMesh) -> None:
-    target = bookinfo_mesh.target
-    assert isinstance(target, LocalMeshTarget)
+    target = local_only(bookinfo_mesh.target, "the demo driver reads a local mesh's state dir")
     proc = subprocess.run(
         [sys.executable, "-m", "meshlet.e2e.demo", "--state-dir", str(target.settings.state_dir),
          "--duration", "3", "--concurrency", "2", "--max-requests", "300"],

@@ -30,10 +30,10 @@ from meshlet.e2e.scenarios.harness import (
     UP_TIMEOUT,
     BookinfoMesh,
     mesh_unavailable_reason,
-    new_local_target,
+    new_target,
     poll,
     start_bookinfo,
-    stop_local,
+    stop_target,
 )
 from meshlet.e2e.scenarios.traffic import (
     APPLY_WAIT,
@@ -90,7 +90,7 @@ def traffic_mesh() -> Iterator[TrafficMesh]:
     reason = mesh_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    target = new_local_target()
+    target = new_target()
     try:
         bookinfo = start_bookinfo(target)
         target.apply(HTTPBIN_DIR)
@@ -102,7 +102,7 @@ def traffic_mesh() -> Iterator[TrafficMesh]:
                  timeout=90, what="httpbin through the mesh")
             yield mesh
     finally:
-        stop_local(target)
+        stop_target(target)
 
 
 def test_weighted_split_80_20(traffic_mesh: TrafficMesh) -> None:

@@ -27,10 +27,11 @@ from meshlet.e2e.scenarios.harness import (
     LEGACY_NAMESPACE,
     NAMESPACE,
     UP_TIMEOUT,
+    local_only,
     mesh_unavailable_reason,
-    new_local_target,
+    new_target,
     poll,
-    stop_local,
+    stop_target,
 )
 from meshlet.e2e.scenarios.traffic import (
     APPLY_WAIT,
@@ -56,10 +57,15 @@ def mesh() -> Iterator[Clients]:
     reason = mesh_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    target = new_local_target()
+    target = new_target()
     try:
-        target.run(["up", "-f", str(BOOKINFO_DIR / "bookinfo-namespace.yaml"), "-f", str(BOOKINFO_DIR / "sleep.yaml"),
-                    "-f", str(HTTPBIN_DIR)])
+        if isinstance(target, LocalMeshTarget):
+            target.run(["up", "-f", str(BOOKINFO_DIR / "bookinfo-namespace.yaml"), "-f",
+                        str(BOOKINFO_DIR / "sleep.yaml"), "-f", str(HTTPBIN_DIR)])
+        else:
+            target.up(BOOKINFO_DIR / "bookinfo-namespace.yaml")
+            target.apply(BOOKINFO_DIR / "sleep.yaml")
+            target.apply(HTTPBIN_DIR)
         pods = [*wait_for_pods(target, NAMESPACE, expect=1, timeout=UP_TIMEOUT),
                 *wait_for_pods(target, LEGACY_NAMESPACE, expect=1, timeout=UP_TIMEOUT),
                 *wait_for_pods(target, HTTPBIN, expect=2, timeout=UP_TIMEOUT)]
@@ -68,7 +74,7 @@ def mesh() -> Iterator[Clients]:
              == 200 else None, timeout=90, what="httpbin through the mesh")
         yield clients
     finally:
-        stop_local(target)
+        stop_target(target)
 
 
 def statuses(replies: list) -> Counter[int]:
@@ -211,9 +217,10 @@ class _Outside(BaseHTTPRequestHandler):
 @pytest.fixture
 def outside_server(mesh: Clients) -> Iterator[tuple[str, int]]:
     """An HTTP server on the test mesh's bridge (gateway) address: reachable from pods, not a mesh service."""
-    if not isinstance(mesh.target, LocalMeshTarget) or not mesh.target.settings.pod_cidr:
-        pytest.skip("needs a local test mesh (its bridge address hosts the outside server)")
-    gateway = str(ipaddress.IPv4Network(mesh.target.settings.pod_cidr)[1])
+    local = local_only(mesh.target, "the outside server listens on the local test mesh's bridge address")
+    if not local.settings.pod_cidr:
+        pytest.skip("needs a local test mesh with its own pod range (its bridge address hosts the outside server)")
+    gateway = str(ipaddress.IPv4Network(local.settings.pod_cidr)[1])
     server = ThreadingHTTPServer((gateway, 0), _Outside)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -6,17 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
-from meshlet.e2e.kubetarget import (
-    KubeMeshTarget,
-    KubeTargetSettings,
+from meshlet.e2e.kubeobjects import (
     ManifestError,
     ObjectRef,
     apply_order,
+    default_container,
     delete_order,
     deployment_problem,
     exit_code,
     load_manifests,
 )
+from meshlet.e2e.kubetarget import KubeMeshTarget, KubeTargetSettings
 from meshlet.e2e.pods import pod_from_obj
 from meshlet.e2e.scenarios.harness import BOOKINFO_DIR
 from meshlet.e2e.target import (
@@ -100,6 +100,15 @@ def test_exec_status_channel() -> None:
     assert exit_code("garbage")[0] == 126
 
 
+def test_default_container_skips_the_proxy() -> None:
+    pod = {"spec": {"containers": [{"name": "meshlet-proxy"}, {"name": "sleep"}, {"name": "other"}]}}
+    assert default_container(pod) == "sleep"
+    pod["metadata"] = {"annotations": {"kubectl.kubernetes.io/default-container": "other"}}
+    assert default_container(pod) == "other"
+    assert default_container({"spec": {"containers": [{"name": "meshlet-proxy"}]}}) == "meshlet-proxy"
+    assert default_container({}) == ""
+
+
 def test_pod_info_from_a_kube_pod_object() -> None:
     pod = {"metadata": {"name": "productpage-v1-6b746f74dc-9stvs", "namespace": "bookinfo",
                         "labels": {"app": "productpage", "version": "v1", "pod-template-hash": "6b746f74dc"},
@@ -132,3 +141,25 @@ def test_kube_settings_from_env() -> None:
                                      "MESHLET_E2E_KUBE_CONTEXT": "kind-kind"})
     assert (s.kubeconfig, s.context, s.control_plane_namespace) == (Path("/e2e/kc"), "kind-kind", "meshlet")
     assert KubeTargetSettings.from_env({}).kubeconfig is None
+    assert KubeTargetSettings.from_env({"MESHLET_E2E_KUBE_READY_TIMEOUT": "5"}).ready_timeout == 5.0
+    with pytest.raises(ValueError, match="MESHLET_E2E_KUBE_READY_TIMEOUT='soon'"):
+        KubeTargetSettings.from_env({"MESHLET_E2E_KUBE_READY_TIMEOUT": "soon"})
+
+
+def test_local_only_passes_a_local_target_through() -> None:
+    from meshlet.e2e.scenarios.harness import local_only
+    local = LocalMeshTarget(LocalTargetSettings(state_dir=Path("/tmp/x")))
+    assert local_only(local, "why") is local
+    with pytest.raises(pytest.skip.Exception, match="not applicable on the kube target: needs a state dir"):
+        local_only(make_target(KubeTargetSettings()), "needs a state dir")
+
+
+def test_make_e2e_kube_runs_the_scenarios_on_the_kube_target_after_the_checks() -> None:
+    import subprocess
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(["make", "-n", "-C", str(root), "e2e-kube", "PYTHON=python3", "CP_NAMESPACE=mesh"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    checks = proc.stdout.find("meshlet check --proxy -n bookinfo -L mesh")
+    scenarios = proc.stdout.find("MESHLET_E2E_CP_NAMESPACE=mesh python3 -m pytest e2e/scenarios --mesh-target=kube")
+    assert 0 <= checks < scenarios, proc.stdout

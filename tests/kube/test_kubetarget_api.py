@@ -140,7 +140,8 @@ async def test_exec_and_logs_fail_clearly_without_a_kubelet(kube_api: KubeAPISer
     core = kclient.CoreV1Api(kube_client)
     await core.create_namespaced_pod(kube_ns, kclient.V1Pod(
         metadata=kclient.V1ObjectMeta(name="sleep"),
-        spec=kclient.V1PodSpec(containers=[kclient.V1Container(name="sleep", image="meshlet/meshlet:test")])))
+        spec=kclient.V1PodSpec(containers=[kclient.V1Container(name="meshlet-proxy", image="meshlet/meshlet:test"),
+                                           kclient.V1Container(name="sleep", image="meshlet/meshlet:test")])))
     target = target_for(kube_api)
     with pytest.raises(TargetError, match=rf"exec in {kube_ns}/sleep: .*400.*not scheduled to a node"):
         await asyncio.to_thread(target.exec, kube_ns, "sleep", ["true"])
@@ -148,6 +149,8 @@ async def test_exec_and_logs_fail_clearly_without_a_kubelet(kube_api: KubeAPISer
         await asyncio.to_thread(target.exec, kube_ns, "missing", ["true"])
     with pytest.raises(TargetError, match=rf"logs of {kube_ns}/sleep container sleep: .*not scheduled to a node"):
         await asyncio.to_thread(target.logs, kube_ns, "sleep", "sleep")
+    with pytest.raises(TargetError, match=rf"logs of {kube_ns}/sleep container meshlet-proxy: .*not scheduled"):
+        await asyncio.to_thread(target.logs, kube_ns, "sleep")  # every container's log, in spec order
     with pytest.raises(TargetError, match=rf"logs of {kube_ns}/missing: 404"):
         await asyncio.to_thread(target.logs, kube_ns, "missing")
 
@@ -173,6 +176,10 @@ async def test_delete_and_down(kube_api: KubeAPIServer, kube_client: kclient.Api
     # Namespaces are deleted last (they stay Terminating here: no controller-manager finishes the deletion)
     for name in (ns, legacy):
         assert (await core.read_namespace(name)).status.phase == "Terminating"
+    # applying into a Namespace still being deleted waits for it to go, then says why it could not
+    again = target_for(kube_api, ready_timeout=1)
+    with pytest.raises(TargetError, match=rf"Namespace/{ns} is still Terminating after 1s"):
+        await asyncio.to_thread(again.apply, manifests, wait=False)
 
 
 async def test_bad_manifests_and_kubeconfig_are_named(kube_api: KubeAPIServer, tmp_path: Path) -> None:
