@@ -8,9 +8,10 @@
 # Build: docker build -t meshlet/meshlet:$(python -c 'import importlib.metadata as m; print(m.version("meshlet"))') .
 FROM python:3.11-slim-bookworm
 
-# iptables + iproute2 for proxy-init (capture rules) and debugging inside pods
+# iptables + iproute2 for proxy-init (capture rules) and debugging inside pods;
+# curl: the e2e scenarios send their requests from inside the sleep pods with it (on kube too)
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables iproute2 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables iproute2 curl \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
