@@ -1,11 +1,17 @@
 """Pure parts of the Kubernetes e2e target: manifests and their order, Deployment availability,
-the exec status channel, PodInfo from a Pod object, and the target switch."""
+the exec status channel, PodInfo from a Pod object, and the target switch; exec and logs
+through the real client and websocket against a loopback stand-in for the API server
+(the real API server has no kubelet here: tests/kube checks that it refuses clearly)."""
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
+import yaml
+from aiohttp import web
+from e2e_support import StartApp
 from meshlet.e2e.kubeobjects import (
     ManifestError,
     ObjectRef,
@@ -163,3 +169,59 @@ def test_make_e2e_kube_runs_the_scenarios_on_the_kube_target_after_the_checks() 
     checks = proc.stdout.find("meshlet check --proxy -n bookinfo -L mesh")
     scenarios = proc.stdout.find("MESHLET_E2E_CP_NAMESPACE=mesh python3 -m pytest e2e/scenarios --mesh-target=kube")
     assert 0 <= checks < scenarios, proc.stdout
+
+
+# --- exec and logs over real sockets against a stand-in API server (no kubelet here can run a command) ---
+def _fake_api_server() -> tuple[web.Application, list[dict]]:
+    seen: list[dict] = []
+    pod = {"metadata": {"name": "sleep-1", "namespace": "ns"},
+           "spec": {"containers": [{"name": "meshlet-proxy"}, {"name": "sleep"}]}}
+
+    async def get_pod(request: web.Request) -> web.Response:
+        return web.json_response(pod)
+
+    async def exec_(request: web.Request) -> web.WebSocketResponse:
+        command = request.query.getall("command")
+        seen.append({"container": request.query.get("container"), "command": command,
+                     "auth": request.headers.get("Authorization")})
+        ws = web.WebSocketResponse(protocols=("v4.channel.k8s.io",))
+        await ws.prepare(request)
+        await ws.send_bytes(b"\x01" + b"hello from " + command[-1].encode() + b"\n")
+        await ws.send_bytes(b"\x02" + b"a warning\n")
+        if command[-1] == "fail":
+            status = {"status": "Failure", "reason": "NonZeroExitCode", "message": "exit status 7",
+                      "details": {"causes": [{"reason": "ExitCode", "message": "7"}]}}
+        else:
+            status = {"metadata": {}, "status": "Success"}
+        await ws.send_bytes(b"\x03" + json.dumps(status).encode())
+        await ws.close()
+        return ws
+
+    async def log(request: web.Request) -> web.Response:
+        return web.Response(text=f"log of {request.query['container']}\n")
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/ns/pods/sleep-1", get_pod)
+    app.router.add_get("/api/v1/namespaces/ns/pods/sleep-1/exec", exec_)
+    app.router.add_get("/api/v1/namespaces/ns/pods/sleep-1/log", log)
+    return app, seen
+
+
+async def test_exec_and_logs_through_the_websocket_protocol(start_app: StartApp, tmp_path: Path) -> None:
+    app, seen = _fake_api_server()
+    url = await start_app(app)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "c", "cluster": {"server": url}}],
+        "users": [{"name": "u", "user": {"token": "secret-token"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
+    target = KubeMeshTarget(KubeTargetSettings(kubeconfig=kubeconfig))
+    ok = await asyncio.to_thread(target.exec, "ns", "sleep-1", ["sh", "-c", "ok"])
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, "hello from ok\n", "a warning\n")
+    failed = await asyncio.to_thread(target.exec, "ns", "sleep-1", ["sh", "-c", "fail"])
+    assert (failed.returncode, failed.stdout) == (7, "hello from fail\n")
+    assert seen[0] == {"container": "sleep", "command": ["sh", "-c", "ok"], "auth": "Bearer secret-token"}
+    logs = await asyncio.to_thread(target.logs, "ns", "sleep-1")
+    assert logs == "log of meshlet-proxy\nlog of sleep\n"
+    assert await asyncio.to_thread(target.logs, "ns", "sleep-1", "sleep") == "log of sleep\n"
