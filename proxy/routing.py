@@ -39,6 +39,11 @@ from .tcprouting import BLOCKED, TcpRoute, TcpRouting, label
 
 __all__ = ["BLOCKED", "InboundRouter", "OutboundRouter", "TcpRoute", "fast_policy", "fast_route"]
 
+def _view(head: RequestHead, authority: str, ctx: ConnCtx, prof: Profile) -> R.RequestView:
+    """What the route matchers look at (built only when a route needs it)."""
+    return R.RequestView(head, authority, int(authority.rpartition(":")[2] or ctx.orig_port), prof.header_names)
+
+
 def fast_route(spec: RouteSpec, backend: Backend, mirroring: bool) -> bool:
     """An HTTP/1 request on this route and backend needs no per-request policy: no fault, mirror,
     CORS, timeouts, rewrite or header operations, and nothing retried once the request was sent
@@ -144,13 +149,12 @@ class OutboundRouter(TcpRouting):
     def _decide(self, t: Target, pt: ProfileTarget, head: RequestHead, authority: str, ctx: ConnCtx,
                 http1: bool = False) -> Route | Reply:
         prof = pt.profile
-        port = int(authority.rpartition(":")[2] or ctx.orig_port)
         routes = prof.routes
         v: R.RequestView | None = None
         if routes and not routes[0].matches:  # a catch-all first route (the default route): nothing to look at
             sel: tuple[RouteSpec, RequestMatch | None] | None = (routes[0], None)
         else:
-            v = R.RequestView(head, authority, port, prof.header_names)
+            v = _view(head, authority, ctx, prof)
             sel = R.select(prof, v) if prof.routed else None
         rng = self.rng
         if sel is None:
@@ -160,7 +164,7 @@ class OutboundRouter(TcpRouting):
             return self._forward(prof, None, None, Backend(authority), t, head, v, authority, ctx)
         spec, match = sel
         if spec.cors is not None:
-            v = v or R.RequestView(head, authority, port, prof.header_names)
+            v = v or _view(head, authority, ctx, prof)
             pre = R.cors_preflight(spec.cors, v, close=False)
             if pre is not None:
                 return self._reply(200, partial(R.cors_preflight, spec.cors, v), head, ctx)
@@ -172,7 +176,7 @@ class OutboundRouter(TcpRouting):
             if f.delay and f.delay_percent > 0 and rng.random() * 100.0 < f.delay_percent:
                 delay = f.delay
         if spec.redirect is not None:
-            v = v or R.RequestView(head, authority, port, prof.header_names)
+            v = v or _view(head, authority, ctx, prof)
             return self._reply(spec.redirect.status, partial(R.redirect, spec.redirect, v, match), head, ctx)
         if spec.direct is not None:
             d = spec.direct
@@ -182,7 +186,7 @@ class OutboundRouter(TcpRouting):
             fast = self._fast(prof, spec, backend, t, authority)
             if fast is not None:
                 return fast
-        v = v or R.RequestView(head, authority, port, prof.header_names)
+        v = v or _view(head, authority, ctx, prof)
         bt = t if backend.authority == authority else self.resolver.get(backend.authority)
         route = self._forward(prof, spec, match, backend, bt, head, v, authority, ctx)
         plan = route.plan
