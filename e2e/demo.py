@@ -4,6 +4,8 @@ Run after `meshlet up -f e2e/apps/bookinfo/`:
 
     python -m meshlet.e2e.demo --state-dir /var/lib/meshlet --duration 5
 
+or against a cluster (`--target kube`, or MESHLET_E2E_TARGET=kube as for the scenarios).
+
 It lists the namespace's pods through the `meshlet` CLI, scrapes every meshed
 pod's proxy metrics (<podIP>:15090/metrics), sends a bounded number of
 `GET /productpage` from the host to the productpage pod (entering that pod's
@@ -35,10 +37,12 @@ from meshlet.e2e.stats import (
     workload_stat,
 )
 from meshlet.e2e.target import (
-    LocalMeshTarget,
+    TARGET_ENV,
+    TARGET_KINDS,
     LocalTargetSettings,
     MeshTarget,
     TargetError,
+    make_target,
 )
 
 METRICS_PORT = 15090
@@ -180,6 +184,9 @@ async def run_demo(target: MeshTarget, *, namespace: str, service: str, port: in
 
 
 @click.command()
+@click.option("--target", "target_kind", type=click.Choice(TARGET_KINDS), envvar=TARGET_ENV, default="local",
+              show_default=True, help="Mesh to drive: local (--state-dir) or kube (MESHLET_E2E_KUBECONFIG, else "
+              "KUBECONFIG, else ~/.kube/config; the host must reach pod IPs).")
 @click.option("--state-dir", envvar="MESHLET_STATE_DIR", type=click.Path(path_type=Path),
               default=Path("/var/lib/meshlet"), show_default=True, help="State directory of the local mesh.")
 @click.option("--namespace", "-n", default="bookinfo", show_default=True)
@@ -190,10 +197,14 @@ async def run_demo(target: MeshTarget, *, namespace: str, service: str, port: in
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--max-requests", default=2000, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--wait", "wait_s", default=120.0, show_default=True, help="Seconds to wait for pods to be ready.")
-def main(state_dir: Path, namespace: str, service: str, port: int, path: str, duration: float,
+def main(target_kind: str, state_dir: Path, namespace: str, service: str, port: int, path: str, duration: float,
          concurrency: int, max_requests: int, wait_s: float) -> None:
     """Drive traffic to Bookinfo's productpage and print per-workload stats."""
-    target = LocalMeshTarget(LocalTargetSettings(state_dir=state_dir))
+    if target_kind == "kube":
+        from meshlet.e2e.kubetarget import KubeTargetSettings
+        target = make_target(KubeTargetSettings.from_env())
+    else:
+        target = make_target(LocalTargetSettings(state_dir=state_dir))
     try:
         demo = asyncio.run(run_demo(target, namespace=namespace, service=service, port=port, path=path,
                                     duration_s=duration, concurrency=concurrency, max_requests=max_requests,

@@ -21,7 +21,6 @@ from meshlet.e2e.scenarios.harness import (
     LEGACY_NAMESPACE,
     NAMESPACE,
     BookinfoMesh,
-    local_only,
     mesh_unavailable_reason,
     new_target,
     poll,
@@ -29,6 +28,7 @@ from meshlet.e2e.scenarios.harness import (
     stop_target,
 )
 from meshlet.e2e.stats import inbound_counters, parse_samples
+from meshlet.e2e.target import LocalMeshTarget
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -137,11 +137,14 @@ def test_uninjected_pod_reaches_productpage(bookinfo_mesh: BookinfoMesh) -> None
 
 
 def test_demo_driver_prints_sane_numbers(bookinfo_mesh: BookinfoMesh) -> None:
-    target = local_only(bookinfo_mesh.target, "the demo driver reads a local mesh's state dir")
+    target = bookinfo_mesh.target
+    if isinstance(target, LocalMeshTarget):
+        where, env = ["--state-dir", str(target.settings.state_dir)], target.settings.env(os.environ)
+    else:  # the kube target's settings come from this process's environment
+        where, env = ["--target", "kube"], dict(os.environ)
     proc = subprocess.run(
-        [sys.executable, "-m", "meshlet.e2e.demo", "--state-dir", str(target.settings.state_dir),
-         "--duration", "3", "--concurrency", "2", "--max-requests", "300"],
-        env=target.settings.env(os.environ), capture_output=True, text=True, timeout=120, check=False)
+        [sys.executable, "-m", "meshlet.e2e.demo", *where, "--duration", "3", "--concurrency", "2",
+         "--max-requests", "300"], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.strip()}
     assert rows["NAME"][1:] == ["MESHED", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "TCP_CONN"]

@@ -7,11 +7,13 @@ are missing; and that a local-only scenario is reported as not applicable.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from kubernetes_asyncio import client as kclient
 from meshlet.e2e.kubeapi import KubeAPIServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,3 +50,18 @@ def test_local_only_scenario_is_not_applicable_on_kube(kube_api: KubeAPIServer, 
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "not applicable on the kube target: reads a local mesh's state dir" in out, out
+
+
+async def test_demo_driver_reads_pods_from_the_cluster(kube_api: KubeAPIServer, kube_client: kclient.ApiClient,
+                                                       kube_ns: str, tmp_path: Path) -> None:
+    await kclient.CoreV1Api(kube_client).create_namespaced_pod(kube_ns, kclient.V1Pod(
+        metadata=kclient.V1ObjectMeta(name="only-in-the-cluster"),
+        spec=kclient.V1PodSpec(containers=[kclient.V1Container(name="c", image="meshlet/meshlet:test")])))
+    env = {k: v for k, v in os.environ.items() if k not in ("MESHLET_E2E_TARGET", "KUBECONFIG")}
+    env.update(MESHLET_E2E_KUBECONFIG=str(kube_api.kubeconfig), MESHLET_E2E_TARGET="kube")
+    proc = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "meshlet.e2e.demo", "-n", kube_ns, "--wait", "0"], cwd=tmp_path,
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (f"no ready pod with label app=productpage in namespace {kube_ns} after 0s (pods: only-in-the-cluster)"
+            in proc.stderr), proc.stderr
