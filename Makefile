@@ -2,11 +2,11 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 STATE_DIR ?= /var/lib/meshlet
-DEBIAN_PACKAGES := iptables iproute2 curl procps util-linux ca-certificates nginx haproxy wrk
+DEBIAN_PACKAGES := iptables iproute2 curl procps util-linux ca-certificates nginx haproxy wrk nghttp2-client
 BENCH_PACKAGES := nginx haproxy wrk nghttp2-client curl
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-debian setup-python kube-tools test demo down proto proto-check bench clean
+.PHONY: setup setup-debian setup-python kube-tools bench-tools test demo down proto proto-check bench clean
 
 ## setup: install everything the mesh and the tests need (Debian packages, Python package)
 setup: setup-debian setup-python
@@ -25,8 +25,13 @@ setup-python:
 kube-tools:
 	tests/kube/tools/build.sh
 
+## bench-tools: build the load generator oha from crates.io once (the bench harness tests drive real load with it)
+bench-tools:
+	@test -x bench/.tools/bin/oha || command -v oha >/dev/null || \
+	  nice -n 10 $${CARGO:-$$(command -v cargo || echo $$HOME/.cargo/bin/cargo)} install oha@$(OHA_VERSION) --locked --root bench/.tools
+
 ## test: set up and run the whole suite (needs root: network namespaces and iptables; a real kube-apiserver)
-test: setup kube-tools
+test: setup kube-tools bench-tools
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 ## demo: start the local mesh with Bookinfo, drive traffic, print per-workload stats
@@ -50,8 +55,7 @@ bench: setup
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@test -x bench/.tools/bin/oha || command -v oha >/dev/null || \
-	  nice -n 19 $${CARGO:-$$(command -v cargo || echo $$HOME/.cargo/bin/cargo)} install oha@$(OHA_VERSION) --locked --root bench/.tools
+	@$(MAKE) --no-print-directory bench-tools
 	BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(PYTHON) -m bench.run $(BENCH_ARGS)
 
 ## proto: regenerate api/gen from api/proto

@@ -88,7 +88,7 @@ def test_measure_all_with_oha_when_available(env, monkeypatch):
     monkeypatch.setattr(bench.measure, "verify", fast_verify)
     oha = shutil.which("oha") or str(TOOLS_DIR / "bin" / "oha")
     if not os.path.exists(oha):
-        pytest.skip("oha not built (make bench builds it)")
+        pytest.fail("oha not built: run `make bench-tools` (make test builds it)")
     plan = LoadPlan(rates=(100,), seconds=1, rounds=2, warmup_seconds=0, connections=2, wrk_connections=2,
                     idle_settle_seconds=0.0)
     broken = BrokenPeer()
@@ -119,7 +119,7 @@ def test_meshlet_pair_through_meshlet_up(env):
 
     oha = shutil.which("oha") or str(TOOLS_DIR / "bin" / "oha")
     if not os.path.exists(oha):
-        pytest.skip("oha not built (make bench builds it)")
+        pytest.fail("oha not built: run `make bench-tools` (make test builds it)")
     # Not the benchmark's own names and ranges, so a benchmark may run meanwhile.
     settings = MeshSettings(bridge="mltbmt0", netns_prefix="mlbt-", pod_cidr="198.18.254.0/24",
                             service_cidr="198.19.254.0/24")
@@ -168,10 +168,10 @@ def test_h2c_and_grpc_direct_through_oha_and_h2load(suites_env):
     from bench.peers import DirectGrpcPeer, DirectH2Peer
 
     if shutil.which("h2load") is None:
-        pytest.skip("h2load (nghttp2-client) is needed")
+        pytest.fail("h2load not installed: Debian nghttp2-client (make setup installs it)")
     oha = shutil.which("oha") or str(TOOLS_DIR / "bin" / "oha")
     if not os.path.exists(oha):
-        pytest.skip("oha not built (make bench builds it)")
+        pytest.fail("oha not built: run `make bench-tools` (make test builds it)")
     plan = LoadPlan(rates=(50,), seconds=1, rounds=1, warmup_seconds=0, connections=2, wrk_connections=2,
                     idle_settle_seconds=0.0)
     h2, grpc = measure_all(suites_env, [DirectH2Peer(), DirectGrpcPeer()], oha, plan, log=print)  # type: ignore[arg-type]
@@ -192,10 +192,10 @@ def test_meshlet_suites_share_one_mesh(suites_env):
     from bench.suites import plan_peers
 
     if shutil.which("h2load") is None:
-        pytest.skip("h2load (nghttp2-client) is needed")
+        pytest.fail("h2load not installed: Debian nghttp2-client (make setup installs it)")
     oha = shutil.which("oha") or str(TOOLS_DIR / "bin" / "oha")
     if not os.path.exists(oha):
-        pytest.skip("oha not built (make bench builds it)")
+        pytest.fail("oha not built: run `make bench-tools` (make test builds it)")
     settings = MeshSettings(**SUITES_MESH)
     plan = LoadPlan(rates=(50,), seconds=1, rounds=1, warmup_seconds=0, connections=2, wrk_connections=2,
                     idle_settle_seconds=0.0, suite_rates=(("routes", (50,)), ("h2", (50,)), ("grpc", (20,))))
@@ -221,7 +221,7 @@ def test_nginx_and_haproxy_pairs_speak_http2_over_mtls(suites_env, suite):
     from bench.peers import EchoServer
 
     if shutil.which("h2load") is None:
-        pytest.skip("h2load (nghttp2-client) is needed")
+        pytest.fail("h2load not installed: Debian nghttp2-client (make setup installs it)")
     echo = EchoServer() if suite == "grpc" else None
     for peer in (NginxH2Pair(suite, echo), HaproxyH2Pair(suite, echo)):
         with peer.start(suites_env) as running:
