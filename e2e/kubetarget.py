@@ -132,7 +132,10 @@ class KubeMeshTarget:
                 found = {}
             except TransportError as exc:
                 raise TargetError(f"discovery of {api_version}: {exc}") from None
-            self._discovery[api_version] = [r for r in found.get("resources", []) if "/" not in r["name"]]
+            resources = [r for r in found.get("resources", []) if "/" not in r["name"]]
+            if not resources:  # not served (yet): ask again next time, a CRD may be installed meanwhile
+                return []
+            self._discovery[api_version] = resources
         return self._discovery[api_version]
 
     def _path(self, api_version: str, res: Mapping[str, Any], namespace: str | None, name: str | None) -> str:
