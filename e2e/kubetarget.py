@@ -8,9 +8,10 @@ Available, pods are listed as `PodInfo`, `exec` uses the pods/exec websocket
 protocol is synchronous: each call runs on its own event loop with a fresh
 client (call it from a worker thread inside async code).
 
-`pod_address` returns the pod IP: the test host must route to the pod
-network (in the cluster, or e.g. `ip route add <pod CIDR> via <kind node IP>`);
-a port-forward through the API server is not implemented.
+`pod_address` returns the pod IP by default (the test host must route to the
+pod network: in the cluster, or e.g. `ip route add <pod CIDR> via <kind node
+IP>`); with `pod_access="port-forward"` (MESHLET_E2E_KUBE_POD_ACCESS) it is a
+loopback port forwarded through the API server (meshlet.e2e.kubeforward).
 
 The pure parts (manifests, their order, availability, the exec status
 channel) are in meshlet.e2e.kubeobjects.
@@ -37,6 +38,7 @@ from meshlet.controller.store.kube.transport import (
     Transport,
     TransportError,
 )
+from meshlet.e2e.kubeforward import PortForwarder
 from meshlet.e2e.kubeobjects import (
     STATUS,
     STDERR,
@@ -57,6 +59,7 @@ __all__ = ["KubeMeshTarget", "KubeTargetSettings", "ManifestError"]
 
 T = TypeVar("T")
 CONTROL_PLANE = ("meshlet-destination", "meshlet-identity", "meshlet-injector")
+POD_ACCESS = ("ip", "port-forward")
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,17 @@ class KubeTargetSettings:
     ready_timeout: float = 300.0
     """How long `up`/`apply` wait for Deployments to become Available."""
     poll_interval: float = 1.0
+    pod_access: str = "ip"
+    """How `pod_address` reaches pods: `ip` (the host routes to pod IPs) or `port-forward` (through the API server)."""
+
+    def __post_init__(self) -> None:
+        if self.pod_access not in POD_ACCESS:
+            raise ValueError(f"pod access {self.pod_access!r}: expected one of {', '.join(POD_ACCESS)}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KubeTargetSettings:
         """MESHLET_E2E_KUBECONFIG (else KUBECONFIG's first file), MESHLET_E2E_KUBE_CONTEXT,
-        MESHLET_E2E_CP_NAMESPACE, MESHLET_E2E_KUBE_READY_TIMEOUT (seconds)."""
+        MESHLET_E2E_CP_NAMESPACE, MESHLET_E2E_KUBE_READY_TIMEOUT (seconds), MESHLET_E2E_KUBE_POD_ACCESS."""
         env = os.environ if env is None else env
         path = env.get("MESHLET_E2E_KUBECONFIG") or (env.get("KUBECONFIG") or "").split(os.pathsep)[0]
         timeout = env.get("MESHLET_E2E_KUBE_READY_TIMEOUT") or "300"
@@ -86,7 +95,7 @@ class KubeTargetSettings:
             raise ValueError(f"MESHLET_E2E_KUBE_READY_TIMEOUT={timeout!r}: expected seconds") from None
         return cls(kubeconfig=Path(path) if path else None, context=env.get("MESHLET_E2E_KUBE_CONTEXT") or None,
                    control_plane_namespace=env.get("MESHLET_E2E_CP_NAMESPACE") or "meshlet",
-                   ready_timeout=ready_timeout)
+                   ready_timeout=ready_timeout, pod_access=env.get("MESHLET_E2E_KUBE_POD_ACCESS") or "ip")
 
 class KubeMeshTarget:
     """`MeshTarget` against the cluster a kubeconfig names."""
@@ -95,19 +104,24 @@ class KubeMeshTarget:
         self.settings = settings
         self.applied: list[ObjectRef] = []
         self._discovery: dict[str, list[dict[str, Any]]] = {}
+        self._forwarder: PortForwarder | None = None
 
     def __repr__(self) -> str:
         return f"<KubeMeshTarget kubeconfig={self.settings.kubeconfig} context={self.settings.context}>"
 
     # --- the event loop and client per call -------------------------------------------------------
+    async def _config(self) -> kclient.Configuration:
+        conf = kclient.Configuration()
+        try:
+            await kconfig.load_kube_config(config_file=str(self.settings.kubeconfig) if self.settings.kubeconfig
+                                           else None, context=self.settings.context, client_configuration=conf)
+        except (kconfig.ConfigException, OSError, ValueError) as exc:
+            raise TargetError(f"kubeconfig {self.settings.kubeconfig or '(default)'}: {exc}") from None
+        return conf
+
     def _run(self, fn: Callable[[Transport, kclient.Configuration], Awaitable[T]]) -> T:
         async def main() -> T:
-            conf = kclient.Configuration()
-            try:
-                await kconfig.load_kube_config(config_file=str(self.settings.kubeconfig) if self.settings.kubeconfig
-                                               else None, context=self.settings.context, client_configuration=conf)
-            except (kconfig.ConfigException, OSError, ValueError) as exc:
-                raise TargetError(f"kubeconfig {self.settings.kubeconfig or '(default)'}: {exc}") from None
+            conf = await self._config()
             transport = Transport(kclient.ApiClient(configuration=conf), self.settings.request_timeout)
             try:
                 return await fn(transport, conf)
@@ -237,7 +251,10 @@ class KubeMeshTarget:
             await asyncio.sleep(self.settings.poll_interval)
 
     def down(self) -> None:
-        """Delete what `up`/`apply` applied through this target, Namespaces last."""
+        """Delete what `up`/`apply` applied through this target, Namespaces last; stop port-forwards."""
+        if self._forwarder is not None:
+            self._forwarder.close()
+            self._forwarder = None
         refs = delete_order(self.applied)
 
         async def run(t: Transport, _: kclient.Configuration) -> None:
@@ -363,6 +380,10 @@ class KubeMeshTarget:
         return body
 
     def pod_address(self, pod: PodInfo, port: int) -> str:
+        if self.settings.pod_access == "port-forward":
+            if self._forwarder is None:
+                self._forwarder = PortForwarder(self._config, self.settings.request_timeout)
+            return self._forwarder.address(pod.namespace, pod.name, port)
         if not pod.ip:
             raise TargetError(f"pod {pod.key} has no IP yet")
         return f"{pod.ip}:{port}"

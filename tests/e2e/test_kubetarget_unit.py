@@ -210,13 +210,7 @@ def _fake_api_server() -> tuple[web.Application, list[dict]]:
 async def test_exec_and_logs_through_the_websocket_protocol(start_app: StartApp, tmp_path: Path) -> None:
     app, seen = _fake_api_server()
     url = await start_app(app)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "x",
-        "clusters": [{"name": "c", "cluster": {"server": url}}],
-        "users": [{"name": "u", "user": {"token": "secret-token"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
-    target = KubeMeshTarget(KubeTargetSettings(kubeconfig=kubeconfig))
+    target = KubeMeshTarget(KubeTargetSettings(kubeconfig=_kubeconfig(tmp_path, url)))
     ok = await asyncio.to_thread(target.exec, "ns", "sleep-1", ["sh", "-c", "ok"])
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "hello from ok\n", "a warning\n")
     failed = await asyncio.to_thread(target.exec, "ns", "sleep-1", ["sh", "-c", "fail"])
@@ -225,3 +219,52 @@ async def test_exec_and_logs_through_the_websocket_protocol(start_app: StartApp,
     logs = await asyncio.to_thread(target.logs, "ns", "sleep-1")
     assert logs == "log of meshlet-proxy\nlog of sleep\n"
     assert await asyncio.to_thread(target.logs, "ns", "sleep-1", "sleep") == "log of sleep\n"
+
+
+def _kubeconfig(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "c", "cluster": {"server": url}}],
+        "users": [{"name": "u", "user": {"token": "secret-token"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
+    return path
+
+
+async def test_port_forward_through_the_websocket_protocol(start_app: StartApp, tmp_path: Path) -> None:
+    """pod_address with pod_access=port-forward: a loopback port whose bytes travel as portforward channel frames."""
+    seen: list[str] = []
+
+    async def portforward(request: web.Request) -> web.WebSocketResponse:
+        port = int(request.query["ports"])
+        seen.append(f"{request.match_info['pod']}:{port}")
+        ws = web.WebSocketResponse(protocols=("v4.channel.k8s.io",))
+        await ws.prepare(request)
+        await ws.send_bytes(b"\x00" + port.to_bytes(2, "little"))
+        await ws.send_bytes(b"\x01" + port.to_bytes(2, "little"))
+        async for msg in ws:  # an upper-casing echo "pod"
+            if msg.type == web.WSMsgType.BINARY and msg.data[:1] == b"\x00":
+                await ws.send_bytes(b"\x00" + msg.data[1:].upper())
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/ns/pods/{pod}/portforward", portforward)
+    url = await start_app(app)
+    target = KubeMeshTarget(KubeTargetSettings(kubeconfig=_kubeconfig(tmp_path, url), pod_access="port-forward"))
+    pod = pod_from_obj({"metadata": {"name": "httpbin-1", "namespace": "ns"}})
+    try:
+        address = await asyncio.to_thread(target.pod_address, pod, 8000)
+        host, port = address.rsplit(":", 1)
+        assert host == "127.0.0.1"
+        for word in (b"hello", b"again"):  # two connections through the same listener
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(word)
+            await writer.drain()
+            assert await asyncio.wait_for(reader.readexactly(len(word)), 30) == word.upper()
+            writer.close()
+        assert await asyncio.to_thread(target.pod_address, pod, 8000) == address
+    finally:
+        await asyncio.to_thread(target.down)
+    assert seen[:2] == ["httpbin-1:8000", "httpbin-1:8000"]
+    with pytest.raises(ValueError, match="pod access 'tunnel'"):
+        KubeTargetSettings(pod_access="tunnel")

@@ -154,6 +154,19 @@ async def test_exec_and_logs_fail_clearly_without_a_kubelet(kube_api: KubeAPISer
     with pytest.raises(TargetError, match=rf"logs of {kube_ns}/missing: 404"):
         await asyncio.to_thread(target.logs, kube_ns, "missing")
 
+    # a port-forward listener comes up, but the API server refuses the forward: the connection just closes
+    forwarding = target_for(kube_api, pod_access="port-forward")
+    pod = next(p for p in await asyncio.to_thread(forwarding.pods, kube_ns) if p.name == "sleep")
+    try:
+        host, port = (await asyncio.to_thread(forwarding.pod_address, pod, 15090)).rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 60) == b""
+        writer.close()
+    finally:
+        await asyncio.to_thread(forwarding.down)
+
 
 async def test_delete_and_down(kube_api: KubeAPIServer, kube_client: kclient.ApiClient, tmp_path: Path) -> None:
     manifests, ns, legacy = bookinfo_copy(tmp_path, "down")
