@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
+from meshlet.controller.cli._store import Target, target_options
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.model import (
     DEFAULT_REGISTRY,
@@ -19,7 +21,7 @@ from meshlet.controller.model import (
     load_paths,
 )
 from meshlet.controller.model.registry import KindInfo
-from meshlet.controller.store import StoreError, open_local_store
+from meshlet.controller.store import StoreError
 
 
 def _fail(message: str) -> None:
@@ -47,8 +49,8 @@ class _Refused(Exception):
     """References to missing objects (see meshlet.controller.analyze.admission)."""
 
 
-async def _apply(cfg: LocalConfig, resources: list[Resource], validate: str = "strict") -> list[str]:
-    store = open_local_store(cfg)
+async def _apply(target: Target, resources: list[Resource], validate: str = "strict") -> list[str]:
+    store = await target.open(create=True)
     try:
         if validate != "ignore":
             from meshlet.controller.analyze.admission import admit
@@ -71,14 +73,20 @@ async def _apply(cfg: LocalConfig, resources: list[Resource], validate: str = "s
 @click.option("-n", "--namespace", default=None, help="Namespace for objects that name none.")
 @click.option("--validate", type=click.Choice(["strict", "warn", "ignore"]), default="strict", show_default=True,
               help="References to missing hosts/gateways: refuse (strict), only warn, or skip the check.")
+@target_options
 @click.pass_obj
-def apply(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, validate: str) -> None:
-    """Create or update resources from manifests (all-or-nothing)."""
+def apply(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, validate: str, mode: str | None,
+          kubeconfig: Path | None, kube_context: str | None) -> None:
+    """Create or update resources from manifests (all-or-nothing).
+
+    Writes to the local mesh, or through a Kubernetes API server with --mode kube (implied by --kubeconfig).
+    """
+    target = Target.from_options(cfg, mode, kubeconfig, kube_context)
     resources = _load(files, namespace)
     if not resources:
         _fail(f"no objects passed to apply (in {', '.join(files)})")
     try:
-        lines = asyncio.run(_apply(cfg, resources, validate))
+        lines = asyncio.run(_apply(target, resources, validate))
     except (StoreError, _Refused) as e:
         _fail(str(e))
         return
@@ -86,9 +94,9 @@ def apply(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, valid
         click.echo(line)
 
 
-async def _delete(cfg: LocalConfig,
+async def _delete(target: Target,
                   targets: list[tuple[str, str | None, str]]) -> list[tuple[KindInfo, str, bool]]:
-    store = open_local_store(cfg, create=False)
+    store = await target.open()
     out = []
     try:
         for kind, ns, name in targets:
@@ -105,10 +113,12 @@ async def _delete(cfg: LocalConfig,
 @click.option("-n", "--namespace", default=None, help="Namespace of KIND NAME (default: default).")
 @click.option("--ignore-not-found", is_flag=True, help="Exit 0 even if an object does not exist.")
 @click.argument("args", nargs=-1)
+@target_options
 @click.pass_obj
 def delete(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, ignore_not_found: bool,
-           args: tuple[str, ...]) -> None:
-    """Delete resources: `delete -f PATH` or `delete KIND NAME... [-n NS]`."""
+           args: tuple[str, ...], mode: str | None, kubeconfig: Path | None, kube_context: str | None) -> None:
+    """Delete resources: `delete -f PATH` or `delete KIND NAME... [-n NS]` (--mode kube / --kubeconfig: in a cluster)."""
+    target = Target.from_options(cfg, mode, kubeconfig, kube_context)
     targets: list[tuple[str, str | None, str]] = []
     if files and args:
         _fail("give either -f PATH or KIND NAME, not both")
@@ -126,10 +136,10 @@ def delete(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, igno
         targets = [(info.kind, namespace, name) for name in args[1:]]
     else:
         _fail("usage: meshlet delete -f PATH | meshlet delete KIND NAME [-n NS]")
-    if not cfg.db_path.exists():
-        _fail(f"no local mesh at {cfg.state_dir}: run `meshlet up`")
+    if (why := target.require_local_mesh()) is not None:
+        _fail(why)
     try:
-        results = asyncio.run(_delete(cfg, targets))
+        results = asyncio.run(_delete(target, targets))
     except StoreError as e:
         _fail(str(e))
         return

@@ -11,10 +11,12 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 import yaml
+from meshlet.controller.cli._store import Target, target_options
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.model import (
     DEFAULT_REGISTRY,
@@ -26,7 +28,7 @@ from meshlet.controller.model import (
     to_obj,
 )
 from meshlet.controller.model.registry import KindInfo
-from meshlet.controller.store import StoreError, open_local_store
+from meshlet.controller.store import StoreError
 
 PROXY_ANNOTATION = "meshlet.io/proxy"
 ALL = ("pods", "services", "deployments")
@@ -202,8 +204,8 @@ class Query:
         return self.namespace is None or not resource.namespaced or resource.metadata.namespace == self.namespace
 
 
-async def _fetch(cfg: LocalConfig, query: Query) -> list[tuple[KindInfo, list[Resource], int]]:
-    store = open_local_store(cfg, create=False)
+async def _fetch(target: Target, query: Query) -> list[tuple[KindInfo, list[Resource], int]]:
+    store = await target.open()
     try:
         out = []
         for info in query.infos:
@@ -214,10 +216,10 @@ async def _fetch(cfg: LocalConfig, query: Query) -> list[tuple[KindInfo, list[Re
         await store.close()
 
 
-async def _watch(cfg: LocalConfig, query: Query, listed: dict[str, int],
+async def _watch(target: Target, query: Query, listed: dict[str, int],
                  show: Callable[[KindInfo, Resource], None]) -> None:
     """Show every change after the listing until interrupted."""
-    store = open_local_store(cfg, create=False)
+    store = await target.open()
     try:
         async for event in store.watch({i.kind for i in query.infos}, since=min(listed.values())):
             resource = event.resource
@@ -239,10 +241,15 @@ def _fail(message: str) -> None:
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
 @click.option("-o", "--output", type=click.Choice(["json", "yaml", "wide", "name"]), default=None)
 @click.option("-w", "--watch", is_flag=True, help="After listing, keep showing changes (Ctrl-C ends).")
+@target_options
 @click.pass_obj
 def get(cfg: LocalConfig, kind: str, name: str | None, namespace: str | None, all_namespaces: bool,
-        output: str | None, watch: bool) -> None:
-    """Show resources: `get pods`, `get svc reviews -n bookinfo -o yaml`, `get deploy,svc -A`, `get po -w`."""
+        output: str | None, watch: bool, mode: str | None, kubeconfig: Path | None, kube_context: str | None) -> None:
+    """Show resources: `get pods`, `get svc reviews -n bookinfo -o yaml`, `get deploy,svc -A`, `get po -w`.
+
+    Reads the local mesh, or a Kubernetes cluster with --mode kube (implied by --kubeconfig/--context).
+    """
+    target = Target.from_options(cfg, mode, kubeconfig, kube_context)
     try:
         infos = [DEFAULT_REGISTRY.resolve(a) for k in kind.split(",") if k for a in (ALL if k == "all" else [k])]
     except UnknownKind as e:
@@ -252,11 +259,11 @@ def get(cfg: LocalConfig, kind: str, name: str | None, namespace: str | None, al
         _fail("no resource type given")
     if all_namespaces and name is not None:
         _fail("a resource cannot be retrieved by name across all namespaces")
-    if not cfg.db_path.exists():
-        _fail(f"no local mesh at {cfg.state_dir}: run `meshlet up`")
+    if (why := target.require_local_mesh()) is not None:
+        _fail(why)
     query = Query(infos, name, None if all_namespaces else (namespace or "default"))
     try:
-        results = asyncio.run(_fetch(cfg, query))
+        results = asyncio.run(_fetch(target, query))
     except StoreError as e:
         _fail(str(e))
         return
@@ -271,7 +278,7 @@ def get(cfg: LocalConfig, kind: str, name: str | None, namespace: str | None, al
     if not watch:
         return
     try:
-        asyncio.run(_watch(cfg, query, {info.kind: rv for info, _, rv in results}, show))
+        asyncio.run(_watch(target, query, {info.kind: rv for info, _, rv in results}, show))
     except StoreError as e:
         _fail(str(e))
     except KeyboardInterrupt:
