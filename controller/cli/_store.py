@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 from meshlet.controller.config import LocalConfig
-from meshlet.controller.store import Store, StoreError, open_local_store
+from meshlet.controller.store import Invalid, Store, StoreError, open_local_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +61,18 @@ class Target:
         return await KubeStore.connect(KubeStoreConfig(kubeconfig=self.resolved_kubeconfig(), context=self.context))
 
 
+def describe(error: StoreError) -> str:
+    """The CLI's text for `error`: a refusal's problems without the ones an earlier one already states
+    (the API server's 422 message names every invalid field, and its causes repeat them)."""
+    if not isinstance(error, Invalid):
+        return str(error)
+    kept: list[str] = []
+    for problem in error.problems:
+        if not any(problem in earlier for earlier in kept):
+            kept.append(problem)
+    return str(Invalid(kept)) if kept else str(error)
+
+
 def target_options(fn: F) -> F:
     """click options --mode, --kubeconfig, --context (give them to Target.from_options)."""
     fn = click.option("--context", "kube_context", default=None, help="Kubernetes mode: kubeconfig context.")(fn)
@@ -71,4 +83,4 @@ def target_options(fn: F) -> F:
     return fn
 
 
-__all__ = ["StoreError", "Target", "target_options"]
+__all__ = ["StoreError", "Target", "describe", "target_options"]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
-from meshlet.controller.cli._store import Target, target_options
+from meshlet.controller.cli._store import Target, describe, target_options
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.model import (
     DEFAULT_REGISTRY,
@@ -87,8 +87,11 @@ def apply(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, valid
         _fail(f"no objects passed to apply (in {', '.join(files)})")
     try:
         lines = asyncio.run(_apply(target, resources, validate))
-    except (StoreError, _Refused) as e:
+    except _Refused as e:
         _fail(str(e))
+        return
+    except StoreError as e:
+        _fail(describe(e))
         return
     for line in lines:
         click.echo(line)
@@ -141,7 +144,7 @@ def delete(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, igno
     try:
         results = asyncio.run(_delete(target, targets))
     except StoreError as e:
-        _fail(str(e))
+        _fail(describe(e))
         return
     missing = False
     for info, name, existed in results:

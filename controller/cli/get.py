@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 import yaml
-from meshlet.controller.cli._store import Target, target_options
+from meshlet.controller.cli._store import Target, describe, target_options
 from meshlet.controller.config import LocalConfig
 from meshlet.controller.model import (
     DEFAULT_REGISTRY,
@@ -265,7 +265,7 @@ def get(cfg: LocalConfig, kind: str, name: str | None, namespace: str | None, al
     try:
         results = asyncio.run(_fetch(target, query))
     except StoreError as e:
-        _fail(str(e))
+        _fail(describe(e))
         return
     found = [(info, items) for info, items, _ in results if items]
     if name is not None and not found and not watch:
@@ -280,7 +280,7 @@ def get(cfg: LocalConfig, kind: str, name: str | None, namespace: str | None, al
     try:
         asyncio.run(_watch(target, query, {info.kind: rv for info, _, rv in results}, show))
     except StoreError as e:
-        _fail(str(e))
+        _fail(describe(e))
     except KeyboardInterrupt:
         pass
 

@@ -158,3 +158,20 @@ async def _client(api: KubeAPIServer) -> kclient.ApiClient:
     from kubernetes_asyncio import config as kconfig
 
     return await kconfig.new_client_from_config(config_file=str(api.kubeconfig))
+
+
+
+
+async def test_server_rejection_names_the_field(kube_api: KubeAPIServer, kube_ns: str, tmp_path: Path) -> None:
+    """What only the API server checks (here an ExternalName Service without externalName): 422, one line."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad"},
+                                   "spec": {"type": "ExternalName", "ports": [{"port": 80}]}}))
+    r = meshlet("apply", "-f", bad, "-n", kube_ns, kubeconfig=kube_api.kubeconfig, tmp_path=tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: service/bad: ") and "spec.externalName" in lines[0]
+    r = meshlet("get", "svc", "bad", "-n", kube_ns, kubeconfig=kube_api.kubeconfig, tmp_path=tmp_path)
+    assert r.returncode == 1
+    assert 'services "bad" not found' in r.stderr
