@@ -2,6 +2,10 @@
 
 Errors (bad manifests, refused requests) print `error: ...` and exit 1 with
 nothing changed; the store's all-or-nothing apply guarantees the latter.
+Kubernetes mode (`--mode kube`, implied by `--kubeconfig`/`--context`; see
+`_store.py`) writes through the API server, which has no multi-object
+transaction: every object is validated first, and a write refused after others
+succeeded names what was applied and what was not attempted.
 """
 from __future__ import annotations
 
@@ -77,9 +81,10 @@ async def _apply(target: Target, resources: list[Resource], validate: str = "str
 @click.pass_obj
 def apply(cfg: LocalConfig, files: tuple[str, ...], namespace: str | None, validate: str, mode: str | None,
           kubeconfig: Path | None, kube_context: str | None) -> None:
-    """Create or update resources from manifests (all-or-nothing).
+    """Create or update resources from manifests (all-or-nothing in the local mesh).
 
-    Writes to the local mesh, or through a Kubernetes API server with --mode kube (implied by --kubeconfig).
+    Writes to the local mesh, or through a Kubernetes API server with --mode kube (implied by --kubeconfig);
+    there all objects are validated first, and a later refusal names what was already applied.
     """
     target = Target.from_options(cfg, mode, kubeconfig, kube_context)
     resources = _load(files, namespace)
