@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 import yaml
+from meshlet.controller import chartfiles
 from meshlet.controller.model.crd import meshlet_version
 
 from .install_manifests import control_plane
@@ -92,25 +93,11 @@ def control_plane_templates() -> dict[str, str]:
 
 def stale_files(chart_dir: Path, version: str | None = None) -> list[str]:
     """Files missing, different, or left over in `chart_dir` (empty: up to date)."""
-    want = chart_files(version)
-    stale = [rel for rel, text in want.items() if not (chart_dir / rel).is_file() or (chart_dir / rel).read_text() != text]
-    templates = chart_dir / "templates"
-    if templates.is_dir():
-        stale += [f"templates/{p.name}" for p in sorted(templates.iterdir()) if f"templates/{p.name}" not in want]
-    return stale
+    return chartfiles.stale(chart_dir, chart_files(version))
 
 
 def write_chart(chart_dir: Path, version: str | None = None) -> list[str]:
-    changed = stale_files(chart_dir, version)
-    want = chart_files(version)
-    for rel in changed:
-        path = chart_dir / rel
-        if rel in want:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(want[rel])
-        else:
-            path.unlink()
-    return changed
+    return chartfiles.write(chart_dir, chart_files(version))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,15 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("chart_dir", nargs="?", type=Path, default=default_chart_dir())
     parser.add_argument("--check", action="store_true", help="exit 1 if the committed files are stale")
     args = parser.parse_args(argv)
-    if args.check:
-        stale = stale_files(args.chart_dir)
-        for rel in stale:
-            print(f"stale: {args.chart_dir}/{rel} (run `make chart`)")
-        return 1 if stale else 0
-    for rel in write_chart(args.chart_dir):
-        print(f"wrote {args.chart_dir}/{rel}")
-    return 0
-
+    return chartfiles.check_or_write(args.chart_dir, chart_files(), check=args.check, make_target="chart")
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -320,32 +320,16 @@ def stale_files(chart_dir: Any, version: str | None = None) -> list[str]:
     """Generated files missing, different, or left over in `chart_dir` (empty: up to date)."""
     from pathlib import Path
 
-    root = Path(chart_dir)
-    want = chart_files(version)
-    stale = [rel for rel, text in want.items()
-             if not (root / rel).is_file() or (root / rel).read_text() != text]
-    templates = root / "templates"
-    if templates.is_dir():
-        stale += [f"templates/{p.name}" for p in sorted(templates.glob("*.yaml"))
-                  if f"templates/{p.name}" not in want]
-    return stale
+    from meshlet.controller import chartfiles
+    return chartfiles.stale(Path(chart_dir), chart_files(version))
 
 
 def write_chart(chart_dir: Any, version: str | None = None) -> list[str]:
     """Write the generated files (removing stale generated templates); returns what changed."""
     from pathlib import Path
 
-    root = Path(chart_dir)
-    changed = stale_files(root, version)
-    want = chart_files(version)
-    for rel in changed:
-        path = root / rel
-        if rel in want:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(want[rel])
-        else:
-            path.unlink()
-    return changed
+    from meshlet.controller import chartfiles
+    return chartfiles.write(Path(chart_dir), chart_files(version))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -361,15 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stdout:
         print(crd_yaml(), end="")
         return 0
-    if args.check:
-        stale = stale_files(args.chart_dir)
-        for rel in stale:
-            print(f"stale: {args.chart_dir}/{rel} (run `make crds`)")
-        return 1 if stale else 0
-    for rel in write_chart(args.chart_dir):
-        print(f"wrote {args.chart_dir}/{rel}")
-    return 0
-
+    from meshlet.controller import chartfiles
+    return chartfiles.check_or_write(Path(args.chart_dir), chart_files(), check=args.check, make_target="crds")
 
 if __name__ == "__main__":
     raise SystemExit(main())
