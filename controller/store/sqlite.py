@@ -32,12 +32,12 @@ from meshlet.controller.model import (
     Registry,
     Resource,
     UnknownKind,
-    default_resource,
     to_obj,
 )
 from meshlet.controller.model.registry import KindInfo
 from meshlet.controller.store import sql
 from meshlet.controller.store.base import Action, ApplyResult, EventType, KindRef, WatchEvent
+from meshlet.controller.store.prepare import prepare
 from meshlet.controller.store.errors import Conflict, Gone, Invalid, NotFound, StoreError
 from meshlet.controller.store.poll import Probe, Wakeup
 
@@ -185,23 +185,7 @@ class SqliteStore:
 
     def _prepare(self, resources: Sequence[Resource]) -> list[Resource]:
         """Validate and default every object (before the transaction); Invalid lists all problems."""
-        problems: list[str] = []
-        out: list[Resource] = []
-        for i, resource in enumerate(resources):
-            if not isinstance(resource, Resource):
-                problems.append(f"item {i + 1}: expected a Resource, got {type(resource).__name__}")
-                continue
-            try:
-                info = self.registry.for_kind(resource.kind)
-                if info.cls is not type(resource):
-                    raise UnknownKind(f"kind {resource.kind} is not registered with this store")
-                # a round trip through the converter runs every check the loader runs
-                out.append(self.registry.decode(to_obj(default_resource(resource))))
-            except (ConversionError, UnknownKind) as e:
-                problems.append(f"{resource.kind.lower()}/{resource.metadata.name}: {e}")
-        if problems:
-            raise Invalid(problems)
-        return out
+        return prepare(self.registry, resources)
 
     def _apply_txn(self, conn: sqlite3.Connection, resources: list[Resource]) -> list[ApplyResult]:
         new_namespaces = {r.metadata.name for r in resources if isinstance(r, Namespace)}

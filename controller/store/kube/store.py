@@ -25,14 +25,12 @@ import structlog
 from meshlet.controller.model import (
     DEFAULT_NAMESPACE,
     DEFAULT_REGISTRY,
-    ConversionError,
     Registry,
     Resource,
     UnknownKind,
-    default_resource,
-    to_obj,
 )
 from meshlet.controller.store.base import Action, ApplyResult, KindRef, WatchEvent
+from meshlet.controller.store.prepare import prepare
 from meshlet.controller.store.errors import Conflict, Invalid, NotFound, StoreError
 from meshlet.controller.store.kube.apierrors import is_missing_object, partial_failure, to_store_error
 from meshlet.controller.store.kube.config import KubeStoreConfig, new_api_client
@@ -173,22 +171,7 @@ class KubeStore:
 
     def _prepare(self, resources: Sequence[Resource]) -> list[Resource]:
         """Validate and default every object before anything is written; Invalid lists all problems."""
-        problems: list[str] = []
-        out: list[Resource] = []
-        for i, resource in enumerate(resources):
-            if not isinstance(resource, Resource):
-                problems.append(f"item {i + 1}: expected a Resource, got {type(resource).__name__}")
-                continue
-            try:
-                info = self.registry.for_kind(resource.kind)
-                if info.cls is not type(resource):
-                    raise UnknownKind(f"kind {resource.kind} is not registered with this store")
-                out.append(self.registry.decode(to_obj(default_resource(resource))))
-            except (ConversionError, UnknownKind) as e:
-                problems.append(f"{resource.kind.lower()}/{resource.metadata.name}: {e}")
-        if problems:
-            raise Invalid(problems)
-        return out
+        return prepare(self.registry, resources)
 
     async def _apply_one(self, resource: Resource) -> ApplyResult:
         res = self.resource(resource.kind)
